@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* State maps. All are pinned by name in the interface's pin directory, so a
+ * new program generation (policy reload, daemon restart, upgrade) reuses
+ * them: counters never reset and limiter budgets carry over. The policy
+ * itself is not in a map: it is compiled into each generation's .rodata. */
+#ifndef XDPG_MAPS_H
+#define XDPG_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "types.h"
+
+#define XDPG_PORTS 65536
+
+/* Packets per reason, per CPU. Written by XDP, summed by Go. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XDPG_REASON_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_stats SEC(".maps");
+
+/* Drops per destination port, per CPU. Written by XDP, summed by Go. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XDPG_PORTS);
+	__type(key, __u32);
+	__type(value, struct xdpg_port_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_port_drops SEC(".maps");
+
+/* GCRA theoretical arrival time (ns, ktime) per source. Shared by all CPUs
+ * and updated with compare-and-swap; max_entries comes from the policy. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct xdpg_src_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_src_buckets SEC(".maps");
+
+/* GCRA theoretical arrival time per destination port, all sources together. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XDPG_PORTS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_port_buckets SEC(".maps");
+
+/* One entry describing the generation in force. Written by Go only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xdpg_meta);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_generation SEC(".maps");
+
+#endif

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Types shared between the XDP program and Go (exported by bpf2go -type). */
+#ifndef XDPG_TYPES_H
+#define XDPG_TYPES_H
+
+#include <linux/types.h>
+
+/* Bump when a pinned map's layout or meaning changes: a daemon refuses to
+ * adopt pins written under another schema instead of misreading them. */
+#define XDPG_SCHEMA_VERSION 1
+
+/* Why a packet got its verdict. Passes come first, then drops; Go keeps the
+ * names and verdicts (pkg/loader/reasons.go) and a test checks they match. */
+enum xdpg_reason {
+	XDPG_PASS_NOT_IP = 0,	     /* ARP, LLDP, any non-IP ethertype */
+	XDPG_PASS_NOT_TCP,	     /* IP but not TCP: UDP, ICMP, ND, ESP, ... */
+	XDPG_PASS_NOT_SYN,	     /* TCP that cannot open a connection */
+	XDPG_PASS_FRAGMENT,	     /* non-first fragment: carries no TCP header */
+	XDPG_PASS_SYN_ALLOWED,	     /* SYN to an allowed port, within its limits */
+	XDPG_DROP_PORT_NOT_ALLOWED,  /* SYN to a port the policy does not list */
+	XDPG_DROP_RATE_LIMITED,	     /* source over its SYN rate */
+	XDPG_DROP_PORT_RATE_LIMITED, /* port over its all-sources SYN rate */
+	XDPG_DROP_MALFORMED,	     /* headers the stack would reject or we cannot bound */
+	XDPG_DROP_FRAGMENT,	     /* fragment hiding the TCP flags or port */
+	XDPG_DROP_INVALID_FLAGS,     /* SYN+FIN or SYN+RST: never legitimate */
+	XDPG_REASON_MAX,
+};
+
+/* Per-destination-port drop counts (per CPU; Go sums them). */
+struct xdpg_port_counters {
+	__u64 not_allowed;
+	__u64 rate_limited;
+	__u64 port_rate_limited;
+};
+
+/* Per-source limiter key: IPv4 as ::ffff:a.b.c.d, IPv6 as its /64 with the
+ * low 64 bits zero, so the two families can never collide. */
+struct xdpg_src_key {
+	__u32 addr[4];
+};
+
+/* Written by the daemon after each successful switch; read by `status`. */
+struct xdpg_meta {
+	__u32 schema_version;
+	__u32 reserved;
+	__u64 generation;
+	__u64 loaded_unix_ns;
+	__u8 policy_digest[32];
+};
+
+#endif

@@ -1,0 +1,201 @@
+//go:build ignore
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* xdpguard: drop TCP SYNs to ports the policy does not allow, and SYNs over
+ * the per-source and per-port rates. Everything that cannot open a TCP
+ * connection passes without touching the limiter maps. */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "types.h"
+#include "parsing.h"
+#include "maps.h"
+
+/* The policy of this generation, set by Go before load (see pkg/loader).
+ * Bit p of allow_ports is set when TCP port p accepts new connections. */
+volatile const __u64 allow_ports[XDPG_PORTS / 64];
+/* GCRA parameters: emission interval (ns per SYN) and tolerance
+ * (burst * interval). interval 0 disables that limiter. */
+volatile const __u64 src_interval_ns;
+volatile const __u64 src_limit_ns;
+volatile const __u64 port_interval_ns;
+volatile const __u64 port_limit_ns;
+
+/* Keep the enum and struct types in BTF for bpf2go -type. */
+const enum xdpg_reason *unused_reason __attribute__((unused));
+const struct xdpg_meta *unused_meta __attribute__((unused));
+
+static __always_inline int port_allowed(__u16 port)
+{
+	return (allow_ports[port >> 6] >> (port & 63)) & 1;
+}
+
+/* Would one more SYN now fit the bucket? Read-only: sheds a flood at a
+ * saturated port without writing the per-source table. */
+static __always_inline int gcra_would_allow(__u64 tat, __u64 now, __u64 interval, __u64 limit)
+{
+	__u64 base = tat > now ? tat : now;
+
+	return base + interval - now <= limit;
+}
+
+/* GCRA: take one SYN from the bucket at *tat_p. State is a single u64, so a
+ * compare-and-swap keeps it exact across CPUs without a lock. No overflow:
+ * an idle bucket restarts at now, and a TAT beyond now+limit (the limit was
+ * lowered) is clamped instead of locking the source out. */
+static __always_inline int gcra_take(__u64 *tat_p, __u64 now, __u64 interval, __u64 limit)
+{
+	__u64 tat = *(volatile __u64 *)tat_p;
+
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		__u64 base = tat > now ? tat : now;
+		__u64 next, seen;
+
+		if (base - now > limit) {
+			__sync_val_compare_and_swap(tat_p, tat, now + limit);
+			return 0;
+		}
+		next = base + interval;
+		if (next - now > limit)
+			return 0;
+		seen = __sync_val_compare_and_swap(tat_p, tat, next);
+		if (seen == tat)
+			return 1;
+		tat = seen; /* another CPU took a token first: decide again */
+	}
+	return 0;
+}
+
+static __always_inline int src_take(struct xdpg_src_key *key, __u64 now)
+{
+	__u64 *tat = bpf_map_lookup_elem(&xdpg_src_buckets, key);
+
+	if (!tat) {
+		__u64 first = now + src_interval_ns;
+
+		if (bpf_map_update_elem(&xdpg_src_buckets, key, &first, BPF_NOEXIST) == 0)
+			return 1;
+		/* Lost an insert race: use the winner's bucket. */
+		tat = bpf_map_lookup_elem(&xdpg_src_buckets, key);
+		if (!tat)
+			return 1; /* table busy: the per-port limit still applies */
+	}
+	return gcra_take(tat, now, src_interval_ns, src_limit_ns);
+}
+
+/* Decide a TCP SYN (SYN set, ACK clear) to dport. */
+static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dport)
+{
+	__u64 *port_tat = NULL;
+	__u64 now;
+
+	/* Closed ports drop before any clock read or limiter write, so a
+	 * port scan costs one bit test. */
+	if (!port_allowed(dport))
+		return XDPG_DROP_PORT_NOT_ALLOWED;
+	if (!src_interval_ns && !port_interval_ns)
+		return XDPG_PASS_SYN_ALLOWED;
+
+	now = bpf_ktime_get_coarse_ns();
+	if (port_interval_ns) {
+		__u32 idx = dport;
+
+		port_tat = bpf_map_lookup_elem(&xdpg_port_buckets, &idx);
+		if (port_tat && !gcra_would_allow(*(volatile __u64 *)port_tat, now, port_interval_ns, port_limit_ns))
+			return XDPG_DROP_PORT_RATE_LIMITED;
+	}
+	if (src_interval_ns) {
+		struct xdpg_src_key key;
+
+		__builtin_memcpy(key.addr, l4->saddr, sizeof(key.addr));
+		if (!src_take(&key, now))
+			return XDPG_DROP_RATE_LIMITED;
+	}
+	if (port_tat && !gcra_take(port_tat, now, port_interval_ns, port_limit_ns))
+		return XDPG_DROP_PORT_RATE_LIMITED;
+	return XDPG_PASS_SYN_ALLOWED;
+}
+
+static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, __u16 *dport_out)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct hdr_cursor c = { .off = 0, .len = ctx->data_end - ctx->data };
+	struct l4_info l4 = {};
+	__u16 proto;
+	__u8 *tcp;
+	__u32 doff;
+	__u8 flags;
+	int rc;
+
+	rc = parse_eth(data, data_end, &c, &proto);
+	if (rc != XDPG_PARSE_OK)
+		return XDPG_DROP_MALFORMED;
+	if (proto == bpf_htons(ETH_P_IP))
+		rc = parse_ipv4(data, data_end, &c, &l4);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		rc = parse_ipv6(data, data_end, &c, &l4);
+	else
+		return XDPG_PASS_NOT_IP;
+	if (rc != XDPG_PARSE_OK)
+		return XDPG_DROP_MALFORMED;
+
+	if (l4.later_frag)
+		return (l4.frag_off_one && l4.proto == IPPROTO_TCP) ? XDPG_DROP_FRAGMENT : XDPG_PASS_FRAGMENT;
+	if (l4.proto != IPPROTO_TCP)
+		return XDPG_PASS_NOT_TCP;
+
+	/* The fixed TCP header holds the ports and flags. A first fragment
+	 * too short to show them must not reach reassembly (RFC 1858). */
+	c.off = l4.l4_off;
+	tcp = cursor_ptr(data, &c, 20, data_end);
+	if (!tcp || l4.l4_len < 20)
+		return l4.first_frag ? XDPG_DROP_FRAGMENT : XDPG_DROP_MALFORMED;
+	doff = (tcp[12] >> 4) * 4;
+	if (doff < 20 || (!l4.first_frag && doff > l4.l4_len))
+		return XDPG_DROP_MALFORMED;
+
+	flags = tcp[13];
+	if ((flags & (XDPG_TCP_SYN | XDPG_TCP_ACK)) != XDPG_TCP_SYN)
+		return XDPG_PASS_NOT_SYN;
+	if (flags & (XDPG_TCP_FIN | XDPG_TCP_RST))
+		return XDPG_DROP_INVALID_FLAGS;
+
+	*dport_out = ((__u16)tcp[2] << 8) | tcp[3];
+	return judge_syn(&l4, *dport_out);
+}
+
+static __always_inline void record(enum xdpg_reason reason, __u16 dport)
+{
+	__u32 idx = reason;
+	__u64 *cnt = bpf_map_lookup_elem(&xdpg_stats, &idx);
+	struct xdpg_port_counters *pc;
+
+	if (cnt)
+		*cnt += 1;
+	if (reason != XDPG_DROP_PORT_NOT_ALLOWED && reason != XDPG_DROP_RATE_LIMITED &&
+	    reason != XDPG_DROP_PORT_RATE_LIMITED)
+		return;
+	idx = dport;
+	pc = bpf_map_lookup_elem(&xdpg_port_drops, &idx);
+	if (!pc)
+		return;
+	if (reason == XDPG_DROP_PORT_NOT_ALLOWED)
+		pc->not_allowed++;
+	else if (reason == XDPG_DROP_RATE_LIMITED)
+		pc->rate_limited++;
+	else
+		pc->port_rate_limited++;
+}
+
+SEC("xdp")
+int xdpguard(struct xdp_md *ctx)
+{
+	__u16 dport = 0;
+	enum xdpg_reason reason = classify(ctx, &dport);
+
+	record(reason, dport);
+	return reason >= XDPG_DROP_PORT_NOT_ALLOWED ? XDP_DROP : XDP_PASS;
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,43 @@
+package loader
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/xdpguard/xdpguard/pkg/policy"
+)
+
+// Detached is a loaded program with private maps, attached nowhere: for
+// BPF_PROG_RUN tests and benchmarks of the exact program `run` attaches.
+type Detached struct {
+	Program *ebpf.Program
+	StateMaps
+	objs *xdpguardObjects
+}
+
+// LoadDetached loads the program for pol with fresh, unpinned maps.
+func LoadDetached(pol *policy.Policy) (*Detached, error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("remove memlock limit: %w", err)
+	}
+	gen, err := loadGeneration(pol, "", "")
+	if err != nil {
+		return nil, err
+	}
+	o := gen.objs
+	return &Detached{Program: o.Xdpguard, objs: o, StateMaps: StateMaps{
+		Stats: o.XdpgStats, PortDrops: o.XdpgPortDrops, SrcBuckets: o.XdpgSrcBuckets, Generation: o.XdpgGeneration,
+	}}, nil
+}
+
+// Close releases the program and maps. Safe to call more than once.
+func (d *Detached) Close() error {
+	if d.objs == nil {
+		return nil
+	}
+	err := d.objs.Close()
+	d.objs = nil
+	return err
+}

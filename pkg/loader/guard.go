@@ -1,0 +1,367 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpguard/xdpguard/pkg/policy"
+)
+
+// Mode selects how XDP is attached.
+type Mode string
+
+// Attach modes. Auto tries native (driver) XDP and falls back to generic.
+const (
+	ModeAuto    Mode = "auto"
+	ModeNative  Mode = "native"
+	ModeGeneric Mode = "generic"
+)
+
+// ParseMode validates a --mode value.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeAuto, ModeNative, ModeGeneric:
+		return m, nil
+	}
+	return "", fmt.Errorf("mode %q: want auto, native or generic", s)
+}
+
+// Names of pins inside an interface's directory.
+const (
+	linkPin       = "link"
+	srcBucketsPin = "xdpg_src_buckets"
+	generationPin = "xdpg_generation"
+)
+
+// Guard is xdpguard on one interface: the pinned link and maps, and the
+// program of the generation in force.
+type Guard struct {
+	Iface   string
+	Ifindex int
+	Dir     string // pin directory
+
+	mu      sync.Mutex
+	objs    *xdpguardObjects
+	lnk     link.Link
+	lockDir *os.File
+	closed  bool
+}
+
+// Attach puts xdpguard with policy pol on iface, or adopts the filter already
+// pinned for it (a restart or upgrade), switching it to pol. adopted reports
+// which. On error nothing new is left attached or pinned.
+func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (g *Guard, adopted bool, err error) {
+	if pol == nil {
+		return nil, false, errors.New("attach: no policy")
+	}
+	if _, err := ParseMode(string(mode)); err != nil {
+		return nil, false, err
+	}
+	nl, err := netlink.LinkByName(iface)
+	if err != nil {
+		return nil, false, fmt.Errorf("interface %q: %w", iface, err)
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, false, fmt.Errorf("remove memlock limit: %w", err)
+	}
+	g = &Guard{Iface: iface, Ifindex: nl.Attrs().Index, Dir: filepath.Join(pinRoot, iface)}
+	if err := os.MkdirAll(g.Dir, 0o700); err != nil {
+		return nil, false, fmt.Errorf("pin directory: %w", err)
+	}
+	if g.lockDir, err = lockDir(g.Dir); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", iface, err)
+	}
+	defer func() {
+		if err != nil {
+			g.Close()
+		}
+	}()
+	if err := checkSchema(g.Dir); err != nil {
+		return nil, false, err
+	}
+
+	gen, err := g.load(pol)
+	if err != nil {
+		return nil, false, err
+	}
+	defer func() {
+		if err != nil {
+			gen.Close()
+		}
+	}()
+
+	if old, ok := g.adoptLink(); ok {
+		if err := old.Update(gen.objs.Xdpguard); err != nil {
+			old.Close()
+			return nil, false, fmt.Errorf("%s: switch the pinned filter to the new program: %w", iface, err)
+		}
+		g.lnk, adopted = old, true
+	} else {
+		if g.lnk, err = attachXDP(gen.objs.Xdpguard, g.Ifindex, mode); err != nil {
+			return nil, false, fmt.Errorf("%s: %w", iface, err)
+		}
+		if err := g.lnk.Pin(filepath.Join(g.Dir, linkPin)); err != nil {
+			return nil, false, fmt.Errorf("%s: pin link: %w", iface, err)
+		}
+	}
+	if err := gen.commit(g.Dir, pol); err != nil {
+		return nil, false, err
+	}
+	g.objs = gen.objs
+	return g, adopted, nil
+}
+
+// Apply switches the interface to policy pol in one step. On error the
+// previous generation stays in force, untouched.
+func (g *Guard) Apply(pol *policy.Policy) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return errors.New("guard is closed")
+	}
+	gen, err := g.load(pol)
+	if err != nil {
+		return err
+	}
+	if err := g.lnk.Update(gen.objs.Xdpguard); err != nil {
+		gen.Close()
+		return fmt.Errorf("%s: switch program: %w", g.Iface, err)
+	}
+	old := g.objs
+	g.objs = gen.objs
+	if err := gen.commit(g.Dir, pol); err != nil {
+		return err // the new policy is in force; only its bookkeeping failed
+	}
+	return old.Close()
+}
+
+// State returns the guard's state maps, valid until the next Apply or Close.
+func (g *Guard) State() (StateMaps, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return StateMaps{}, errors.New("guard is closed")
+	}
+	return StateMaps{
+		Stats: g.objs.XdpgStats, PortDrops: g.objs.XdpgPortDrops,
+		SrcBuckets: g.objs.XdpgSrcBuckets, Generation: g.objs.XdpgGeneration,
+	}, nil
+}
+
+// ProgramID is the ID of the program the link runs now.
+func (g *Guard) ProgramID() (ebpf.ProgramID, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return 0, errors.New("guard is closed")
+	}
+	info, err := g.lnk.Info()
+	if err != nil {
+		return 0, err
+	}
+	return info.Program, nil
+}
+
+// Close releases the daemon's handles. The pinned filter keeps enforcing.
+// Safe to call more than once.
+func (g *Guard) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil
+	}
+	g.closed = true
+	var errs []error
+	if g.lnk != nil {
+		errs = append(errs, g.lnk.Close())
+	}
+	if g.objs != nil {
+		errs = append(errs, g.objs.Close())
+	}
+	if g.lockDir != nil {
+		errs = append(errs, g.lockDir.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// generation is a loaded, not yet active program with its maps.
+type generation struct {
+	objs *xdpguardObjects
+	// newSrc is set when the source table was resized: the new, unpinned
+	// table replaces the pinned one once the program is switched.
+	newSrc bool
+}
+
+func (gen *generation) Close() error { return gen.objs.Close() }
+
+// load builds a generation of pol against the pinned state maps.
+func (g *Guard) load(pol *policy.Policy) (*generation, error) {
+	return loadGeneration(pol, g.Dir, g.Iface)
+}
+
+// loadGeneration loads pol's program. With dir set, state maps are the ones
+// pinned there (created and pinned if missing); with dir empty every map is
+// private to the program (tests and benchmarks).
+func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) {
+	spec, err := loadXdpguard()
+	if err != nil {
+		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
+	}
+	var bitmap [1024]uint64
+	for _, r := range pol.AllowTCP {
+		for p := uint32(r.First); p <= uint32(r.Last); p++ {
+			bitmap[p/64] |= 1 << (p % 64)
+		}
+	}
+	src, port := pol.SYN.GCRA(), pol.SYNTotal.GCRA()
+	for name, v := range map[string]any{
+		xdpguardVarAllowPorts:     bitmap,
+		xdpguardVarSrcIntervalNs:  src.IntervalNs,
+		xdpguardVarSrcLimitNs:     src.LimitNs,
+		xdpguardVarPortIntervalNs: port.IntervalNs,
+		xdpguardVarPortLimitNs:    port.LimitNs,
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+
+	gen := &generation{objs: new(xdpguardObjects)}
+	srcSpec := spec.Maps[srcBucketsPin]
+	srcSpec.MaxEntries = pol.MaxSources
+	if dir == "" {
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+	} else if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, srcBucketsPin), nil); err == nil {
+		if m.MaxEntries() != pol.MaxSources {
+			// A table of another size cannot be reused: start a fresh one,
+			// private to the new program until it is switched in.
+			srcSpec.Pinning = ebpf.PinNone
+			gen.newSrc = true
+		}
+		m.Close()
+	}
+	err = spec.LoadAndAssign(gen.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}})
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		return nil, fmt.Errorf("pins in %s are incompatible with this xdpguard (%w); "+
+			"remove them with `xdpguard detach --iface %s` and start again", dir, err, iface)
+	}
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return nil, fmt.Errorf("the kernel's verifier rejected the program: %+v", ve)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load BPF objects: %w", err)
+	}
+	return gen, nil
+}
+
+// commit records the generation now in force and pins a resized source table.
+func (gen *generation) commit(dir string, pol *policy.Policy) error {
+	if gen.newSrc {
+		path := filepath.Join(dir, srcBucketsPin)
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("replace source table pin: %w", err)
+		}
+		if err := gen.objs.XdpgSrcBuckets.Pin(path); err != nil {
+			return fmt.Errorf("pin source table: %w", err)
+		}
+		gen.newSrc = false
+	}
+	var meta Meta
+	key := uint32(0)
+	if err := gen.objs.XdpgGeneration.Lookup(key, &meta); err != nil {
+		return fmt.Errorf("read generation: %w", err)
+	}
+	meta.SchemaVersion = SchemaVersion
+	meta.Generation++
+	meta.LoadedUnixNs = uint64(time.Now().UnixNano())
+	meta.PolicyDigest = pol.Digest()
+	if err := gen.objs.XdpgGeneration.Put(key, &meta); err != nil {
+		return fmt.Errorf("write generation: %w", err)
+	}
+	return nil
+}
+
+// adoptLink opens the pinned link if it still drives our interface. A link
+// whose interface is gone (ifindex 0 or another index) is unpinned.
+func (g *Guard) adoptLink() (link.Link, bool) {
+	path := filepath.Join(g.Dir, linkPin)
+	l, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		return nil, false
+	}
+	if info, err := l.Info(); err == nil {
+		if xdp := info.XDP(); xdp != nil && int(xdp.Ifindex) == g.Ifindex {
+			return l, true
+		}
+	}
+	_ = l.Unpin()
+	l.Close()
+	return nil, false
+}
+
+func attachXDP(prog *ebpf.Program, ifindex int, mode Mode) (link.Link, error) {
+	opts := link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode}
+	if mode == ModeGeneric {
+		opts.Flags = link.XDPGenericMode
+	}
+	l, err := link.AttachXDP(opts)
+	if err != nil && mode == ModeAuto {
+		opts.Flags = link.XDPGenericMode
+		l, err = link.AttachXDP(opts)
+	}
+	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("another XDP program is attached (see `ip link show`); xdpguard will not replace it: %w", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("attach XDP (%s): %w", mode, err)
+	}
+	return l, nil
+}
+
+// lockDir takes an exclusive, non-blocking lock on dir, so two daemons never
+// manage one interface. The lock lives as long as the returned file.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, errors.New("another xdpguard process manages this interface")
+		}
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// checkSchema refuses pins written by an xdpguard with another map schema.
+func checkSchema(dir string) error {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, generationPin), nil)
+	if err != nil {
+		return nil // nothing pinned yet
+	}
+	defer m.Close()
+	var meta Meta
+	if err := m.Lookup(uint32(0), &meta); err != nil {
+		return fmt.Errorf("read pinned generation in %s: %w", dir, err)
+	}
+	if meta.SchemaVersion != 0 && meta.SchemaVersion != SchemaVersion {
+		return fmt.Errorf("pins in %s have schema version %d, this xdpguard uses %d; "+
+			"remove them with `xdpguard detach` and start again", dir, meta.SchemaVersion, SchemaVersion)
+	}
+	return nil
+}

@@ -1,0 +1,141 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+)
+
+// StateMaps are the pinned maps that outlive program generations.
+type StateMaps struct {
+	Stats      *ebpf.Map
+	PortDrops  *ebpf.Map
+	SrcBuckets *ebpf.Map
+	Generation *ebpf.Map
+}
+
+// Pinned is a read-only view of an interface's pinned filter, for `status`.
+type Pinned struct {
+	Iface string
+	Dir   string
+	StateMaps
+	Link link.Link
+}
+
+// Close releases the handles; the filter is untouched.
+func (p *Pinned) Close() error {
+	var errs []error
+	for _, m := range []*ebpf.Map{p.Stats, p.PortDrops, p.SrcBuckets, p.Generation} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	if p.Link != nil {
+		errs = append(errs, p.Link.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Interfaces lists the interfaces with pins under pinRoot.
+func Interfaces(pinRoot string) ([]string, error) {
+	entries, err := os.ReadDir(pinRoot)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(pinRoot, e.Name(), generationPin)); err == nil {
+			out = append(out, e.Name())
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// OpenPinned opens the pins of iface.
+func OpenPinned(pinRoot, iface string) (*Pinned, error) {
+	p := &Pinned{Iface: iface, Dir: filepath.Join(pinRoot, iface)}
+	ro := &ebpf.LoadPinOptions{ReadOnly: true}
+	for name, dst := range map[string]**ebpf.Map{
+		"xdpg_stats": &p.Stats, "xdpg_port_drops": &p.PortDrops,
+		srcBucketsPin: &p.SrcBuckets, generationPin: &p.Generation,
+	} {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(p.Dir, name), ro)
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("%s: open pinned %s: %w", iface, name, err)
+		}
+		*dst = m
+	}
+	if l, err := link.LoadPinnedLink(filepath.Join(p.Dir, linkPin), nil); err == nil {
+		p.Link = l
+	}
+	return p, nil
+}
+
+// ReadMeta reads the generation record.
+func ReadMeta(m *ebpf.Map) (Meta, error) {
+	var meta Meta
+	err := m.Lookup(uint32(0), &meta)
+	return meta, err
+}
+
+// AttachMode reports how XDP is attached to ifindex right now ("native",
+// "generic", "offload", or "none") and the program ID the kernel reports.
+func AttachMode(ifindex int) (string, uint32, error) {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return "", 0, err
+	}
+	x := l.Attrs().Xdp
+	if x == nil || !x.Attached {
+		return "none", 0, nil
+	}
+	switch x.AttachMode {
+	case nl.XDP_ATTACHED_DRV:
+		return "native", x.ProgId, nil
+	case nl.XDP_ATTACHED_SKB:
+		return "generic", x.ProgId, nil
+	case nl.XDP_ATTACHED_HW:
+		return "offload", x.ProgId, nil
+	}
+	return "multi", x.ProgId, nil
+}
+
+// Detach removes xdpguard from iface: the link is detached and every pin of
+// the interface removed. It refuses while a daemon holds the interface.
+func Detach(pinRoot, iface string) error {
+	dir := filepath.Join(pinRoot, iface)
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("%s: no xdpguard pins in %s", iface, pinRoot)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return fmt.Errorf("%s: %w; stop it first (the filter stays in place), then detach", iface, err)
+	}
+	defer lock.Close()
+	var errs []error
+	if l, err := link.LoadPinnedLink(filepath.Join(dir, linkPin), nil); err == nil {
+		if err := l.Detach(); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("detach link: %w", err))
+		}
+		errs = append(errs, l.Unpin(), l.Close())
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,116 @@
+// Package maps reads xdpguard's BPF maps into plain Go values: per-CPU
+// counters summed over CPUs, per-port drops, limiter table fill.
+package maps
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xdpguard/xdpguard/pkg/loader"
+)
+
+// Reasons holds packet counts indexed by loader.Reason.
+type Reasons [loader.NumReasons]uint64
+
+// Total is every packet the program saw.
+func (r *Reasons) Total() (n uint64) {
+	for _, v := range r {
+		n += v
+	}
+	return n
+}
+
+// Dropped is every packet the program dropped.
+func (r *Reasons) Dropped() (n uint64) {
+	for i, v := range r {
+		if loader.Reason(i).Dropped() {
+			n += v
+		}
+	}
+	return n
+}
+
+// ReadReasons sums the per-CPU reason counters.
+func ReadReasons(stats *ebpf.Map) (Reasons, error) {
+	var out Reasons
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return out, err
+	}
+	vals := make([]uint64, cpus)
+	for i := range out {
+		if err := stats.Lookup(uint32(i), &vals); err != nil {
+			return out, fmt.Errorf("read counter %d: %w", i, err)
+		}
+		for _, v := range vals {
+			out[i] += v
+		}
+	}
+	return out, nil
+}
+
+// PortDrops are the drops of one destination port.
+type PortDrops struct {
+	Port uint16
+	loader.PortCounters
+}
+
+// Total is the port's drops of every reason.
+func (p PortDrops) Total() uint64 { return p.NotAllowed + p.RateLimited + p.PortRateLimited }
+
+// ReadPortDrops returns every port with drops, most drops first, summed over
+// CPUs. It reads the whole table in a few batch syscalls.
+func ReadPortDrops(m *ebpf.Map) ([]PortDrops, error) {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, err
+	}
+	const chunk = 8192
+	keys := make([]uint32, chunk)
+	vals := make([]loader.PortCounters, chunk*cpus)
+	var out []PortDrops
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			var sum PortDrops
+			sum.Port = uint16(keys[i])
+			for _, v := range vals[i*cpus : (i+1)*cpus] {
+				sum.NotAllowed += v.NotAllowed
+				sum.RateLimited += v.RateLimited
+				sum.PortRateLimited += v.PortRateLimited
+			}
+			if sum.Total() > 0 {
+				out = append(out, sum)
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read port drops: %w", err)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Total() != out[j].Total() {
+			return out[i].Total() > out[j].Total()
+		}
+		return out[i].Port < out[j].Port
+	})
+	return out, nil
+}
+
+// CountEntries counts the entries of a hash map (the source limiter table).
+func CountEntries(m *ebpf.Map) (int, error) {
+	var key loader.SrcKey
+	n := 0
+	it := m.Iterate()
+	var v uint64
+	for it.Next(&key, &v) {
+		n++
+	}
+	return n, it.Err()
+}

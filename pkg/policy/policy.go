@@ -1,0 +1,374 @@
+// Package policy reads, validates and compiles xdpguard policy files.
+//
+// A policy is parsed strictly (unknown keys, duplicate keys and wrong types
+// are errors), validated as a whole, and compiled into the form the data path
+// uses. Every error names the file, line and field, and nothing is compiled
+// from a policy with any error: callers get a complete policy or none.
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// Limits on what a policy may say. A rate above MaxRate would make the GCRA
+// interval shorter than 10 ns; a burst above MaxBurst buys nothing.
+const (
+	MaxRate           = 100_000_000
+	MaxBurst          = 1_000_000_000
+	DefaultMaxSources = 65536
+	MinMaxSources     = 1024
+	MaxMaxSources     = 1 << 24
+	// MaxFileSize bounds what we read: a policy is a few kilobytes.
+	MaxFileSize = 4 << 20
+)
+
+// Policy is the validated content of a policy file.
+type Policy struct {
+	// AllowTCP lists the TCP port ranges that accept new connections,
+	// sorted and merged.
+	AllowTCP []PortRange
+	// AllowEmpty records that the operator asked for an empty allow-list.
+	AllowEmpty bool
+	// SYN limits each source (IPv4 /32, IPv6 /64); nil means unlimited.
+	SYN *Limit
+	// SYNTotal limits each allowed port, all sources together; nil means unlimited.
+	SYNTotal *Limit
+	// MaxSources sizes the per-source limiter table.
+	MaxSources uint32
+}
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ First, Last uint16 }
+
+func (r PortRange) String() string {
+	if r.First == r.Last {
+		return strconv.Itoa(int(r.First))
+	}
+	return fmt.Sprintf("%d-%d", r.First, r.Last)
+}
+
+// Limit is a rate in events per second with a burst.
+type Limit struct {
+	Rate  uint64
+	Burst uint64
+}
+
+// Error is a problem found in a policy file, with where it is.
+type Error struct {
+	File   string
+	Line   int // 0 when unknown
+	Column int
+	Field  string // path of the field, e.g. "ratelimit.syn.rate"
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Column)
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// file mirrors the YAML document; decoding it strictly rejects unknown keys.
+type file struct {
+	TCP *struct {
+		Allow      []any `yaml:"allow"`
+		AllowEmpty bool  `yaml:"allow_empty"`
+	} `yaml:"tcp"`
+	RateLimit *struct {
+		SYN *struct {
+			Rate       *uint64 `yaml:"rate"`
+			Burst      *uint64 `yaml:"burst"`
+			MaxSources *uint64 `yaml:"max_sources"`
+		} `yaml:"syn"`
+		SYNTotal *struct {
+			Rate  *uint64 `yaml:"rate"`
+			Burst *uint64 `yaml:"burst"`
+		} `yaml:"syn_total"`
+	} `yaml:"ratelimit"`
+}
+
+// Load reads and validates the policy file at path.
+func Load(path string) (*Policy, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, &Error{File: path, Msg: "not a regular file"}
+	}
+	if st.Size() > MaxFileSize {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("file is %d bytes; a policy may be at most %d", st.Size(), MaxFileSize)}
+	}
+	data := make([]byte, st.Size())
+	if _, err := f.ReadAt(data, 0); err != nil && st.Size() > 0 {
+		return nil, fmt.Errorf("policy: read %s: %w", path, err)
+	}
+	return Parse(path, data)
+}
+
+// Parse validates a policy document; name is used in errors.
+func Parse(name string, data []byte) (*Policy, error) {
+	astFile, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, yamlError(name, err)
+	}
+	var raw file
+	if err := yaml.UnmarshalWithOptions(data, &raw, yaml.Strict()); err != nil {
+		return nil, yamlError(name, err)
+	}
+	v := validator{name: name, ast: astFile}
+	p := v.policy(&raw)
+	if len(v.errs) > 0 {
+		return nil, errors.Join(v.errs...)
+	}
+	return p, nil
+}
+
+func yamlError(name string, err error) error {
+	var ye yaml.Error
+	if errors.As(err, &ye) && ye.GetToken() != nil {
+		pos := ye.GetToken().Position
+		return &Error{File: name, Line: pos.Line, Column: pos.Column, Msg: ye.GetMessage()}
+	}
+	return &Error{File: name, Msg: err.Error()}
+}
+
+type validator struct {
+	name string
+	ast  *ast.File
+	errs []error
+}
+
+// fail records an error at the YAML path (e.g. "$.tcp.allow[2]"); the line is
+// that of the node, or of its closest existing parent.
+func (v *validator) fail(path, format string, args ...any) {
+	e := &Error{File: v.name, Field: strings.TrimPrefix(path, "$."), Msg: fmt.Sprintf(format, args...)}
+	for p := path; p != ""; p = parentPath(p) {
+		if n := v.node(p); n != nil {
+			e.Line, e.Column = n.GetToken().Position.Line, n.GetToken().Position.Column
+			break
+		}
+	}
+	v.errs = append(v.errs, e)
+}
+
+func (v *validator) node(path string) ast.Node {
+	p, err := yaml.PathString(path)
+	if err != nil {
+		return nil
+	}
+	n, err := p.FilterFile(v.ast)
+	if err != nil {
+		return nil
+	}
+	return n
+}
+
+func parentPath(p string) string {
+	if p == "$" {
+		return ""
+	}
+	i := strings.LastIndexAny(p, ".[")
+	if i <= 0 {
+		return "$"
+	}
+	return p[:i]
+}
+
+func (v *validator) policy(raw *file) *Policy {
+	p := &Policy{MaxSources: DefaultMaxSources}
+	if raw.TCP == nil {
+		v.fail("$", "missing the tcp section: say which ports accept connections (tcp.allow)")
+		return p
+	}
+	for i, item := range raw.TCP.Allow {
+		r, ok := v.portRange(fmt.Sprintf("$.tcp.allow[%d]", i), item)
+		if ok {
+			p.AllowTCP = append(p.AllowTCP, r)
+		}
+	}
+	p.AllowTCP = mergeRanges(p.AllowTCP)
+	p.AllowEmpty = raw.TCP.AllowEmpty
+	switch {
+	case len(raw.TCP.Allow) == 0 && !p.AllowEmpty:
+		v.fail("$.tcp.allow", "empty allow-list would refuse every new TCP connection, SSH included; "+
+			"set tcp.allow_empty: true if that is what you want")
+	case len(raw.TCP.Allow) > 0 && p.AllowEmpty:
+		v.fail("$.tcp.allow_empty", "allow_empty: true with a non-empty allow-list; remove one of them")
+	}
+
+	if rl := raw.RateLimit; rl != nil {
+		if s := rl.SYN; s != nil {
+			p.SYN = v.limit("$.ratelimit.syn", s.Rate, s.Burst)
+			if s.MaxSources != nil {
+				n := *s.MaxSources
+				if n < MinMaxSources || n > MaxMaxSources {
+					v.fail("$.ratelimit.syn.max_sources", "%d is out of range [%d, %d]", n, MinMaxSources, MaxMaxSources)
+				} else {
+					p.MaxSources = uint32(n)
+				}
+			}
+		}
+		if s := rl.SYNTotal; s != nil {
+			p.SYNTotal = v.limit("$.ratelimit.syn_total", s.Rate, s.Burst)
+		}
+	}
+	return p
+}
+
+func (v *validator) limit(path string, rate, burst *uint64) *Limit {
+	ok := true
+	if rate == nil {
+		v.fail(path, "missing rate (per second)")
+		ok = false
+	} else if *rate < 1 || *rate > MaxRate {
+		v.fail(path+".rate", "%d is out of range [1, %d] per second", *rate, MaxRate)
+		ok = false
+	}
+	if burst == nil {
+		v.fail(path, "missing burst")
+		ok = false
+	} else if *burst < 1 || *burst > MaxBurst {
+		v.fail(path+".burst", "%d is out of range [1, %d]", *burst, MaxBurst)
+		ok = false
+	}
+	if !ok {
+		return nil
+	}
+	return &Limit{Rate: *rate, Burst: *burst}
+}
+
+// portRange accepts 443, "443" or "9000-9002".
+func (v *validator) portRange(path string, item any) (PortRange, bool) {
+	switch x := item.(type) {
+	case uint64:
+		if x < 1 || x > 65535 {
+			v.fail(path, "port %d is out of range [1, 65535]", x)
+			return PortRange{}, false
+		}
+		return PortRange{uint16(x), uint16(x)}, true
+	case int64:
+		v.fail(path, "port %d is out of range [1, 65535]", x)
+		return PortRange{}, false
+	case string:
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(x), "-")
+		first, err1 := parsePort(lo)
+		last, err2 := first, error(nil)
+		if isRange {
+			last, err2 = parsePort(hi)
+		}
+		if err := errors.Join(err1, err2); err != nil {
+			v.fail(path, "%q: %v (want a port like 443 or a range like 9000-9002)", x, err)
+			return PortRange{}, false
+		}
+		if last < first {
+			v.fail(path, "range %q is reversed: write %d-%d", x, last, first)
+			return PortRange{}, false
+		}
+		return PortRange{first, last}, true
+	default:
+		v.fail(path, "want a port like 443 or a range like \"9000-9002\", got %v", item)
+		return PortRange{}, false
+	}
+}
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a port number", s)
+	}
+	if n < 1 || n > 65535 {
+		return 0, fmt.Errorf("port %d is out of range [1, 65535]", n)
+	}
+	return uint16(n), nil
+}
+
+// mergeRanges sorts ranges and joins overlapping or adjacent ones.
+func mergeRanges(rs []PortRange) []PortRange {
+	sort.Slice(rs, func(i, j int) bool { return rs[i].First < rs[j].First })
+	var out []PortRange
+	for _, r := range rs {
+		if n := len(out); n > 0 && uint32(r.First) <= uint32(out[n-1].Last)+1 {
+			if r.Last > out[n-1].Last {
+				out[n-1].Last = r.Last
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// Allows reports whether TCP port p accepts new connections.
+func (p *Policy) Allows(port uint16) bool {
+	i := sort.Search(len(p.AllowTCP), func(i int) bool { return p.AllowTCP[i].Last >= port })
+	return i < len(p.AllowTCP) && p.AllowTCP[i].First <= port
+}
+
+// Digest identifies the policy's meaning: files that differ only in layout,
+// order or comments have the same digest.
+func (p *Policy) Digest() [32]byte {
+	h := sha256.New()
+	put := func(v uint64) { _ = binary.Write(h, binary.LittleEndian, v) }
+	put(uint64(len(p.AllowTCP)))
+	for _, r := range p.AllowTCP {
+		put(uint64(r.First)<<16 | uint64(r.Last))
+	}
+	for _, l := range []*Limit{p.SYN, p.SYNTotal} {
+		if l == nil {
+			put(0)
+			put(0)
+			continue
+		}
+		put(l.Rate)
+		put(l.Burst)
+	}
+	put(uint64(p.MaxSources))
+	var d [32]byte
+	copy(d[:], h.Sum(nil))
+	return d
+}
+
+// Summary is a one-line human description of the policy.
+func (p *Policy) Summary() string {
+	var ports []string
+	for _, r := range p.AllowTCP {
+		ports = append(ports, r.String())
+	}
+	s := "tcp allow [" + strings.Join(ports, ",") + "]"
+	if p.SYN != nil {
+		s += fmt.Sprintf("; syn per source %d/s burst %d (table %d)", p.SYN.Rate, p.SYN.Burst, p.MaxSources)
+	} else {
+		s += "; syn per source unlimited"
+	}
+	if p.SYNTotal != nil {
+		s += fmt.Sprintf("; syn per port %d/s burst %d", p.SYNTotal.Rate, p.SYNTotal.Burst)
+	} else {
+		s += "; syn per port unlimited"
+	}
+	return s
+}

@@ -1,0 +1,202 @@
+// Package reference is the specification of xdpguard's data path written as
+// plain Go: what verdict, and why, every frame gets under a policy. The BPF
+// program must agree with it on every frame; the differential and fuzz tests
+// in pkg/loader check that. It is written from docs/ARCHITECTURE.md, not
+// translated from the C, so that a mistake in one shows up as a mismatch.
+package reference
+
+import (
+	"encoding/binary"
+
+	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/policy"
+)
+
+// Bounds of the parser (bpf/parsing.h).
+const (
+	MaxVLANTags = 2
+	MaxExtHdrs  = 8
+	MaxHdrOff   = 4096
+)
+
+// Limiter decides a SYN to an allowed port. It returns PassSYNAllowed,
+// DropRateLimited or DropPortRateLimited.
+type Limiter interface {
+	Take(src [16]byte, port uint16) loader.Reason
+}
+
+// Verdict is the outcome for one frame.
+type Verdict struct {
+	Reason loader.Reason
+	// Port is the destination port of a SYN that reached the port check.
+	Port uint16
+	// Source is the limiter key of that SYN: an IPv4 address as
+	// ::ffff:a.b.c.d, an IPv6 address cut to its /64.
+	Source [16]byte
+}
+
+// Classify judges one frame. lim may be nil: no rate limits.
+func Classify(frame []byte, pol *policy.Policy, lim Limiter) Verdict {
+	p := pkt{b: frame}
+	v := p.classify()
+	if v.Reason != PendingSYN {
+		return v
+	}
+	if !pol.Allows(v.Port) {
+		v.Reason = loader.DropPortNotAllowed
+		return v
+	}
+	v.Reason = loader.PassSYNAllowed
+	if lim != nil {
+		v.Reason = lim.Take(v.Source, v.Port)
+	}
+	return v
+}
+
+// PendingSYN marks a valid SYN whose port and limits are still to be judged.
+const PendingSYN = loader.Reason(255)
+
+type pkt struct{ b []byte }
+
+// has reports whether n bytes at off are inside the frame.
+func (p pkt) has(off, n int) bool { return off <= MaxHdrOff && off+n <= len(p.b) }
+
+func (p pkt) u16(off int) int { return int(binary.BigEndian.Uint16(p.b[off:])) }
+
+type l3 struct {
+	l4Off, l4Len         int
+	proto                uint8
+	firstFrag, laterFrag bool
+	fragOffOne           bool
+	source               [16]byte
+}
+
+func isVLAN(t int) bool { return t == 0x8100 || t == 0x88A8 }
+
+func (p pkt) classify() Verdict {
+	if !p.has(0, 14) {
+		return Verdict{Reason: loader.DropMalformed}
+	}
+	off, etype := 14, p.u16(12)
+	for i := 0; i < MaxVLANTags && isVLAN(etype); i++ {
+		if !p.has(off, 4) {
+			return Verdict{Reason: loader.DropMalformed}
+		}
+		etype = p.u16(off + 2)
+		off += 4
+	}
+	if isVLAN(etype) {
+		return Verdict{Reason: loader.DropMalformed} // more tags than we look through
+	}
+	var h l3
+	var ok bool
+	switch etype {
+	case 0x0800:
+		h, ok = p.ipv4(off)
+	case 0x86DD:
+		h, ok = p.ipv6(off)
+	default:
+		return Verdict{Reason: loader.PassNotIP}
+	}
+	if !ok {
+		return Verdict{Reason: loader.DropMalformed}
+	}
+	if h.laterFrag {
+		if h.fragOffOne && h.proto == 6 {
+			return Verdict{Reason: loader.DropFragment}
+		}
+		return Verdict{Reason: loader.PassFragment}
+	}
+	if h.proto != 6 {
+		return Verdict{Reason: loader.PassNotTCP}
+	}
+	if !p.has(h.l4Off, 20) || h.l4Len < 20 {
+		if h.firstFrag {
+			return Verdict{Reason: loader.DropFragment}
+		}
+		return Verdict{Reason: loader.DropMalformed}
+	}
+	doff := int(p.b[h.l4Off+12]>>4) * 4
+	if doff < 20 || (!h.firstFrag && doff > h.l4Len) {
+		return Verdict{Reason: loader.DropMalformed}
+	}
+	flags := p.b[h.l4Off+13]
+	const fin, syn, rst, ack = 0x01, 0x02, 0x04, 0x10
+	if flags&(syn|ack) != syn {
+		return Verdict{Reason: loader.PassNotSYN}
+	}
+	if flags&(fin|rst) != 0 {
+		return Verdict{Reason: loader.DropInvalidFlags}
+	}
+	return Verdict{Reason: PendingSYN, Port: uint16(p.u16(h.l4Off + 2)), Source: h.source}
+}
+
+func (p pkt) ipv4(off int) (l3, bool) {
+	var h l3
+	if !p.has(off, 20) || p.b[off]>>4 != 4 {
+		return h, false
+	}
+	hlen := int(p.b[off]&0x0f) * 4
+	tot := p.u16(off + 2)
+	if hlen < 20 || tot < hlen || off+tot > len(p.b) {
+		return h, false
+	}
+	frag := p.u16(off + 6)
+	h.laterFrag = frag&0x1fff != 0
+	h.fragOffOne = frag&0x1fff == 1
+	h.firstFrag = frag&0x1fff == 0 && frag&0x2000 != 0
+	h.proto = p.b[off+9]
+	h.source[10], h.source[11] = 0xff, 0xff
+	copy(h.source[12:], p.b[off+12:off+16])
+	h.l4Off, h.l4Len = off+hlen, tot-hlen
+	return h, true
+}
+
+func isExt(n uint8) bool { return n == 0 || n == 43 || n == 44 || n == 51 || n == 60 }
+
+func (p pkt) ipv6(off int) (l3, bool) {
+	var h l3
+	if !p.has(off, 40) || p.b[off]>>4 != 6 {
+		return h, false
+	}
+	end := len(p.b) // a zero payload length (jumbogram) is bounded by the frame
+	if pl := p.u16(off + 4); pl != 0 {
+		end = off + 40 + pl
+	}
+	if end > len(p.b) {
+		return h, false
+	}
+	next := p.b[off+6]
+	copy(h.source[:8], p.b[off+8:off+16])
+	off += 40
+	for i := 0; i < MaxExtHdrs && isExt(next) && !h.laterFrag; i++ {
+		if !p.has(off, 8) {
+			return h, false
+		}
+		var hlen int
+		switch next {
+		case 44:
+			hlen = 8
+			fo := p.u16(off + 2)
+			if fo&0xfff8 != 0 {
+				h.laterFrag, h.fragOffOne = true, fo>>3 == 1
+			} else if fo&1 != 0 {
+				h.firstFrag = true
+			}
+		case 51:
+			hlen = (int(p.b[off+1]) + 2) * 4
+		default:
+			hlen = (int(p.b[off+1]) + 1) * 8
+		}
+		next = p.b[off]
+		off += hlen
+		if off > end {
+			return h, false
+		}
+	}
+	if isExt(next) && !h.laterFrag {
+		return h, false // chain longer than we walk
+	}
+	h.proto, h.l4Off, h.l4Len = next, off, end-off
+	return h, true
+}
