@@ -41,3 +41,6 @@ func (d *Detached) Close() error {
 	d.objs = nil
 	return err
 }
+
+// PortBuckets is the per-port aggregate limiter state, for tests.
+func (d *Detached) PortBuckets() *ebpf.Map { return d.objs.XdpgPortBuckets }

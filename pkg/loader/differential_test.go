@@ -1,0 +1,153 @@
+package loader_test
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xdpguard/xdpguard/internal/testpkt"
+	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/reference"
+)
+
+// randomFrame builds a structured random frame: every header variant the
+// parser knows, random flags and lengths, and some raw byte damage.
+func randomFrame(r *rand.Rand) []byte {
+	pick := func(xs ...uint16) uint16 { return xs[r.IntN(len(xs))] }
+	var f testpkt.Frame
+	if r.IntN(2) == 0 {
+		f = testpkt.NewSYN("10.1.2.3", "10.9.9.9", 0)
+		f.Src = netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.IntN(256)), byte(r.IntN(256))})
+		if r.IntN(4) == 0 {
+			f.IPOptions = make([]byte, 4*r.IntN(11))
+		}
+		if r.IntN(4) == 0 {
+			f.FragOffset = uint16(r.IntN(3))
+			f.MoreFrags = r.IntN(2) == 0
+		}
+	} else {
+		f = testpkt.NewSYN("2001:db8::1", "2001:db8:1::1", 0)
+		var a [16]byte
+		a[0], a[1], a[7], a[15] = 0x20, 0x01, byte(r.IntN(4)), byte(r.IntN(256))
+		f.Src = netip.AddrFrom16(a)
+		for n := r.IntN(11); n > 0 && r.IntN(3) > 0; n-- {
+			e := testpkt.Ext{Type: uint8(pick(0, 43, 44, 51, 60)), Len: uint8(r.IntN(3))}
+			if e.Type == testpkt.ExtFragment {
+				e.FragOffset = uint16(r.IntN(3))
+				e.More = r.IntN(2) == 0
+			}
+			f.Ext = append(f.Ext, e)
+		}
+	}
+	for n := r.IntN(4); n > 0; n-- {
+		f.VLANs = append(f.VLANs, pick(testpkt.EtherQ, testpkt.EtherQinQ))
+	}
+	if r.IntN(10) == 0 {
+		f.EtherType = pick(testpkt.EtherARP, 0x88cc, testpkt.EtherIPv4, testpkt.EtherIPv6)
+	}
+	if r.IntN(8) == 0 {
+		f.Proto = uint8(pick(testpkt.ProtoUDP, testpkt.ProtoICMP6, 50, testpkt.NoNextHdr, 1))
+	}
+	f.DPort = pick(22, 80, 443, 9000, 9001, 9002, 9003, 8080, 0, 65535, uint16(r.IntN(65536)))
+	f.SPort = uint16(r.IntN(65536))
+	f.Flags = uint8(r.IntN(256))
+	if r.IntN(2) == 0 {
+		f.Flags = uint8(pick(testpkt.SYN, testpkt.SYN|testpkt.ECE|testpkt.CWR, testpkt.SYN|testpkt.ACK, testpkt.ACK))
+	}
+	if r.IntN(6) == 0 {
+		f.DataOffset = r.IntN(16)
+	}
+	if r.IntN(6) == 0 {
+		f.TCPOptions = make([]byte, 4*r.IntN(11))
+	}
+	if r.IntN(6) == 0 {
+		f.Payload = make([]byte, r.IntN(64))
+	}
+	switch r.IntN(12) {
+	case 0:
+		f.TotLen = r.IntN(120)
+	case 1:
+		f.PayloadLen = r.IntN(120)
+	case 2:
+		f.IHL = r.IntN(16)
+	case 3:
+		f.Version = r.IntN(16)
+	}
+	b := f.Bytes()
+	if r.IntN(5) == 0 && len(b) > 14 {
+		b = b[:14+r.IntN(len(b)-13)]
+	}
+	for n := r.IntN(3); n > 0 && r.IntN(4) == 0; n-- {
+		b[r.IntN(len(b))] = byte(r.IntN(256))
+	}
+	return b
+}
+
+// checkAgainstReference runs frame through the program and the reference
+// and fails on any disagreement in reason or verdict.
+func checkAgainstReference(t testing.TB, d *loader.Detached, frame []byte, ref reference.Verdict) {
+	t.Helper()
+	_, got := run(t, d, frame)
+	if got != ref.Reason {
+		t.Fatalf("BPF %s, reference %s, frame %x", got.Name(), ref.Reason.Name(), frame)
+	}
+}
+
+// TestDifferential compares the program with the reference classifier on
+// random structured frames. XDPGUARD_DIFF_N sets how many (default 20000).
+func TestDifferential(t *testing.T) {
+	pol := mustPolicy(t, basePolicy)
+	d := load(t, pol)
+	n := 20000
+	if s := os.Getenv("XDPGUARD_DIFF_N"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	seed := uint64(rand.Int64())
+	t.Logf("seed %d, %d frames", seed, n)
+	r := rand.New(rand.NewPCG(seed, 1))
+	seen := map[loader.Reason]int{}
+	for i := 0; i < n; i++ {
+		frame := randomFrame(r)
+		ref := reference.Classify(frame, pol, nil)
+		checkAgainstReference(t, d, frame, ref)
+		seen[ref.Reason]++
+	}
+	// The generator must reach every reason the policy can produce, or the
+	// comparison proves little.
+	for _, reason := range loader.AllReasons() {
+		if reason == loader.DropRateLimited || reason == loader.DropPortRateLimited {
+			continue // no limits in this policy
+		}
+		if seen[reason] == 0 {
+			t.Errorf("no frame exercised %s (%v)", reason.Name(), seen)
+		}
+	}
+}
+
+// FuzzDataPath feeds arbitrary frames to the program and the reference.
+// Run longer with `go test -fuzz FuzzDataPath ./pkg/loader`.
+func FuzzDataPath(f *testing.F) {
+	for _, tc := range cases() {
+		f.Add(tc.frame.Bytes())
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 50; i++ {
+		f.Add(randomFrame(r))
+	}
+	pol := mustPolicy(f, basePolicy)
+	d := load(f, pol)
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if len(frame) < 14 || len(frame) > 1500 {
+			// BPF_PROG_RUN refuses frames shorter than Ethernet.
+			if _, err := d.Program.Run(&ebpf.RunOptions{Data: frame}); err == nil && len(frame) < 14 {
+				t.Fatalf("kernel accepted a %d-byte frame", len(frame))
+			}
+			return
+		}
+		checkAgainstReference(t, d, frame, reference.Classify(frame, pol, nil))
+	})
+}
