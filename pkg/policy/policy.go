@@ -19,6 +19,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 // Limits on what a policy may say. A rate above MaxRate would make the GCRA
@@ -166,14 +167,34 @@ type validator struct {
 // fail records an error at the YAML path (e.g. "$.tcp.allow[2]"); the line is
 // that of the node, or of its closest existing parent.
 func (v *validator) fail(path, format string, args ...any) {
-	e := &Error{File: v.name, Field: strings.TrimPrefix(path, "$."), Msg: fmt.Sprintf(format, args...)}
-	for p := path; p != ""; p = parentPath(p) {
-		if n := v.node(p); n != nil {
-			e.Line, e.Column = n.GetToken().Position.Line, n.GetToken().Position.Column
+	e := &Error{File: v.name, Field: strings.TrimPrefix(path, "$"), Msg: fmt.Sprintf(format, args...)}
+	e.Field = strings.TrimPrefix(e.Field, ".")
+	e.Line, e.Column = 1, 1
+	for p := path; p != "" && p != "$"; p = parentPath(p) {
+		if tok := v.token(p); tok != nil {
+			e.Line, e.Column = tok.Position.Line, tok.Position.Column
 			break
 		}
 	}
 	v.errs = append(v.errs, e)
+}
+
+// token is where path is written: the key for a mapping field, the item
+// for a sequence element.
+func (v *validator) token(path string) *token.Token {
+	parent := parentPath(path)
+	if m, ok := v.node(parent).(*ast.MappingNode); ok && !strings.HasSuffix(path, "]") {
+		key := path[len(parent)+1:]
+		for _, kv := range m.Values {
+			if kv.Key.String() == key {
+				return kv.Key.GetToken()
+			}
+		}
+	}
+	if n := v.node(path); n != nil {
+		return n.GetToken()
+	}
+	return nil
 }
 
 func (v *validator) node(path string) ast.Node {

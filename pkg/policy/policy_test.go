@@ -1,0 +1,149 @@
+package policy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const issueExample = `tcp:
+  allow: [22, 80, 443, 9000-9002]
+ratelimit:
+  syn:          # per source
+    rate: 100   # SYNs per second
+    burst: 200
+  syn_total:    # per allowed port, all sources together
+    rate: 10000
+    burst: 10000
+`
+
+func TestParseIssueExample(t *testing.T) {
+	p, err := Parse("p.yaml", []byte(issueExample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "tcp allow [22,80,443,9000-9002]; syn per source 100/s burst 200 (table 65536); syn per port 10000/s burst 10000"
+	if got := p.Summary(); got != want {
+		t.Fatalf("summary\n got %s\nwant %s", got, want)
+	}
+	for port, open := range map[uint16]bool{22: true, 21: false, 9000: true, 9001: true, 9002: true, 9003: false, 8999: false, 0: false} {
+		if p.Allows(port) != open {
+			t.Errorf("Allows(%d) = %v", port, !open)
+		}
+	}
+	if g := p.SYN.GCRA(); g.IntervalNs != 10_000_000 || g.LimitNs != 2_000_000_000 {
+		t.Errorf("GCRA %+v", g)
+	}
+}
+
+func TestRangesMergeAndDigestIgnoresLayout(t *testing.T) {
+	a, err := Parse("a", []byte("tcp:\n  allow: [\"10-20\", 15, 21, \"5-9\", 443]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Summary(); !strings.HasPrefix(got, "tcp allow [5-21,443]") {
+		t.Fatalf("merged: %s", got)
+	}
+	b, _ := Parse("b", []byte("# comment\ntcp:\n  allow:\n    - 443\n    - 5-21\n"))
+	if a.Digest() != b.Digest() {
+		t.Fatal("same meaning, different digest")
+	}
+	c, _ := Parse("c", []byte("tcp:\n  allow: [443, 5-22]\n"))
+	if a.Digest() == c.Digest() {
+		t.Fatal("different policies, same digest")
+	}
+}
+
+// Every bad input names the file, the line and the field.
+func TestErrorsNameLineAndField(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"tcp:\n  allow: [22]\n  bogus: 1\n", "p.yaml:3:3: unknown field \"bogus\""},
+		{"tcp:\n  allow: [22]\ntcp:\n  allow: [80]\n", "p.yaml:3:1: mapping key \"tcp\" already defined"},
+		{"tcp:\n  allow: [22, 70000]\n", "p.yaml:2:15: tcp.allow[1]: port 70000 is out of range [1, 65535]"},
+		{"tcp:\n  allow: [0]\n", "p.yaml:2:11: tcp.allow[0]: port 0 is out of range"},
+		{"tcp:\n  allow: [-1]\n", "p.yaml:2:11: tcp.allow[0]: port -1 is out of range"},
+		{"tcp:\n  allow:\n    - 22\n    - 80-70\n", "p.yaml:4:7: tcp.allow[1]: range \"80-70\" is reversed: write 70-80"},
+		{"tcp:\n  allow: [ssh]\n", "p.yaml:2:11: tcp.allow[0]: \"ssh\": \"ssh\" is not a port number"},
+		{"tcp:\n  allow: [{port: 1}]\n", "tcp.allow[0]: want a port like 443"},
+		{"tcp:\n  allow: []\n", "p.yaml:2:3: tcp.allow: empty allow-list would refuse every new TCP connection"},
+		{"ratelimit:\n  syn: {rate: 1, burst: 1}\n", "p.yaml:1:1: missing the tcp section"},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 0\n    burst: 5\n", "p.yaml:5:5: ratelimit.syn.rate: 0 is out of range [1, 100000000]"},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 999999999999\n    burst: 5\n", "ratelimit.syn.rate: 999999999999 is out of range"},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 99999999999999999999999\n    burst: 5\n", "p.yaml:5:11: cannot unmarshal 99999999999999999999999"},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: -3\n    burst: 5\n", "p.yaml:5:11: cannot unmarshal -3"},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn_total:\n    rate: 5\n", "p.yaml:4:3: ratelimit.syn_total: missing burst"},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 5\n    burst: 5\n    max_sources: 10\n", "p.yaml:7:5: ratelimit.syn.max_sources: 10 is out of range"},
+		{"tcp:\n  allow: [22]\n  allow_empty: true\n", "tcp.allow_empty: allow_empty: true with a non-empty allow-list"},
+		{"tcp: [\n", "p.yaml:1:"},
+		{"", "missing the tcp section"},
+		{"\x00\x01\x02garbage", "p.yaml"},
+	} {
+		_, err := Parse("p.yaml", []byte(tc.doc))
+		if err == nil {
+			t.Errorf("%q: accepted", tc.doc)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q:\n got %v\nwant %s", tc.doc, err, tc.want)
+		}
+	}
+}
+
+func TestAllErrorsReportedAtOnce(t *testing.T) {
+	_, err := Parse("p.yaml", []byte("tcp:\n  allow: [0, 70000, 9-1]\n"))
+	if err == nil || strings.Count(err.Error(), "p.yaml:") != 3 {
+		t.Fatalf("want three errors, got %v", err)
+	}
+}
+
+func TestExplicitEmptyAllowList(t *testing.T) {
+	p, err := Parse("p", []byte("tcp:\n  allow_empty: true\n"))
+	if err != nil || len(p.AllowTCP) != 0 || !p.AllowEmpty {
+		t.Fatalf("%+v %v", p, err)
+	}
+}
+
+func TestLoadFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "p.yaml")
+	if err := os.WriteFile(path, []byte(issueExample), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Fatalf("directory: %v", err)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Fatal("missing file accepted")
+	}
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, make([]byte, MaxFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Fatalf("huge file: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(issueExample))
+	f.Add([]byte("tcp:\n  allow: [1-65535]\n"))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		p, err := Parse("fuzz", doc)
+		if err != nil {
+			return
+		}
+		// Whatever parses must be a consistent, sorted, merged policy.
+		for i, r := range p.AllowTCP {
+			if r.First == 0 || r.First > r.Last || (i > 0 && uint32(p.AllowTCP[i-1].Last)+1 >= uint32(r.First)) {
+				t.Fatalf("bad ranges %v", p.AllowTCP)
+			}
+		}
+		if len(p.AllowTCP) == 0 && !p.AllowEmpty {
+			t.Fatal("empty allow-list accepted without allow_empty")
+		}
+	})
+}
