@@ -103,14 +103,21 @@ func ReadPortDrops(m *ebpf.Map) ([]PortDrops, error) {
 	return out, nil
 }
 
-// CountEntries counts the entries of a hash map (the source limiter table).
+// CountEntries counts the entries of the source limiter table, in batches.
 func CountEntries(m *ebpf.Map) (int, error) {
-	var key loader.SrcKey
-	n := 0
-	it := m.Iterate()
-	var v uint64
-	for it.Next(&key, &v) {
-		n++
+	const chunk = 4096
+	keys := make([]loader.SrcKey, chunk)
+	vals := make([]uint64, chunk)
+	var cursor ebpf.MapBatchCursor
+	total := 0
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		total += n
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return total, nil
+		}
+		if err != nil {
+			return total, fmt.Errorf("count sources: %w", err)
+		}
 	}
-	return n, it.Err()
 }

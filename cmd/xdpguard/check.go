@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xdpguard/xdpguard/pkg/policy"
+)
+
+func newCheckCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "check --policy FILE",
+		Short: "Validate a policy file without touching the kernel",
+		Long: `check parses and validates a policy file the way 'run' does and prints what
+it means. On errors it prints each with file, line, column and field, and exits
+non-zero.
+
+Policy format:
+
+  tcp:
+    allow: [22, 80, 443, 9000-9002]   # ports and inclusive ranges
+    # allow_empty: true               # required to accept an empty list
+  ratelimit:
+    syn:              # per source (IPv4 address, IPv6 /64); omit for none
+      rate: 100       # SYNs per second
+      burst: 200
+      max_sources: 65536   # limiter table size (LRU)
+    syn_total:        # per allowed port, all sources together; omit for none
+      rate: 10000
+      burst: 10000`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := policy.Load(path)
+			if err != nil {
+				return err
+			}
+			d := p.Digest()
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (digest %x)\n%s\n", path, d[:6], p.Summary())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&path, "policy", "", "policy file to check")
+	_ = cmd.MarkFlagRequired("policy")
+	return cmd
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xdpguard/xdpguard/pkg/daemon"
+	"github.com/xdpguard/xdpguard/pkg/loader"
+)
+
+func newRunCmd() *cobra.Command {
+	var (
+		cfg       daemon.Config
+		mode      string
+		logFormat string
+	)
+	cmd := &cobra.Command{
+		Use:   "run --iface IF[,IF...] --policy FILE",
+		Short: "Attach the filter and keep it in step with the policy file",
+		Long: `run validates the policy, attaches xdpguard to each interface (or adopts the
+filter already pinned there), serves Prometheus metrics and reloads the policy
+on SIGHUP and whenever the file changes. A reload switches each interface to
+the new policy in one step; a policy with errors is refused and the previous
+one stays in force.
+
+On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
+		Example: `  xdpguard run --iface eth1 --policy /etc/xdpguard/policy.yaml
+  xdpguard run --iface eth1,eth2 --policy policy.yaml --metrics-addr 127.0.0.1:9477 --mode native`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Mode = loader.Mode(mode)
+			cfg.BPFFS = bpffsFlag(cmd)
+			var h slog.Handler = slog.NewTextHandler(cmd.ErrOrStderr(), nil)
+			if logFormat == "json" {
+				h = slog.NewJSONHandler(cmd.ErrOrStderr(), nil)
+			}
+			cfg.Logger = slog.New(h)
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return daemon.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&cfg.Ifaces, "iface", nil, "interfaces to filter (comma-separated or repeated)")
+	f.StringVar(&cfg.PolicyPath, "policy", "", "policy file (YAML); see 'xdpguard check'")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9477", "address for /metrics; empty disables it")
+	f.StringVar(&mode, "mode", string(loader.ModeAuto), "XDP attach mode: auto (native, else generic), native or generic")
+	f.IntVar(&cfg.TopPorts, "metrics-top-ports", 50, "export per-port drops for at most this many ports (most drops first)")
+	f.StringVar(&cfg.ReadyFile, "ready-file", "", "write the daemon's PID here once it is attached and serving")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	_ = cmd.MarkFlagRequired("iface")
+	_ = cmd.MarkFlagRequired("policy")
+	return cmd
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/maps"
+)
+
+// ifaceStatus is one interface in `status` output (and its JSON form).
+type ifaceStatus struct {
+	Interface    string            `json:"interface"`
+	Mode         string            `json:"mode"`
+	ProgramID    uint32            `json:"program_id"`
+	Enforcing    bool              `json:"enforcing"`
+	Generation   uint64            `json:"generation"`
+	PolicyDigest string            `json:"policy_digest"`
+	LoadedAt     time.Time         `json:"loaded_at"`
+	Packets      uint64            `json:"packets"`
+	Dropped      uint64            `json:"dropped"`
+	Reasons      map[string]uint64 `json:"reasons"`
+	TopPorts     []portStatus      `json:"top_dropped_ports"`
+	Sources      int               `json:"ratelimit_sources"`
+	SourcesCap   uint32            `json:"ratelimit_sources_capacity"`
+	Problem      string            `json:"problem,omitempty"`
+}
+
+type portStatus struct {
+	Port            uint16 `json:"port"`
+	NotAllowed      uint64 `json:"port_not_allowed"`
+	RateLimited     uint64 `json:"rate_limited"`
+	PortRateLimited uint64 `json:"port_rate_limited"`
+}
+
+func newStatusCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status [--output text|json]",
+		Short: "Show where the filter is attached, its policy and its counters",
+		Long: `status reads the pinned state of every interface xdpguard filters in this
+network namespace: attach mode, program id, policy generation, digest and
+age, and counters. It works whether or not the daemon is running.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("--output: want text or json, got %q", output)
+			}
+			root, err := loader.ResolvePinRoot(bpffsFlag(cmd))
+			if err != nil {
+				return err
+			}
+			ifaces, err := loader.Interfaces(root)
+			if err != nil {
+				return err
+			}
+			var out []ifaceStatus
+			for _, iface := range ifaces {
+				out = append(out, readStatus(root, iface))
+			}
+			w := cmd.OutOrStdout()
+			if output == "json" {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				if out == nil {
+					out = []ifaceStatus{}
+				}
+				return enc.Encode(out)
+			}
+			if len(out) == 0 {
+				fmt.Fprintln(w, "xdpguard is not attached to any interface in this network namespace")
+				return nil
+			}
+			for _, s := range out {
+				printStatus(w, s)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func readStatus(root, iface string) ifaceStatus {
+	s := ifaceStatus{Interface: iface, Reasons: map[string]uint64{}}
+	p, err := loader.OpenPinned(root, iface)
+	if err != nil {
+		s.Problem = err.Error()
+		return s
+	}
+	defer p.Close()
+	if meta, err := loader.ReadMeta(p.Generation); err == nil {
+		s.Generation = meta.Generation
+		s.PolicyDigest = fmt.Sprintf("%x", meta.PolicyDigest[:6])
+		s.LoadedAt = time.Unix(0, int64(meta.LoadedUnixNs)).UTC()
+	}
+	if r, err := maps.ReadReasons(p.Stats); err == nil {
+		s.Packets, s.Dropped = r.Total(), r.Dropped()
+		for _, reason := range loader.AllReasons() {
+			key := reason.Name()
+			if reason.Dropped() {
+				key = "drop_" + key
+			} else {
+				key = "pass_" + key
+			}
+			s.Reasons[key] = r[reason]
+		}
+	}
+	if ports, err := maps.ReadPortDrops(p.PortDrops); err == nil {
+		for i, pd := range ports {
+			if i == 10 {
+				break
+			}
+			s.TopPorts = append(s.TopPorts, portStatus{pd.Port, pd.NotAllowed, pd.RateLimited, pd.PortRateLimited})
+		}
+	}
+	s.Sources, _ = maps.CountEntries(p.SrcBuckets)
+	s.SourcesCap = p.SrcBuckets.MaxEntries()
+
+	s.Mode = "none"
+	if p.Link == nil {
+		s.Problem = "no pinned link: the filter is not attached"
+		return s
+	}
+	info, err := p.Link.Info()
+	if err != nil {
+		s.Problem = err.Error()
+		return s
+	}
+	s.ProgramID = uint32(info.Program)
+	nl, err := net.InterfaceByName(iface)
+	if err != nil {
+		s.Problem = "interface is gone: " + err.Error()
+		return s
+	}
+	mode, attachedID, err := loader.AttachMode(nl.Index)
+	if err != nil {
+		s.Problem = err.Error()
+		return s
+	}
+	s.Mode = mode
+	s.Enforcing = attachedID == s.ProgramID && mode != "none"
+	if !s.Enforcing {
+		s.Problem = fmt.Sprintf("interface runs XDP program %d, not xdpguard's %d", attachedID, s.ProgramID)
+	}
+	return s
+}
+
+func printStatus(w interface{ Write([]byte) (int, error) }, s ifaceStatus) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "interface\t%s\n", s.Interface)
+	fmt.Fprintf(tw, "enforcing\t%v (mode %s, program %d)\n", s.Enforcing, s.Mode, s.ProgramID)
+	if s.Problem != "" {
+		fmt.Fprintf(tw, "problem\t%s\n", s.Problem)
+	}
+	age := time.Since(s.LoadedAt).Round(time.Second)
+	fmt.Fprintf(tw, "policy\tgeneration %d, digest %s, loaded %s (%s ago)\n", s.Generation, s.PolicyDigest, s.LoadedAt.Format(time.RFC3339), age)
+	fmt.Fprintf(tw, "packets\t%d seen, %d dropped\n", s.Packets, s.Dropped)
+	for _, r := range loader.AllReasons() {
+		key := "pass_" + r.Name()
+		if r.Dropped() {
+			key = "drop_" + r.Name()
+		}
+		fmt.Fprintf(tw, "  %s\t%d\n", key, s.Reasons[key])
+	}
+	fmt.Fprintf(tw, "rate limiter\t%d of %d sources tracked\n", s.Sources, s.SourcesCap)
+	for _, p := range s.TopPorts {
+		fmt.Fprintf(tw, "  port %d\tnot allowed %d, rate limited %d, port rate limited %d\n", p.Port, p.NotAllowed, p.RateLimited, p.PortRateLimited)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}

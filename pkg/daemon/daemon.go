@@ -1,0 +1,274 @@
+// Package daemon is `xdpguard run`: attach to the interfaces, serve
+// metrics, and switch policies on SIGHUP or when the policy file changes.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/metrics"
+	"github.com/xdpguard/xdpguard/pkg/policy"
+)
+
+// Config is what `xdpguard run` was asked to do.
+type Config struct {
+	Ifaces      []string
+	PolicyPath  string
+	MetricsAddr string // "" disables the metrics server
+	Mode        loader.Mode
+	BPFFS       string
+	TopPorts    int
+	ReadyFile   string // written once attached and serving; for scripts and tests
+	Logger      *slog.Logger
+}
+
+// Validate checks the configuration without touching the kernel.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Ifaces) == 0 {
+		errs = append(errs, errors.New("--iface: name at least one interface"))
+	}
+	seen := map[string]bool{}
+	for _, i := range c.Ifaces {
+		if i == "" || seen[i] {
+			errs = append(errs, fmt.Errorf("--iface: %q is empty or listed twice", i))
+		}
+		seen[i] = true
+	}
+	if c.PolicyPath == "" {
+		errs = append(errs, errors.New("--policy: required"))
+	}
+	if _, err := loader.ParseMode(string(c.Mode)); err != nil {
+		errs = append(errs, fmt.Errorf("--mode: %w", err))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-addr: %w", err))
+		}
+	}
+	if c.TopPorts < 1 {
+		errs = append(errs, errors.New("--metrics-top-ports: must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// Daemon holds the guards of a running `xdpguard run`.
+type Daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	mu      sync.Mutex // serialises reloads
+	guards  []*loader.Guard
+	current *policy.Policy
+	reloads *metrics.Reloads
+}
+
+// Run attaches, serves and reloads until ctx is done. The filter stays
+// attached after Run returns: that is the point of pinning.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	pol, err := policy.Load(cfg.PolicyPath)
+	if err != nil {
+		return err
+	}
+	pinRoot, err := loader.ResolvePinRoot(cfg.BPFFS)
+	if err != nil {
+		return err
+	}
+	d := &Daemon{cfg: cfg, log: log, current: pol, reloads: metrics.NewReloads()}
+	if err := d.attachAll(pinRoot, pol); err != nil {
+		return err
+	}
+	defer d.close()
+
+	var srv *http.Server
+	if cfg.MetricsAddr != "" {
+		if srv, err = d.serveMetrics(); err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+
+	watcher, err := watchPolicy(cfg.PolicyPath)
+	if err != nil {
+		return err
+	}
+	defer watcher.Close()
+
+	if cfg.ReadyFile != "" {
+		if err := os.WriteFile(cfg.ReadyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
+			return fmt.Errorf("--ready-file: %w", err)
+		}
+	}
+	log.Info("enforcing", "interfaces", cfg.Ifaces, "policy", cfg.PolicyPath, "digest", digest(pol), "summary", pol.Summary(), "metrics", cfg.MetricsAddr)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	// Editors and config managers write in several steps (truncate, write,
+	// rename); wait for the file to settle before reading it.
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping; the filter stays attached (`xdpguard detach` removes it)")
+			return nil
+		case <-hup:
+			d.Reload("SIGHUP")
+		case ev := <-watcher.Events:
+			if filepath.Clean(ev.Name) == filepath.Clean(cfg.PolicyPath) || filepath.Base(ev.Name) == "..data" {
+				debounce = time.After(200 * time.Millisecond)
+			}
+		case err := <-watcher.Errors:
+			log.Warn("watching the policy file", "err", err)
+		case <-debounce:
+			debounce = nil
+			d.Reload("file changed")
+		}
+	}
+}
+
+// attachAll attaches every interface or none: interfaces newly attached in
+// this call are detached again if a later one fails.
+func (d *Daemon) attachAll(pinRoot string, pol *policy.Policy) error {
+	var fresh []string
+	for _, iface := range d.cfg.Ifaces {
+		g, adopted, err := loader.Attach(pinRoot, iface, d.cfg.Mode, pol)
+		if err != nil {
+			d.close()
+			for _, f := range fresh {
+				if derr := loader.Detach(pinRoot, f); derr != nil {
+					d.log.Error("undo attach", "interface", f, "err", derr)
+				}
+			}
+			return err
+		}
+		mode, progID, _ := loader.AttachMode(g.Ifindex)
+		d.log.Info("attached", "interface", iface, "adopted", adopted, "mode", mode, "program_id", progID, "pins", g.Dir)
+		if !adopted {
+			fresh = append(fresh, iface)
+		}
+		d.guards = append(d.guards, g)
+	}
+	return nil
+}
+
+// Reload reads the policy file and switches every interface to it. A bad
+// file, or a switch failing on any interface, leaves the previous policy in
+// force everywhere.
+func (d *Daemon) Reload(why string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.reload()
+	d.reloads.Observe(err)
+	if err != nil {
+		d.log.Error("policy reload refused; the previous policy stays in force", "trigger", why, "err", err)
+		return err
+	}
+	d.log.Info("policy reloaded", "trigger", why, "digest", digest(d.current), "summary", d.current.Summary())
+	return nil
+}
+
+func (d *Daemon) reload() error {
+	pol, err := policy.Load(d.cfg.PolicyPath)
+	if err != nil {
+		return err
+	}
+	for i, g := range d.guards {
+		if err := g.Apply(pol); err != nil {
+			// Put the interfaces already switched back on the old policy.
+			for _, done := range d.guards[:i] {
+				if rerr := done.Apply(d.current); rerr != nil {
+					d.log.Error("rollback failed", "interface", done.Iface, "err", rerr)
+				}
+			}
+			return err
+		}
+	}
+	d.current = pol
+	return nil
+}
+
+func (d *Daemon) close() {
+	for _, g := range d.guards {
+		g.Close()
+	}
+	d.guards = nil
+}
+
+func (d *Daemon) targets() []metrics.Target {
+	var out []metrics.Target
+	for _, g := range d.guards {
+		if st, err := g.State(); err == nil {
+			out = append(out, metrics.Target{Iface: g.Iface, Ifindex: g.Ifindex, Maps: st})
+		}
+	}
+	return out
+}
+
+func (d *Daemon) serveMetrics() (*http.Server, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		metrics.NewCollector(func() []metrics.Target {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return d.targets()
+		}, d.cfg.TopPorts),
+	)
+	d.reloads.Register(reg)
+	ln, err := net.Listen("tcp", d.cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("metrics server", "err", err)
+		}
+	}()
+	return srv, nil
+}
+
+// watchPolicy watches the policy's directory, not the file: an atomic save
+// (write a temp file, rename it over) replaces the inode a file watch follows.
+func watchPolicy(path string) (*fsnotify.Watcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch policy: %w", err)
+	}
+	if err := w.Add(filepath.Dir(path)); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("watch policy directory: %w", err)
+	}
+	return w, nil
+}
+
+func digest(p *policy.Policy) string {
+	d := p.Digest()
+	return fmt.Sprintf("%x", d[:6])
+}

@@ -1,0 +1,179 @@
+// Package metrics exports xdpguard's BPF counters to Prometheus. The
+// Collector reads the maps at scrape time, so what /metrics shows is what
+// the kernel counted, and counters survive daemon restarts (they live in
+// pinned maps).
+package metrics
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/maps"
+)
+
+// Target is one interface's maps and identity.
+type Target struct {
+	Iface   string
+	Ifindex int
+	Maps    loader.StateMaps
+}
+
+// Collector reads every target's maps on each scrape.
+type Collector struct {
+	targets  func() []Target
+	topPorts int
+
+	scrapeErrors prometheus.Counter
+
+	packets, drops, passed, portDrops *prometheus.Desc
+	sources, sourcesCap, generation   *prometheus.Desc
+	loadedAt, attached                *prometheus.Desc
+}
+
+// NewCollector exports the targets' counters. topPorts bounds the port
+// label: only the ports with the most drops are exported, so a full port
+// scan cannot create 65535 series.
+func NewCollector(targets func() []Target, topPorts int) *Collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("xdpguard_"+name, help, labels, nil)
+	}
+	return &Collector{
+		targets:  targets,
+		topPorts: topPorts,
+		scrapeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "xdpguard_scrape_errors_total", Help: "Map reads that failed during a scrape.",
+		}),
+		packets:    d("packets_total", "Packets the XDP program saw.", "interface"),
+		drops:      d("drops_total", "Packets dropped, by reason.", "interface", "reason"),
+		passed:     d("passed_total", "Packets passed, by reason.", "interface", "reason"),
+		portDrops:  d("port_drops_total", "SYNs dropped per destination port (the ports with the most drops), by reason.", "interface", "port", "reason"),
+		sources:    d("ratelimit_sources", "Sources in the per-source SYN limiter table.", "interface"),
+		sourcesCap: d("ratelimit_sources_capacity", "Size of the per-source SYN limiter table.", "interface"),
+		generation: d("policy_generation", "Policy generation in force (increments on every switch).", "interface"),
+		loadedAt:   d("policy_loaded_timestamp_seconds", "When the policy in force was switched in.", "interface"),
+		attached:   d("attached", "1 when xdpguard's program is attached, by XDP mode in effect.", "interface", "mode"),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	c.scrapeErrors.Describe(ch)
+	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.generation, c.loadedAt, c.attached} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	var wg sync.WaitGroup
+	for _, t := range c.targets() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.collectTarget(ch, t)
+		}()
+	}
+	wg.Wait()
+	c.scrapeErrors.Collect(ch)
+}
+
+func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	if reasons, err := maps.ReadReasons(t.Maps.Stats); err != nil {
+		c.scrapeErrors.Inc()
+	} else {
+		counter(c.packets, reasons.Total(), t.Iface)
+		for _, r := range loader.AllReasons() {
+			d := c.passed
+			if r.Dropped() {
+				d = c.drops
+			}
+			counter(d, reasons[r], t.Iface, r.Name())
+		}
+	}
+	if ports, err := maps.ReadPortDrops(t.Maps.PortDrops); err != nil {
+		c.scrapeErrors.Inc()
+	} else {
+		if len(ports) > c.topPorts {
+			ports = ports[:c.topPorts]
+		}
+		for _, p := range ports {
+			port := strconv.Itoa(int(p.Port))
+			counter(c.portDrops, p.NotAllowed, t.Iface, port, loader.DropPortNotAllowed.Name())
+			counter(c.portDrops, p.RateLimited, t.Iface, port, loader.DropRateLimited.Name())
+			counter(c.portDrops, p.PortRateLimited, t.Iface, port, loader.DropPortRateLimited.Name())
+		}
+	}
+	if n, err := maps.CountEntries(t.Maps.SrcBuckets); err != nil {
+		c.scrapeErrors.Inc()
+	} else {
+		gauge(c.sources, float64(n), t.Iface)
+		gauge(c.sourcesCap, float64(t.Maps.SrcBuckets.MaxEntries()), t.Iface)
+	}
+	if meta, err := loader.ReadMeta(t.Maps.Generation); err != nil {
+		c.scrapeErrors.Inc()
+	} else {
+		gauge(c.generation, float64(meta.Generation), t.Iface)
+		gauge(c.loadedAt, float64(time.Unix(0, int64(meta.LoadedUnixNs)).UnixMilli())/1000, t.Iface)
+	}
+	if mode, _, err := loader.AttachMode(t.Ifindex); err != nil {
+		c.scrapeErrors.Inc()
+	} else {
+		v := 1.0
+		if mode == "none" {
+			v = 0
+		}
+		gauge(c.attached, v, t.Iface, mode)
+	}
+}
+
+// Reloads counts policy reloads by result; LastReload records the last one.
+type Reloads struct {
+	Total      *prometheus.CounterVec
+	LastOK     prometheus.Gauge
+	LastReload prometheus.Gauge
+}
+
+// NewReloads creates the reload metrics.
+func NewReloads() *Reloads {
+	return &Reloads{
+		Total: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xdpguard_policy_reloads_total", Help: "Policy reloads, by result (success, failure).",
+		}, []string{"result"}),
+		LastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "xdpguard_policy_last_reload_success", Help: "1 if the last policy reload succeeded, 0 if it was refused.",
+		}),
+		LastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "xdpguard_policy_last_reload_timestamp_seconds", Help: "When the last policy reload was attempted.",
+		}),
+	}
+}
+
+// Register adds the reload metrics to reg, with both results at zero.
+func (r *Reloads) Register(reg prometheus.Registerer) {
+	reg.MustRegister(r.Total, r.LastOK, r.LastReload)
+	r.Total.WithLabelValues("success")
+	r.Total.WithLabelValues("failure")
+	r.LastOK.Set(1)
+}
+
+// Observe records one reload attempt.
+func (r *Reloads) Observe(err error) {
+	r.LastReload.SetToCurrentTime()
+	if err != nil {
+		r.Total.WithLabelValues("failure").Inc()
+		r.LastOK.Set(0)
+		return
+	}
+	r.Total.WithLabelValues("success").Inc()
+	r.LastOK.Set(1)
+}
