@@ -195,6 +195,9 @@ func (d *Daemon) reload() error {
 	if err != nil {
 		return err
 	}
+	if pol.Digest() == d.current.Digest() {
+		return nil // same meaning: keep the generation (and program) in force
+	}
 	for i, g := range d.guards {
 		if err := g.Apply(pol); err != nil {
 			// Put the interfaces already switched back on the old policy.

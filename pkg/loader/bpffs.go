@@ -1,11 +1,9 @@
 package loader
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -13,52 +11,43 @@ import (
 // DefaultBPFFS is where bpffs is normally mounted.
 const DefaultBPFFS = "/sys/fs/bpf"
 
+// SharedBPFFS is the fallback bpffs for daemons started with `ip netns
+// exec`, which mounts a fresh /sys and so hides the host's /sys/fs/bpf.
+// /run is shared with the host there, so a bpffs the host mounts here is
+// visible inside, and pins on it outlive the daemon.
+const SharedBPFFS = "/run/xdpguard/bpffs"
+
 // ResolvePinRoot returns the directory under which this network namespace's
-// pins live: <bpffs>/xdpguard/ in the host namespace, and
-// <bpffs>/xdpguard/netns-<inode>/ in others, so that two namespaces with an
-// interface of the same name never share pins.
-//
-// `ip netns exec` mounts a fresh /sys in a private mount namespace, hiding
-// the host's bpffs, and a bpffs mounted there would vanish (and detach the
-// filter) when the command exits. So when /sys/fs/bpf is not a bpffs and we
-// are not in the host's mount namespace, we use the host's bpffs through
-// /proc/1/root. When we are in the host's mount namespace and bpffs is not
-// mounted, we mount it, as systemd would.
+// pins live: <bpffs>/xdpguard/ in an unnamed (usually the host's) namespace,
+// <bpffs>/xdpguard/netns-<name>/ in a namespace named by `ip netns`, so two
+// namespaces with an interface of the same name never share pins.
 func ResolvePinRoot(bpffs string) (string, error) {
-	base, err := findBPFFS(bpffs)
+	ns := namedNetns()
+	base, err := findBPFFS(bpffs, ns != "")
 	if err != nil {
 		return "", err
 	}
 	root := filepath.Join(base, "xdpguard")
-	same, err := sameNamespace("net")
-	if err != nil {
-		return "", err
-	}
-	if !same {
-		var st unix.Stat_t
-		if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
-			return "", fmt.Errorf("network namespace: %w", err)
-		}
-		root = filepath.Join(root, fmt.Sprintf("netns-%d", st.Ino))
+	if ns != "" {
+		root = filepath.Join(root, "netns-"+ns)
 	}
 	return root, nil
 }
 
-func findBPFFS(path string) (string, error) {
+func findBPFFS(path string, inNamedNetns bool) (string, error) {
 	if isBPFFS(path) {
 		return path, nil
 	}
-	sameMnt, err := sameNamespace("mnt")
-	if err != nil {
-		return "", err
+	if isBPFFS(SharedBPFFS) {
+		return SharedBPFFS, nil
 	}
-	if !sameMnt {
-		host := filepath.Join("/proc/1/root", path)
-		if isBPFFS(host) {
-			return host, nil
-		}
-		return "", fmt.Errorf("%s is not a bpffs in this mount namespace (ip netns exec hides the host's) "+
-			"and the host has none mounted there either: run `mount -t bpf bpf %s` on the host first", path, path)
+	if inNamedNetns {
+		// Probably `ip netns exec`: a bpffs mounted now would live in its
+		// private mount namespace and vanish, detaching the filter, when
+		// this process exits.
+		return "", fmt.Errorf("%s is not a bpffs here (`ip netns exec` mounts a fresh /sys). "+
+			"On the host, run `mkdir -p %[2]s && mount -t bpf bpf %[2]s` once; xdpguard then uses it, "+
+			"and its pins outlive the daemon", path, SharedBPFFS)
 	}
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return "", fmt.Errorf("create %s: %w", path, err)
@@ -74,18 +63,18 @@ func isBPFFS(path string) bool {
 	return unix.Statfs(path, &st) == nil && st.Type == unix.BPF_FS_MAGIC
 }
 
-// sameNamespace reports whether we share namespace kind ("net", "mnt") with PID 1.
-func sameNamespace(kind string) (bool, error) {
-	self, err := os.Readlink("/proc/self/ns/" + kind)
-	if err != nil {
-		return false, fmt.Errorf("read own %s namespace: %w", kind, err)
+// namedNetns returns the `ip netns` name of our network namespace, or "".
+func namedNetns() string {
+	var self unix.Stat_t
+	if unix.Stat("/proc/self/ns/net", &self) != nil {
+		return ""
 	}
-	init, err := os.Readlink("/proc/1/ns/" + kind)
-	if errors.Is(err, os.ErrPermission) {
-		return true, nil // cannot tell; assume the host
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		var st unix.Stat_t
+		if unix.Stat(filepath.Join("/run/netns", e.Name()), &st) == nil && st.Ino == self.Ino && st.Dev == self.Dev {
+			return e.Name()
+		}
 	}
-	if err != nil {
-		return false, fmt.Errorf("read PID 1's %s namespace: %w", kind, err)
-	}
-	return strings.TrimSpace(self) == strings.TrimSpace(init), nil
+	return ""
 }

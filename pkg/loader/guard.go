@@ -60,7 +60,7 @@ type Guard struct {
 // Attach puts xdpguard with policy pol on iface, or adopts the filter already
 // pinned for it (a restart or upgrade), switching it to pol. adopted reports
 // which. On error nothing new is left attached or pinned.
-func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (g *Guard, adopted bool, err error) {
+func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, adopted bool, err error) {
 	if pol == nil {
 		return nil, false, errors.New("attach: no policy")
 	}
@@ -74,7 +74,7 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (g *Guard, ado
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, false, fmt.Errorf("remove memlock limit: %w", err)
 	}
-	g = &Guard{Iface: iface, Ifindex: nl.Attrs().Index, Dir: filepath.Join(pinRoot, iface)}
+	g := &Guard{Iface: iface, Ifindex: nl.Attrs().Index, Dir: filepath.Join(pinRoot, iface)}
 	if err := os.MkdirAll(g.Dir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("pin directory: %w", err)
 	}

@@ -1,0 +1,185 @@
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const labPolicy = `tcp:
+  allow: [8022, 8080, 9000-9002]
+`
+
+// Listening ports: 8022 and 8080 are allowed, 7777 listens but the policy
+// closes it, 9000 is allowed with nothing listening.
+func startLab(t *testing.T, policy string) (*Lab, *Daemon) {
+	l := NewLab(t)
+	l.Listen(8022, 8080, 7777)
+	l.WritePolicy(policy)
+	return l, l.StartDaemon()
+}
+
+func expectPorts(t *testing.T, l *Lab, src, dst string, want map[int]string) {
+	t.Helper()
+	for port, w := range want {
+		if got := l.Connect(src, dst, port); got != w {
+			t.Errorf("%s -> %s:%d: %s, want %s", src, dst, port, got, w)
+		}
+	}
+}
+
+func TestConnectionsIPv4AndIPv6(t *testing.T) {
+	l, d := startLab(t, labPolicy)
+	want := map[int]string{8022: "open", 8080: "open", 7777: "filtered", 9000: "refused"}
+	expectPorts(t, l, l.CliV4, l.SrvV4, want)
+	expectPorts(t, l, l.CliV6, l.SrvV6, want)
+
+	m := d.Scrape()
+	if v := Metric(m, "xdpguard_drops_total", `reason="port_not_allowed"`); v < 2 {
+		t.Errorf("port_not_allowed drops = %v, want >= 2 (one SYN per family at least)", v)
+	}
+	if v := Metric(m, "xdpguard_port_drops_total", `port="7777"`, `reason="port_not_allowed"`); v < 2 {
+		t.Errorf("port 7777 drops = %v", v)
+	}
+	if v := Metric(m, "xdpguard_passed_total", `reason="not_syn"`); v < 1 {
+		t.Errorf("not_syn passes = %v: established traffic not counted", v)
+	}
+	if v := Metric(m, "xdpguard_attached", `mode="native"`); v != 1 {
+		t.Errorf("attached{mode=native} = %v", v)
+	}
+
+	var st []struct {
+		Interface string
+		Enforcing bool
+		Mode      string
+		Dropped   uint64
+	}
+	if err := json.Unmarshal([]byte(l.Status()), &st); err != nil || len(st) != 1 {
+		t.Fatalf("status: %v %s", err, l.Status())
+	}
+	if !st[0].Enforcing || st[0].Interface != l.SrvIf || st[0].Dropped < 2 {
+		t.Errorf("status %+v", st[0])
+	}
+}
+
+func TestReloadOnSIGHUPAndFileChange(t *testing.T) {
+	l, d := startLab(t, labPolicy)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
+
+	// SIGHUP: 7777 opens, 8080 closes.
+	d.Mark()
+	l.WritePolicy("tcp:\n  allow: [8022, 7777]\n")
+	d.Signal(syscall.SIGHUP)
+	d.WaitLog(`policy reloaded.*trigger=SIGHUP`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open", 8080: "filtered", 8022: "open"})
+
+	// A bad policy is refused; the last good one stays.
+	d.Mark()
+	l.WritePolicy("tcp:\n  allow: [8022, 8080-70]\n")
+	d.Signal(syscall.SIGHUP)
+	d.WaitLog(`policy reload refused.*policy.yaml:2:\d+: tcp.allow\[1\]: range`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open", 8080: "filtered"})
+	m := d.Scrape()
+	if Metric(m, "xdpguard_policy_reloads_total", `result="failure"`) < 1 || Metric(m, "xdpguard_policy_last_reload_success") != 0 {
+		t.Errorf("reload metrics after a refused reload:\n%s", grep(m, "reload"))
+	}
+
+	// Saving the file is enough: no signal.
+	d.Mark()
+	l.WritePolicy(labPolicy)
+	d.WaitLog(`policy reloaded.*trigger="file changed"`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
+	if g := Metric(d.Scrape(), "xdpguard_policy_generation"); g != 3 {
+		t.Errorf("generation %v after two good reloads, want 3", g)
+	}
+}
+
+// The filter outlives the daemon: SIGKILL leaves it enforcing, and a new
+// daemon adopts the pins with the counters intact.
+func TestSurvivesKillAndRestartAdopts(t *testing.T) {
+	l, d := startLab(t, labPolicy)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered"})
+	before := Metric(d.Scrape(), "xdpguard_drops_total", `reason="port_not_allowed"`)
+	d.Kill()
+
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
+	expectPorts(t, l, l.CliV6, l.SrvV6, map[int]string{7777: "filtered", 8080: "open"})
+
+	d2 := l.StartDaemon()
+	d2.WaitLog(`attached.*adopted=true`)
+	m := d2.Scrape()
+	if after := Metric(m, "xdpguard_drops_total", `reason="port_not_allowed"`); after < before+2 {
+		t.Errorf("drops after restart %v, before kill %v: counters reset or not counted while the daemon was dead", after, before)
+	}
+	if g := Metric(m, "xdpguard_policy_generation"); g != 2 {
+		t.Errorf("generation %v after restart, want 2", g)
+	}
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
+
+	// A clean stop also leaves the filter; detach removes it.
+	d2.Stop()
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered"})
+	out := sh(t, "ip", "netns", "exec", l.Server, binary, "detach", "--iface", l.SrvIf)
+	if !strings.Contains(out, "detached "+l.SrvIf) {
+		t.Fatalf("detach: %s", out)
+	}
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open"})
+	if s := l.Status(); strings.TrimSpace(s) != "[]" {
+		t.Errorf("status after detach: %s", s)
+	}
+}
+
+func TestSecondDaemonRefusedAndDetachRefusedWhileRunning(t *testing.T) {
+	l, _ := startLab(t, labPolicy)
+	out, err := runIn(l, "run", "--iface", l.SrvIf, "--policy", l.dir+"/policy.yaml", "--metrics-addr", "")
+	if err == nil || !strings.Contains(out, "another xdpguard process manages this interface") {
+		t.Errorf("second daemon: %v\n%s", err, out)
+	}
+	out, err = runIn(l, "detach", "--iface", l.SrvIf)
+	if err == nil || !strings.Contains(out, "stop it first") {
+		t.Errorf("detach under a running daemon: %v\n%s", err, out)
+	}
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
+}
+
+func TestBadStartLeavesNothing(t *testing.T) {
+	l := NewLab(t)
+	l.Listen(7777)
+	l.WritePolicy("tcp:\n  allow: []\n")
+	out, err := runIn(l, "run", "--iface", l.SrvIf, "--policy", l.dir+"/policy.yaml")
+	if err == nil || !strings.Contains(out, "tcp.allow: empty allow-list") {
+		t.Fatalf("empty policy accepted: %v\n%s", err, out)
+	}
+	l.WritePolicy(labPolicy)
+	out, err = runIn(l, "run", "--iface", l.SrvIf + ",nosuchif0", "--policy", l.dir+"/policy.yaml")
+	if err == nil || !strings.Contains(out, `interface "nosuchif0"`) {
+		t.Fatalf("missing interface: %v\n%s", err, out)
+	}
+	// The interface that did attach was rolled back.
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open"})
+	if s := l.Status(); strings.TrimSpace(s) != "[]" {
+		t.Errorf("status after failed start: %s", s)
+	}
+}
+
+func runIn(l *Lab, args ...string) (string, error) {
+	cmdArgs := append([]string{"netns", "exec", l.Server, binary}, args...)
+	out, err := execCombined("ip", cmdArgs...)
+	return out, err
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+var _ = os.Getpid
+var _ = time.Second

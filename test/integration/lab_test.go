@@ -1,0 +1,401 @@
+// Package integration runs the real daemon on a veth pair between network
+// namespaces and sends real traffic through it. Needs root; under CI=true
+// it fails instead of skipping.
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/xdpguard/xdpguard/internal/testutil"
+)
+
+var binary string // built once by TestMain
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() != 0 {
+			return m.Run() // every test skips (or fails under CI) on its own
+		}
+		dir, err := os.MkdirTemp("", "xdpguard-it")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		binary = filepath.Join(dir, "xdpguard")
+		out, err := exec.Command("go", "build", "-o", binary, "../../cmd/xdpguard").CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build xdpguard: %v\n%s", err, out)
+			return 1
+		}
+		// `ip netns exec` hides /sys/fs/bpf; the daemon then pins on the
+		// host-shared bpffs, which an operator mounts once per boot.
+		if err := exec.Command("sh", "-c", "mkdir -p /run/xdpguard/bpffs && (mountpoint -q /run/xdpguard/bpffs || mount -t bpf bpf /run/xdpguard/bpffs)").Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "mount bpffs:", err)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// Lab is two namespaces joined by a veth pair: the server side runs
+// xdpguard on its veth; the client side has two IPv4 and two IPv6 sources.
+type Lab struct {
+	t                  testing.TB
+	Server, Client     string // namespace names
+	SrvIf, CliIf       string
+	SrvMAC, CliMAC     net.HardwareAddr
+	SrvV4, SrvV6       string
+	CliV4, CliV4b      string
+	CliV6, CliV6b      string
+	dir                string
+}
+
+var labSeq struct {
+	sync.Mutex
+	n int
+}
+
+func sh(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// NewLab builds the namespaces; everything is removed when the test ends,
+// pass or fail.
+func NewLab(t testing.TB) *Lab {
+	t.Helper()
+	testutil.RequirePrivileged(t)
+	_, err := exec.LookPath("ip")
+	testutil.Require(t, err, "iproute2 (ip)")
+	labSeq.Lock()
+	labSeq.n++
+	n := labSeq.n
+	labSeq.Unlock()
+	var rnd [3]byte
+	_, _ = rand.Read(rnd[:])
+	id := hex.EncodeToString(rnd[:])
+	l := &Lab{
+		t: t, Server: "xgs" + id, Client: "xgc" + id, SrvIf: "xgs" + id, CliIf: "xgc" + id,
+		SrvV4: fmt.Sprintf("198.18.%d.1", n), CliV4: fmt.Sprintf("198.18.%d.2", n), CliV4b: fmt.Sprintf("198.18.%d.3", n),
+		SrvV6: fmt.Sprintf("2001:2:0:%x::1", n), CliV6: fmt.Sprintf("2001:2:0:%x::2", n), CliV6b: fmt.Sprintf("2001:2:0:%x::3", n),
+		dir: t.TempDir(),
+	}
+	t.Cleanup(l.destroy)
+	sh(t, "ip", "netns", "add", l.Server)
+	sh(t, "ip", "netns", "add", l.Client)
+	sh(t, "ip", "link", "add", l.SrvIf, "netns", l.Server, "type", "veth", "peer", "name", l.CliIf, "netns", l.Client)
+	for _, c := range [][]string{
+		{l.Server, "ip", "addr", "add", l.SrvV4 + "/24", "dev", l.SrvIf},
+		{l.Server, "ip", "addr", "add", l.SrvV6 + "/64", "dev", l.SrvIf, "nodad"},
+		{l.Server, "ip", "link", "set", l.SrvIf, "up"},
+		{l.Server, "ip", "link", "set", "lo", "up"},
+		{l.Client, "ip", "addr", "add", l.CliV4 + "/24", "dev", l.CliIf},
+		{l.Client, "ip", "addr", "add", l.CliV4b + "/24", "dev", l.CliIf},
+		{l.Client, "ip", "addr", "add", l.CliV6 + "/64", "dev", l.CliIf, "nodad"},
+		{l.Client, "ip", "addr", "add", l.CliV6b + "/64", "dev", l.CliIf, "nodad"},
+		{l.Client, "ip", "link", "set", l.CliIf, "up"},
+		{l.Client, "ip", "link", "set", "lo", "up"},
+	} {
+		sh(t, append([]string{"ip", "netns", "exec"}, c...)...)
+	}
+	l.SrvMAC = l.mac(l.Server, l.SrvIf)
+	l.CliMAC = l.mac(l.Client, l.CliIf)
+	return l
+}
+
+func (l *Lab) mac(ns, iface string) net.HardwareAddr {
+	var hw net.HardwareAddr
+	l.InNS(ns, func() {
+		i, err := net.InterfaceByName(iface)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		hw = i.HardwareAddr
+	})
+	return hw
+}
+
+// destroy removes the daemon's pins and both namespaces.
+func (l *Lab) destroy() {
+	if binary != "" {
+		_ = exec.Command("ip", "netns", "exec", l.Server, binary, "detach", "--all").Run()
+	}
+	_ = exec.Command("ip", "netns", "del", l.Server).Run()
+	_ = exec.Command("ip", "netns", "del", l.Client).Run()
+}
+
+// InNS runs fn with the calling goroutine's thread in namespace ns. Sockets
+// created inside stay in ns after fn returns.
+func (l *Lab) InNS(ns string, fn func()) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer orig.Close()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		l.t.Fatal(err)
+	}
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			panic(err) // a thread stuck in the wrong namespace must not be reused
+		}
+	}()
+	fn()
+}
+
+// Listen starts TCP echo servers in the server namespace on the ports.
+func (l *Lab) Listen(ports ...int) {
+	for _, p := range ports {
+		var ln net.Listener
+		var err error
+		l.InNS(l.Server, func() { ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", p)) })
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		l.t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+			}
+		}()
+	}
+}
+
+// Connect dials from the client namespace, from source address src, and
+// echoes a line through the connection. It returns "open", "refused" or
+// "filtered" (no answer within the timeout).
+func (l *Lab) Connect(src, dst string, port int) string {
+	var conn net.Conn
+	var err error
+	d := net.Dialer{Timeout: 700 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	l.InNS(l.Client, func() { conn, err = d.Dial("tcp", net.JoinHostPort(dst, strconv.Itoa(port))) })
+	switch {
+	case err == nil:
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := conn.Write([]byte("ping\n")); err != nil {
+			l.t.Fatalf("write: %v", err)
+		}
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil || line != "ping\n" {
+			l.t.Fatalf("echo through %s:%d: %q %v", dst, port, line, err)
+		}
+		return "open"
+	case strings.Contains(err.Error(), "refused"):
+		return "refused"
+	case strings.Contains(err.Error(), "timeout"):
+		return "filtered"
+	}
+	l.t.Fatalf("dial %s:%d: %v", dst, port, err)
+	return ""
+}
+
+// Daemon is a running `xdpguard run` in the server namespace.
+type Daemon struct {
+	l       *Lab
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	Policy  string
+	Metrics string
+	done    chan struct{}
+	since   int // WaitLog looks at output after this offset
+}
+
+// Mark makes the next WaitLog look only at output written from now on.
+func (d *Daemon) Mark() { d.since = len(d.log.String()) }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// WritePolicy writes the lab's policy file.
+func (l *Lab) WritePolicy(doc string) string {
+	path := filepath.Join(l.dir, "policy.yaml")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(doc), 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		l.t.Fatal(err)
+	}
+	return path
+}
+
+// StartDaemon runs the daemon and waits until it is attached and serving.
+func (l *Lab) StartDaemon(extra ...string) *Daemon {
+	l.t.Helper()
+	ready := filepath.Join(l.dir, fmt.Sprintf("ready-%d", time.Now().UnixNano()))
+	d := &Daemon{l: l, log: &syncBuffer{}, Policy: filepath.Join(l.dir, "policy.yaml"), Metrics: "127.0.0.1:9477", done: make(chan struct{})}
+	args := append([]string{"netns", "exec", l.Server, binary, "run", "--iface", l.SrvIf, "--policy", d.Policy,
+		"--metrics-addr", d.Metrics, "--ready-file", ready}, extra...)
+	d.cmd = exec.Command("ip", args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	go func() { _ = d.cmd.Wait(); close(d.done) }()
+	l.t.Cleanup(func() { d.Kill() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			return d
+		}
+		select {
+		case <-d.done:
+			l.t.Fatalf("daemon exited before ready:\n%s", d.log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("daemon not ready after 20s:\n%s", d.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Signal sends sig to the daemon (ip netns exec execs it, so the PID is its).
+func (d *Daemon) Signal(sig os.Signal) {
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		d.l.t.Fatal(err)
+	}
+}
+
+// Kill ends the daemon with SIGKILL and waits for it.
+func (d *Daemon) Kill() {
+	_ = d.cmd.Process.Kill()
+	<-d.done
+}
+
+// Stop ends the daemon with SIGTERM and waits for it.
+func (d *Daemon) Stop() {
+	d.Signal(os.Interrupt)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		d.l.t.Fatalf("daemon did not stop:\n%s", d.log)
+	}
+}
+
+// WaitLog waits until the daemon's log matches re.
+func (d *Daemon) WaitLog(re string) {
+	d.l.t.Helper()
+	rx := regexp.MustCompile(re)
+	deadline := time.Now().Add(10 * time.Second)
+	for !rx.MatchString(d.log.String()[d.since:]) {
+		if time.Now().After(deadline) {
+			d.l.t.Fatalf("log never matched %q:\n%s", re, d.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Scrape fetches /metrics from inside the server namespace. The connection
+// is made on the namespace's thread; http.Transport would dial elsewhere.
+func (d *Daemon) Scrape() string {
+	var conn net.Conn
+	var err error
+	d.l.InNS(d.l.Server, func() { conn, err = net.DialTimeout("tcp", d.Metrics, 5*time.Second) })
+	if err != nil {
+		d.l.t.Fatalf("scrape: %v", err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req, _ := http.NewRequest("GET", "http://"+d.Metrics+"/metrics", nil)
+	if err := req.Write(conn); err != nil {
+		d.l.t.Fatalf("scrape: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		d.l.t.Fatalf("scrape: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		d.l.t.Fatalf("scrape: %d %v", resp.StatusCode, err)
+	}
+	return string(body)
+}
+
+// Metric returns the value of the sample whose name and labels contain all
+// of the given strings, e.g. Metric(`xdpguard_drops_total`, `reason="malformed"`).
+func Metric(body string, parts ...string) float64 {
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		name, ok := line[:i], true
+		for _, p := range parts {
+			ok = ok && strings.Contains(name, p)
+		}
+		if ok && (strings.HasPrefix(name, parts[0]+"{") || name == parts[0]) {
+			v, _ := strconv.ParseFloat(line[i+1:], 64)
+			return v
+		}
+	}
+	return -1
+}
+
+// Status runs `xdpguard status --output json` in the server namespace.
+func (l *Lab) Status() string {
+	return sh(l.t, "ip", "netns", "exec", l.Server, binary, "status", "--output", "json")
+}
+
+var _ = context.Background
+
+func execCombined(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
