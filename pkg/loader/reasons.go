@@ -5,18 +5,18 @@ type Reason = xdpguardXdpgReason
 
 // The reasons, mirroring bpf/types.h.
 const (
-	PassNotIP             = xdpguardXdpgReasonXDPG_PASS_NOT_IP
-	PassNotTCP            = xdpguardXdpgReasonXDPG_PASS_NOT_TCP
-	PassNotSYN            = xdpguardXdpgReasonXDPG_PASS_NOT_SYN
-	PassFragment          = xdpguardXdpgReasonXDPG_PASS_FRAGMENT
-	PassSYNAllowed        = xdpguardXdpgReasonXDPG_PASS_SYN_ALLOWED
-	DropPortNotAllowed    = xdpguardXdpgReasonXDPG_DROP_PORT_NOT_ALLOWED
-	DropRateLimited       = xdpguardXdpgReasonXDPG_DROP_RATE_LIMITED
-	DropPortRateLimited   = xdpguardXdpgReasonXDPG_DROP_PORT_RATE_LIMITED
-	DropMalformed         = xdpguardXdpgReasonXDPG_DROP_MALFORMED
-	DropFragment          = xdpguardXdpgReasonXDPG_DROP_FRAGMENT
-	DropInvalidFlags      = xdpguardXdpgReasonXDPG_DROP_INVALID_FLAGS
-	NumReasons        int = int(xdpguardXdpgReasonXDPG_REASON_MAX)
+	PassNotIP               = xdpguardXdpgReasonXDPG_PASS_NOT_IP
+	PassNotTCP              = xdpguardXdpgReasonXDPG_PASS_NOT_TCP
+	PassNotSYN              = xdpguardXdpgReasonXDPG_PASS_NOT_SYN
+	PassFragment            = xdpguardXdpgReasonXDPG_PASS_FRAGMENT
+	PassSYNAllowed          = xdpguardXdpgReasonXDPG_PASS_SYN_ALLOWED
+	DropPortNotAllowed      = xdpguardXdpgReasonXDPG_DROP_PORT_NOT_ALLOWED
+	DropRateLimited         = xdpguardXdpgReasonXDPG_DROP_RATE_LIMITED
+	DropPortRateLimited     = xdpguardXdpgReasonXDPG_DROP_PORT_RATE_LIMITED
+	DropMalformed           = xdpguardXdpgReasonXDPG_DROP_MALFORMED
+	DropFragment            = xdpguardXdpgReasonXDPG_DROP_FRAGMENT
+	DropInvalidFlags        = xdpguardXdpgReasonXDPG_DROP_INVALID_FLAGS
+	NumReasons          int = int(xdpguardXdpgReasonXDPG_REASON_MAX)
 )
 
 var reasonNames = [NumReasons]string{

@@ -154,7 +154,7 @@ func TestBadStartLeavesNothing(t *testing.T) {
 		t.Fatalf("empty policy accepted: %v\n%s", err, out)
 	}
 	l.WritePolicy(labPolicy)
-	out, err = runIn(l, "run", "--iface", l.SrvIf + ",nosuchif0", "--policy", l.dir+"/policy.yaml")
+	out, err = runIn(l, "run", "--iface", l.SrvIf+",nosuchif0", "--policy", l.dir+"/policy.yaml")
 	if err == nil || !strings.Contains(out, `interface "nosuchif0"`) {
 		t.Fatalf("missing interface: %v\n%s", err, out)
 	}

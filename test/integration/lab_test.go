@@ -62,14 +62,14 @@ func TestMain(m *testing.M) {
 // Lab is two namespaces joined by a veth pair: the server side runs
 // xdpguard on its veth; the client side has two IPv4 and two IPv6 sources.
 type Lab struct {
-	t                  testing.TB
-	Server, Client     string // namespace names
-	SrvIf, CliIf       string
-	SrvMAC, CliMAC     net.HardwareAddr
-	SrvV4, SrvV6       string
-	CliV4, CliV4b      string
-	CliV6, CliV6b      string
-	dir                string
+	t              testing.TB
+	Server, Client string // namespace names
+	SrvIf, CliIf   string
+	SrvMAC, CliMAC net.HardwareAddr
+	SrvV4, SrvV6   string
+	CliV4, CliV4b  string
+	CliV6, CliV6b  string
+	dir            string
 }
 
 var labSeq struct {
