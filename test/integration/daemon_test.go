@@ -2,11 +2,9 @@ package integration
 
 import (
 	"encoding/json"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 const labPolicy = `tcp:
@@ -122,7 +120,7 @@ func TestSurvivesKillAndRestartAdopts(t *testing.T) {
 	// A clean stop also leaves the filter; detach removes it.
 	d2.Stop()
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered"})
-	out := sh(t, "ip", "netns", "exec", l.Server, binary, "detach", "--iface", l.SrvIf)
+	out := sh(t, "ip", "netns", "exec", l.Server, xdpguardBin, "detach", "--iface", l.SrvIf)
 	if !strings.Contains(out, "detached "+l.SrvIf) {
 		t.Fatalf("detach: %s", out)
 	}
@@ -166,7 +164,7 @@ func TestBadStartLeavesNothing(t *testing.T) {
 }
 
 func runIn(l *Lab, args ...string) (string, error) {
-	cmdArgs := append([]string{"netns", "exec", l.Server, binary}, args...)
+	cmdArgs := append([]string{"netns", "exec", l.Server, xdpguardBin}, args...)
 	out, err := execCombined("ip", cmdArgs...)
 	return out, err
 }
@@ -180,6 +178,3 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
-
-var _ = os.Getpid
-var _ = time.Second

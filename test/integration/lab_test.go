@@ -6,7 +6,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
-	"context"
+
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -29,7 +29,7 @@ import (
 	"github.com/xdpguard/xdpguard/internal/testutil"
 )
 
-var binary string // built once by TestMain
+var xdpguardBin string // built once by TestMain
 
 func TestMain(m *testing.M) {
 	code := func() int {
@@ -42,8 +42,8 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		binary = filepath.Join(dir, "xdpguard")
-		out, err := exec.Command("go", "build", "-o", binary, "../../cmd/xdpguard").CombinedOutput()
+		xdpguardBin = filepath.Join(dir, "xdpguard")
+		out, err := exec.Command("go", "build", "-o", xdpguardBin, "../../cmd/xdpguard").CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build xdpguard: %v\n%s", err, out)
 			return 1
@@ -143,8 +143,8 @@ func (l *Lab) mac(ns, iface string) net.HardwareAddr {
 
 // destroy removes the daemon's pins and both namespaces.
 func (l *Lab) destroy() {
-	if binary != "" {
-		_ = exec.Command("ip", "netns", "exec", l.Server, binary, "detach", "--all").Run()
+	if xdpguardBin != "" {
+		_ = exec.Command("ip", "netns", "exec", l.Server, xdpguardBin, "detach", "--all").Run()
 	}
 	_ = exec.Command("ip", "netns", "del", l.Server).Run()
 	_ = exec.Command("ip", "netns", "del", l.Client).Run()
@@ -276,7 +276,7 @@ func (l *Lab) StartDaemon(extra ...string) *Daemon {
 	l.t.Helper()
 	ready := filepath.Join(l.dir, fmt.Sprintf("ready-%d", time.Now().UnixNano()))
 	d := &Daemon{l: l, log: &syncBuffer{}, Policy: filepath.Join(l.dir, "policy.yaml"), Metrics: "127.0.0.1:9477", done: make(chan struct{})}
-	args := append([]string{"netns", "exec", l.Server, binary, "run", "--iface", l.SrvIf, "--policy", d.Policy,
+	args := append([]string{"netns", "exec", l.Server, xdpguardBin, "run", "--iface", l.SrvIf, "--policy", d.Policy,
 		"--metrics-addr", d.Metrics, "--ready-file", ready}, extra...)
 	d.cmd = exec.Command("ip", args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
@@ -390,12 +390,18 @@ func Metric(body string, parts ...string) float64 {
 
 // Status runs `xdpguard status --output json` in the server namespace.
 func (l *Lab) Status() string {
-	return sh(l.t, "ip", "netns", "exec", l.Server, binary, "status", "--output", "json")
+	return sh(l.t, "ip", "netns", "exec", l.Server, xdpguardBin, "status", "--output", "json")
 }
-
-var _ = context.Background
 
 func execCombined(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
+}
+
+func netIfindex(name string) (int, error) {
+	i, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0, err
+	}
+	return i.Index, nil
 }

@@ -1,0 +1,188 @@
+package integration
+
+import (
+	"fmt"
+
+	"os/exec"
+	"regexp"
+	"sort"
+	"strconv"
+
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpguard/xdpguard/internal/testpkt"
+	"github.com/xdpguard/xdpguard/internal/testutil"
+)
+
+// RawSender sends Ethernet frames out of the client's veth.
+type RawSender struct {
+	fd      int
+	ifindex int
+}
+
+func (l *Lab) RawSender() *RawSender {
+	s := &RawSender{}
+	var err error
+	l.InNS(l.Client, func() {
+		var ifi int
+		if ifi, err = netIfindex(l.CliIf); err != nil {
+			return
+		}
+		s.ifindex = ifi
+		proto := int(htons(unix.ETH_P_ALL))
+		if s.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, proto); err != nil {
+			return
+		}
+		err = unix.Bind(s.fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi})
+	})
+	if err != nil {
+		l.t.Fatalf("raw socket: %v", err)
+	}
+	l.t.Cleanup(func() { unix.Close(s.fd) })
+	return s
+}
+
+func (s *RawSender) Send(frame []byte) error {
+	return unix.Sendto(s.fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: s.ifindex})
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// synFrame is a SYN from src to the server, addressed to its MAC.
+func (l *Lab) synFrame(src, dst string, dport, sport uint16) []byte {
+	f := testpkt.NewSYN(src, dst, dport)
+	f.SPort = sport
+	copy(f.DstMAC[:], l.SrvMAC)
+	copy(f.SrcMAC[:], l.CliMAC)
+	return f.Bytes()
+}
+
+// A single-source SYN flood passes about rate*time + burst SYNs, while
+// another source still connects.
+func TestSingleSourceFloodHeldToRate(t *testing.T) {
+	const rate, burst = 50, 20
+	l, d := startLab(t, fmt.Sprintf("tcp:\n  allow: [8022, 8080]\nratelimit:\n  syn:\n    rate: %d\n    burst: %d\n", rate, burst))
+	tx := l.RawSender()
+	before := d.Scrape()
+
+	start := time.Now()
+	sent := 0
+	legit := make(chan string, 1)
+	for time.Since(start) < 1500*time.Millisecond {
+		if err := tx.Send(l.synFrame(l.CliV4, l.SrvV4, 8080, uint16(10000+sent%50000))); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		sent++
+		if sent == 2000 {
+			go func() { legit <- l.Connect(l.CliV4b, l.SrvV4, 8080) }()
+		}
+	}
+	elapsed := time.Since(start)
+	if got := <-legit; got != "open" {
+		t.Errorf("legitimate source during the flood: %s", got)
+	}
+	after := d.Scrape()
+	delta := func(parts ...string) float64 { return Metric(after, parts...) - Metric(before, parts...) }
+	passed := delta("xdpguard_passed_total", `reason="syn_allowed"`) - 1 // the legitimate connect's SYN
+	limited := delta("xdpguard_drops_total", `reason="rate_limited"`)
+	max := rate*elapsed.Seconds() + burst + 2
+	t.Logf("sent %d SYNs in %v: %v passed (max %.0f), %v rate-limited", sent, elapsed, passed, max, limited)
+	if sent < 2000 {
+		t.Fatalf("only %d SYNs sent: the flood is too small to prove anything", sent)
+	}
+	if passed < burst || passed > max {
+		t.Errorf("flood passed %v SYNs, want between the burst %d and rate*t+burst %.0f", passed, burst, max)
+	}
+	if passed+limited < float64(sent)*0.99 {
+		t.Errorf("passed %v + limited %v is far below %d sent", passed, limited, sent)
+	}
+}
+
+// Crafted SYNs of every evasive variant, sent over the wire to a port that
+// listens but is closed by policy, never open a connection: the server's
+// kernel would answer each with a SYN-ACK, so none may reach it.
+func TestCraftedSYNsNeverReachClosedPort(t *testing.T) {
+	l, d := startLab(t, labPolicy)
+	tx := l.RawSender()
+	variants := map[string]func(*testpkt.Frame){
+		"plain":           func(*testpkt.Frame) {},
+		"ip options":      func(f *testpkt.Frame) { f.IPOptions = []byte{1, 1, 1, 0} },
+		"ecn":             func(f *testpkt.Frame) { f.Flags |= testpkt.ECE | testpkt.CWR },
+		"syn+fin":         func(f *testpkt.Frame) { f.Flags |= testpkt.FIN },
+		"payload":         func(f *testpkt.Frame) { f.Payload = []byte("x") },
+		"first fragment":  func(f *testpkt.Frame) { f.MoreFrags = true },
+		"vlan":            func(f *testpkt.Frame) { f.VLANs = []uint16{testpkt.EtherQ} },
+		"tiny first frag": func(f *testpkt.Frame) { f.MoreFrags = true; f.TotLen = 28; f.TruncateTo = 42 },
+	}
+	v6variants := map[string]func(*testpkt.Frame){
+		"v6 plain": func(*testpkt.Frame) {},
+		"v6 hbh+dst": func(f *testpkt.Frame) {
+			f.Ext = []testpkt.Ext{{Type: testpkt.ExtHopByHop}, {Type: testpkt.ExtDestOpts}}
+		},
+		"v6 first frag": func(f *testpkt.Frame) { f.Ext = []testpkt.Ext{{Type: testpkt.ExtFragment, More: true}} },
+	}
+	send := func(src, dst string, name string, mod func(*testpkt.Frame)) {
+		f := testpkt.NewSYN(src, dst, 7777)
+		copy(f.DstMAC[:], l.SrvMAC)
+		copy(f.SrcMAC[:], l.CliMAC)
+		mod(&f)
+		if err := tx.Send(f.Bytes()); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	before := d.Scrape()
+	for name, mod := range variants {
+		send(l.CliV4, l.SrvV4, name, mod)
+	}
+	for name, mod := range v6variants {
+		send(l.CliV6, l.SrvV6, name, mod)
+	}
+	time.Sleep(200 * time.Millisecond)
+	after := d.Scrape()
+	if n := Metric(after, "xdpguard_passed_total", `reason="syn_allowed"`) - Metric(before, "xdpguard_passed_total", `reason="syn_allowed"`); n != 0 {
+		t.Errorf("%v crafted SYNs to a closed port passed", n)
+	}
+	dropped := Metric(after, "xdpguard_packets_total") - Metric(before, "xdpguard_packets_total") -
+		(Metric(after, "xdpguard_passed_total", `reason="not_ip"`) - Metric(before, "xdpguard_passed_total", `reason="not_ip"`)) -
+		(Metric(after, "xdpguard_passed_total", `reason="not_tcp"`) - Metric(before, "xdpguard_passed_total", `reason="not_tcp"`)) -
+		(Metric(after, "xdpguard_passed_total", `reason="not_syn"`) - Metric(before, "xdpguard_passed_total", `reason="not_syn"`))
+	if want := float64(len(variants) + len(v6variants)); dropped != want {
+		t.Errorf("%v of %v crafted SYNs dropped", dropped, want)
+	}
+	// And the listener on 7777 accepted nothing: a real connect is filtered.
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered"})
+}
+
+var nmapPort = regexp.MustCompile(`(\d+)/(open|closed|filtered)/tcp`)
+
+// A real scanner sees exactly the allowed ports open (or closed when nothing
+// listens) and everything else filtered.
+func TestNmapSYNScan(t *testing.T) {
+	_, err := exec.LookPath("nmap")
+	testutil.Require(t, err, "nmap")
+	l, _ := startLab(t, labPolicy)
+	for _, target := range []struct{ flag, addr string }{{"-4", l.SrvV4}, {"-6", l.SrvV6}} {
+		out := sh(t, "ip", "netns", "exec", l.Client, "nmap", target.flag, "-sS", "-n", "-Pn",
+			"-p", "1-1100,7000-9100", "--max-retries", "1", "--max-rtt-timeout", "100ms", "--min-rate", "3000",
+			"-oG", "-", target.addr)
+		got := map[string][]int{}
+		for _, m := range nmapPort.FindAllStringSubmatch(out, -1) {
+			p, _ := strconv.Atoi(m[1])
+			got[m[2]] = append(got[m[2]], p)
+		}
+		for _, v := range got {
+			sort.Ints(v)
+		}
+		if fmt.Sprint(got["open"]) != "[8022 8080]" || fmt.Sprint(got["closed"]) != "[9000 9001 9002]" {
+			t.Errorf("nmap %s: open %v closed %v, want open [8022 8080] closed [9000 9001 9002]\n%s", target.flag, got["open"], got["closed"], out)
+		}
+		ignored := regexp.MustCompile(`Ignored State: filtered \((\d+)\)`).FindStringSubmatch(out)
+		total := 1100 + (9100 - 7000 + 1)
+		if ignored == nil || ignored[1] != strconv.Itoa(total-5-len(got["filtered"])) {
+			t.Errorf("nmap %s: want the other %d ports filtered\n%s", target.flag, total-5, out)
+		}
+	}
+}
