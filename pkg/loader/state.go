@@ -137,5 +137,6 @@ func Detach(pinRoot, iface string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		errs = append(errs, err)
 	}
+	_ = os.Remove(pinRoot) // only succeeds once no interface is left
 	return errors.Join(errs...)
 }

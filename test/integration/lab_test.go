@@ -146,6 +146,7 @@ func (l *Lab) destroy() {
 	if xdpguardBin != "" {
 		_ = exec.Command("ip", "netns", "exec", l.Server, xdpguardBin, "detach", "--all").Run()
 	}
+	_ = os.RemoveAll("/run/xdpguard/bpffs/xdpguard/netns-" + l.Server)
 	_ = exec.Command("ip", "netns", "del", l.Server).Run()
 	_ = exec.Command("ip", "netns", "del", l.Client).Run()
 }
