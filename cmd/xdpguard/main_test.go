@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func execute(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("tcp:\n  allow: [22, 9000-9002]\n"), 0o600)
+	os.WriteFile(bad, []byte("tcp:\n  allow: [22, 9002-9000]\n"), 0o600)
+
+	out, err := execute(t, "check", "--policy", good)
+	if err != nil || !strings.Contains(out, "ok (digest") || !strings.Contains(out, "tcp allow [22,9000-9002]") {
+		t.Fatalf("good policy: %v\n%s", err, out)
+	}
+	_, err = execute(t, "check", "--policy", bad)
+	if err == nil || !strings.Contains(err.Error(), bad+":2:15: tcp.allow[1]: range \"9002-9000\" is reversed") {
+		t.Fatalf("bad policy: %v", err)
+	}
+	if _, err := execute(t, "check"); err == nil || !strings.Contains(err.Error(), `"policy" not set`) {
+		t.Fatalf("no --policy: %v", err)
+	}
+}
+
+func TestExamplePolicyIsValid(t *testing.T) {
+	if out, err := execute(t, "check", "--policy", "../../examples/policy.yaml"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+func TestFlagValidation(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--policy", "p.yaml"}, `"iface" not set`},
+		{[]string{"run", "--iface", "x", "--policy", "p.yaml", "--mode", "turbo"}, `--mode: mode "turbo"`},
+		{[]string{"run", "--iface", "x,x", "--policy", "p.yaml"}, `listed twice`},
+		{[]string{"run", "--iface", "x", "--policy", "p.yaml", "--metrics-addr", "nonsense"}, `--metrics-addr`},
+		{[]string{"detach"}, "give --iface or --all"},
+		{[]string{"detach", "--all", "--iface", "x"}, "give --iface or --all"},
+		{[]string{"status", "--output", "yaml"}, "want text or json"},
+	} {
+		_, err := execute(t, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	out, err := execute(t, "--help")
+	for _, cmd := range []string{"run", "check", "status", "detach", "version"} {
+		if err != nil || !strings.Contains(out, cmd) {
+			t.Fatalf("help lacks %s: %v\n%s", cmd, err, out)
+		}
+	}
+	out, err = execute(t, "check", "--help")
+	if err != nil || !strings.Contains(out, "syn_total:") {
+		t.Fatalf("check --help does not document the format:\n%s", out)
+	}
+	out, err = execute(t, "version")
+	if err != nil || !strings.HasPrefix(out, "xdpguard ") || !strings.Contains(out, "pin schema 1") {
+		t.Fatalf("version: %v %s", err, out)
+	}
+}
