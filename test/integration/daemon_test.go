@@ -178,3 +178,32 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// Several interfaces, generic mode: each is filtered and labelled, and a
+// reload switches them all.
+func TestTwoInterfacesGenericMode(t *testing.T) {
+	l := NewLab(t)
+	l.Listen(8022, 8080, 7777)
+	srv2, srv4b, cli4b := l.AddLink()
+	l.WritePolicy(labPolicy)
+	d := l.StartDaemon("--mode", "generic", "--iface", l.SrvIf+","+srv2)
+	for _, p := range [][2]string{{l.CliV4, l.SrvV4}, {cli4b, srv4b}} {
+		expectPorts(t, l, p[0], p[1], map[int]string{7777: "filtered", 8080: "open"})
+	}
+	m := d.Scrape()
+	for _, iface := range []string{l.SrvIf, srv2} {
+		if v := Metric(m, "xdpguard_attached", `interface="`+iface+`"`, `mode="generic"`); v != 1 {
+			t.Errorf("%s: attached{mode=generic} = %v", iface, v)
+		}
+		if v := Metric(m, "xdpguard_drops_total", `interface="`+iface+`"`, `reason="port_not_allowed"`); v < 1 {
+			t.Errorf("%s: no port_not_allowed drops counted", iface)
+		}
+	}
+	d.Mark()
+	l.WritePolicy("tcp:\n  allow: [7777]\n")
+	d.Signal(syscall.SIGHUP)
+	d.WaitLog(`policy reloaded`)
+	for _, p := range [][2]string{{l.CliV4, l.SrvV4}, {cli4b, srv4b}} {
+		expectPorts(t, l, p[0], p[1], map[int]string{7777: "open", 8080: "filtered"})
+	}
+}

@@ -109,24 +109,42 @@ func NewLab(t testing.TB) *Lab {
 	t.Cleanup(l.destroy)
 	sh(t, "ip", "netns", "add", l.Server)
 	sh(t, "ip", "netns", "add", l.Client)
-	sh(t, "ip", "link", "add", l.SrvIf, "netns", l.Server, "type", "veth", "peer", "name", l.CliIf, "netns", l.Client)
-	for _, c := range [][]string{
-		{l.Server, "ip", "addr", "add", l.SrvV4 + "/24", "dev", l.SrvIf},
-		{l.Server, "ip", "addr", "add", l.SrvV6 + "/64", "dev", l.SrvIf, "nodad"},
-		{l.Server, "ip", "link", "set", l.SrvIf, "up"},
-		{l.Server, "ip", "link", "set", "lo", "up"},
-		{l.Client, "ip", "addr", "add", l.CliV4 + "/24", "dev", l.CliIf},
-		{l.Client, "ip", "addr", "add", l.CliV4b + "/24", "dev", l.CliIf},
-		{l.Client, "ip", "addr", "add", l.CliV6 + "/64", "dev", l.CliIf, "nodad"},
-		{l.Client, "ip", "addr", "add", l.CliV6b + "/64", "dev", l.CliIf, "nodad"},
-		{l.Client, "ip", "link", "set", l.CliIf, "up"},
-		{l.Client, "ip", "link", "set", "lo", "up"},
-	} {
-		sh(t, append([]string{"ip", "netns", "exec"}, c...)...)
+	for _, ns := range []string{l.Server, l.Client} {
+		sh(t, "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
 	}
+	l.link(l.SrvIf, l.CliIf, l.SrvV4, l.CliV4, l.SrvV6, l.CliV6)
+	sh(t, "ip", "netns", "exec", l.Client, "ip", "addr", "add", l.CliV4b+"/24", "dev", l.CliIf)
+	sh(t, "ip", "netns", "exec", l.Client, "ip", "addr", "add", l.CliV6b+"/64", "dev", l.CliIf, "nodad")
 	l.SrvMAC = l.mac(l.Server, l.SrvIf)
 	l.CliMAC = l.mac(l.Client, l.CliIf)
 	return l
+}
+
+// link joins the namespaces with a veth pair and addresses both ends.
+func (l *Lab) link(srvIf, cliIf, srv4, cli4, srv6, cli6 string) {
+	t := l.t
+	sh(t, "ip", "link", "add", srvIf, "netns", l.Server, "type", "veth", "peer", "name", cliIf, "netns", l.Client)
+	for _, c := range [][]string{
+		{l.Server, "ip", "addr", "add", srv4 + "/24", "dev", srvIf},
+		{l.Server, "ip", "addr", "add", srv6 + "/64", "dev", srvIf, "nodad"},
+		{l.Server, "ip", "link", "set", srvIf, "up"},
+		{l.Client, "ip", "addr", "add", cli4 + "/24", "dev", cliIf},
+		{l.Client, "ip", "addr", "add", cli6 + "/64", "dev", cliIf, "nodad"},
+		{l.Client, "ip", "link", "set", cliIf, "up"},
+	} {
+		sh(t, append([]string{"ip", "netns", "exec"}, c...)...)
+	}
+}
+
+// AddLink adds a second veth pair, on 198.18.<n+100>.0/24, and returns the
+// server-side interface and both IPv4 addresses.
+func (l *Lab) AddLink() (srvIf, srv4, cli4 string) {
+	srvIf, cliIf := l.SrvIf+"b", l.CliIf+"b"
+	base := strings.TrimSuffix(l.SrvV4, ".1")
+	base = strings.Replace(base, "198.18.", "198.19.", 1)
+	srv4, cli4 = base+".1", base+".2"
+	l.link(srvIf, cliIf, srv4, cli4, strings.Replace(l.SrvV6, "2001:2:0:", "2001:2:1:", 1), strings.Replace(l.CliV6, "2001:2:0:", "2001:2:1:", 1))
+	return srvIf, srv4, cli4
 }
 
 func (l *Lab) mac(ns, iface string) net.HardwareAddr {
@@ -277,8 +295,12 @@ func (l *Lab) StartDaemon(extra ...string) *Daemon {
 	l.t.Helper()
 	ready := filepath.Join(l.dir, fmt.Sprintf("ready-%d", time.Now().UnixNano()))
 	d := &Daemon{l: l, log: &syncBuffer{}, Policy: filepath.Join(l.dir, "policy.yaml"), Metrics: "127.0.0.1:9477", done: make(chan struct{})}
-	args := append([]string{"netns", "exec", l.Server, xdpguardBin, "run", "--iface", l.SrvIf, "--policy", d.Policy,
-		"--metrics-addr", d.Metrics, "--ready-file", ready}, extra...)
+	args := []string{"netns", "exec", l.Server, xdpguardBin, "run", "--policy", d.Policy,
+		"--metrics-addr", d.Metrics, "--ready-file", ready}
+	if !strings.Contains(strings.Join(extra, " "), "--iface") {
+		args = append(args, "--iface", l.SrvIf)
+	}
+	args = append(args, extra...)
 	d.cmd = exec.Command("ip", args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
