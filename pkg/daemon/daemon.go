@@ -180,23 +180,28 @@ func (d *Daemon) attachAll(pinRoot string, pol *policy.Policy) error {
 func (d *Daemon) Reload(why string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	err := d.reload()
+	changed, err := d.reload()
 	d.reloads.Observe(err)
-	if err != nil {
+	switch {
+	case err != nil:
 		d.log.Error("policy reload refused; the previous policy stays in force", "trigger", why, "err", err)
-		return err
+	case !changed:
+		d.log.Info("policy unchanged", "trigger", why, "digest", digest(d.current))
+	default:
+		d.log.Info("policy reloaded", "trigger", why, "digest", digest(d.current), "summary", d.current.Summary())
 	}
-	d.log.Info("policy reloaded", "trigger", why, "digest", digest(d.current), "summary", d.current.Summary())
-	return nil
+	return err
 }
 
-func (d *Daemon) reload() error {
+// reload switches to the file's policy; changed is false when its meaning
+// equals the policy in force (the generation then stays as it is).
+func (d *Daemon) reload() (changed bool, err error) {
 	pol, err := policy.Load(d.cfg.PolicyPath)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if pol.Digest() == d.current.Digest() {
-		return nil // same meaning: keep the generation (and program) in force
+		return false, nil
 	}
 	for i, g := range d.guards {
 		if err := g.Apply(pol); err != nil {
@@ -206,11 +211,11 @@ func (d *Daemon) reload() error {
 					d.log.Error("rollback failed", "interface", done.Iface, "err", rerr)
 				}
 			}
-			return err
+			return false, err
 		}
 	}
 	d.current = pol
-	return nil
+	return true, nil
 }
 
 func (d *Daemon) close() {
@@ -223,9 +228,12 @@ func (d *Daemon) close() {
 func (d *Daemon) targets() []metrics.Target {
 	var out []metrics.Target
 	for _, g := range d.guards {
-		if st, err := g.State(); err == nil {
-			out = append(out, metrics.Target{Iface: g.Iface, Ifindex: g.Ifindex, Maps: st})
+		st, err := g.State()
+		if err != nil {
+			continue
 		}
+		id, _ := g.ProgramID()
+		out = append(out, metrics.Target{Iface: g.Iface, Ifindex: g.Ifindex, ProgramID: uint32(id), Maps: st})
 	}
 	return out
 }

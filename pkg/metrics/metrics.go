@@ -19,7 +19,10 @@ import (
 type Target struct {
 	Iface   string
 	Ifindex int
-	Maps    loader.StateMaps
+	// ProgramID is the program our link runs; the interface counts as
+	// attached only while the kernel reports this ID on it.
+	ProgramID uint32
+	Maps      loader.StateMaps
 }
 
 // Collector reads every target's maps on each scrape.
@@ -55,7 +58,7 @@ func NewCollector(targets func() []Target, topPorts int) *Collector {
 		sourcesCap: d("ratelimit_sources_capacity", "Size of the per-source SYN limiter table.", "interface"),
 		generation: d("policy_generation", "Policy generation in force (increments on every switch).", "interface"),
 		loadedAt:   d("policy_loaded_timestamp_seconds", "When the policy in force was switched in.", "interface"),
-		attached:   d("attached", "1 when xdpguard's program is attached, by XDP mode in effect.", "interface", "mode"),
+		attached:   d("attached", "1 while xdpguard's own program is the one attached, 0 if none or another is; mode is the XDP mode in effect.", "interface", "mode"),
 	}
 }
 
@@ -125,12 +128,12 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 		gauge(c.generation, float64(meta.Generation), t.Iface)
 		gauge(c.loadedAt, float64(time.Unix(0, int64(meta.LoadedUnixNs)).UnixMilli())/1000, t.Iface)
 	}
-	if mode, _, err := loader.AttachMode(t.Ifindex); err != nil {
+	if mode, id, err := loader.AttachMode(t.Ifindex); err != nil {
 		c.scrapeErrors.Inc()
 	} else {
-		v := 1.0
-		if mode == "none" {
-			v = 0
+		v := 0.0
+		if mode != "none" && id == t.ProgramID {
+			v = 1
 		}
 		gauge(c.attached, v, t.Iface, mode)
 	}
