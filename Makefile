@@ -44,7 +44,7 @@ test-unit: ## tests that need no root (privileged ones skip)
 
 fuzz: ## run the fuzz targets for a while (FUZZTIME=60s)
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s} ./pkg/policy
-	$(GO) test -run XXX -fuzz FuzzDataPath -fuzztime $${FUZZTIME:-60s} ./pkg/loader
+	$(GO) test -run XXX -fuzz FuzzDataPath -fuzztime $${FUZZTIME:-60s} -fuzzminimizetime 100x ./pkg/loader
 
 bench: ## BPF_PROG_RUN cost per path, next to trivial XDP programs
 	$(GO) test -run XXX -bench . -benchtime $${BENCHTIME:-2000000x} ./pkg/loader

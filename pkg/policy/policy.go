@@ -132,7 +132,15 @@ func Load(path string) (*Policy, error) {
 }
 
 // Parse validates a policy document; name is used in errors.
-func Parse(name string, data []byte) (*Policy, error) {
+func Parse(name string, data []byte) (p *Policy, err error) {
+	// go-yaml v1.19 panics on some malformed documents (a tagged value where
+	// a sequence is expected, found by FuzzParse). A bad file must be
+	// refused, never crash the daemon mid-reload.
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, &Error{File: name, Msg: fmt.Sprintf("the YAML parser failed on this document (%v); check its syntax", r)}
+		}
+	}()
 	astFile, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		return nil, yamlError(name, err)
@@ -142,7 +150,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 		return nil, yamlError(name, err)
 	}
 	v := validator{name: name, ast: astFile}
-	p := v.policy(&raw)
+	p = v.policy(&raw)
 	if len(v.errs) > 0 {
 		return nil, errors.Join(v.errs...)
 	}

@@ -78,6 +78,7 @@ func TestErrorsNameLineAndField(t *testing.T) {
 		{"tcp: [\n", "p.yaml:1:"},
 		{"", "missing the tcp section"},
 		{"\x00\x01\x02garbage", "p.yaml"},
+		{"tcp:\n  allow: !foo 0\n", "p.yaml"}, // go-yaml panics here; must be an error
 	} {
 		_, err := Parse("p.yaml", []byte(tc.doc))
 		if err == nil {
