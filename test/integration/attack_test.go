@@ -186,3 +186,47 @@ func TestNmapSYNScan(t *testing.T) {
 		}
 	}
 }
+
+// A spoofed-source flood at an open port is held to the port's aggregate
+// rate, and SYNs shed there never enter the per-source table.
+func TestSpoofedFloodShedByPortAggregate(t *testing.T) {
+	const rate, burst = 100, 50
+	l, d := startLab(t, fmt.Sprintf("tcp:\n  allow: [8022, 8080]\nratelimit:\n  syn:\n    rate: 10\n    burst: 10\n  syn_total:\n    rate: %d\n    burst: %d\n", rate, burst))
+	tx := l.RawSender()
+	before := d.Scrape()
+	start := time.Now()
+	sent := 0
+	for time.Since(start) < time.Second {
+		// Sources in the benchmarking range, unroutable from the server namespace.
+		src := fmt.Sprintf("198.19.%d.%d", sent>>8&0xff, sent&0xff)
+		if err := tx.Send(l.synFrame(src, l.SrvV4, 8080, uint16(20000+sent%40000))); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		sent++
+	}
+	elapsed := time.Since(start)
+	after := d.Scrape()
+	delta := func(parts ...string) float64 { return Metric(after, parts...) - Metric(before, parts...) }
+	passed := delta("xdpguard_passed_total", `reason="syn_allowed"`)
+	shed := delta("xdpguard_drops_total", `reason="port_rate_limited"`)
+	sources := Metric(after, "xdpguard_ratelimit_sources")
+	max := rate*elapsed.Seconds() + burst + 2
+	t.Logf("%d spoofed SYNs in %v: %v passed (max %.0f), %v shed, %v sources tracked", sent, elapsed, passed, max, shed, sources)
+	if sent < 10000 {
+		t.Fatalf("only %d SYNs sent", sent)
+	}
+	if passed > max || passed < burst {
+		t.Errorf("%v passed, want between %d and %.0f", passed, burst, max)
+	}
+	if shed < float64(sent)*0.9 {
+		t.Errorf("only %v of %d shed by the port aggregate", shed, sent)
+	}
+	// Only SYNs that got past the port's peek touch the table: about the
+	// passed ones, plus the few that lost the race for the port's last token.
+	if sources > 2*passed+10 {
+		t.Errorf("%v sources tracked for %v passed SYNs: shed SYNs are filling the table", sources, passed)
+	}
+	// A source from the allowed set still connects once the port refills.
+	time.Sleep(600 * time.Millisecond)
+	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{8022: "open"})
+}
