@@ -49,6 +49,25 @@ func (s *RawSender) Send(frame []byte) error {
 	return unix.Sendto(s.fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: s.ifindex})
 }
 
+// Flood sends frame(i) for i = 0, 1, ... as fast as it can for d, calling
+// during(i) after each send (nil for none). It returns how many it sent and
+// for how long.
+func (s *RawSender) Flood(t testing.TB, d time.Duration, frame func(i int) []byte, during func(i int)) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	sent := 0
+	for time.Since(start) < d {
+		if err := s.Send(frame(sent)); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		sent++
+		if during != nil {
+			during(sent)
+		}
+	}
+	return sent, time.Since(start)
+}
+
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // synFrame is a SYN from src to the server, addressed to its MAC.
@@ -67,27 +86,20 @@ func TestSingleSourceFloodHeldToRate(t *testing.T) {
 	l, d := startLab(t, fmt.Sprintf("tcp:\n  allow: [8022, 8080]\nratelimit:\n  syn:\n    rate: %d\n    burst: %d\n", rate, burst))
 	tx := l.RawSender()
 	before := d.Scrape()
-
-	start := time.Now()
-	sent := 0
 	legit := make(chan string, 1)
-	for time.Since(start) < 1500*time.Millisecond {
-		if err := tx.Send(l.synFrame(l.CliV4, l.SrvV4, 8080, uint16(10000+sent%50000))); err != nil {
-			t.Fatalf("send: %v", err)
-		}
-		sent++
-		if sent == 2000 {
-			go func() { legit <- l.Connect(l.CliV4b, l.SrvV4, 8080) }()
-		}
-	}
-	elapsed := time.Since(start)
+	sent, elapsed := tx.Flood(t, 1500*time.Millisecond,
+		func(i int) []byte { return l.synFrame(l.CliV4, l.SrvV4, 8080, uint16(10000+i%50000)) },
+		func(i int) {
+			if i == 2000 {
+				go func() { legit <- l.Connect(l.CliV4b, l.SrvV4, 8080) }()
+			}
+		})
 	if got := <-legit; got != "open" {
 		t.Errorf("legitimate source during the flood: %s", got)
 	}
 	after := d.Scrape()
-	delta := func(parts ...string) float64 { return Metric(after, parts...) - Metric(before, parts...) }
-	passed := delta("xdpguard_passed_total", `reason="syn_allowed"`) - 1 // the legitimate connect's SYN
-	limited := delta("xdpguard_drops_total", `reason="rate_limited"`)
+	passed := Delta(before, after, "xdpguard_passed_total", `reason="syn_allowed"`) - 1 // the legitimate connect's SYN
+	limited := Delta(before, after, "xdpguard_drops_total", `reason="rate_limited"`)
 	max := rate*elapsed.Seconds() + burst + 2
 	t.Logf("sent %d SYNs in %v: %v passed (max %.0f), %v rate-limited", sent, elapsed, passed, max, limited)
 	if sent < 2000 {
@@ -142,13 +154,13 @@ func TestCraftedSYNsNeverReachClosedPort(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	after := d.Scrape()
-	if n := Metric(after, "xdpguard_passed_total", `reason="syn_allowed"`) - Metric(before, "xdpguard_passed_total", `reason="syn_allowed"`); n != 0 {
+	if n := Delta(before, after, "xdpguard_passed_total", `reason="syn_allowed"`); n != 0 {
 		t.Errorf("%v crafted SYNs to a closed port passed", n)
 	}
-	dropped := Metric(after, "xdpguard_packets_total") - Metric(before, "xdpguard_packets_total") -
-		(Metric(after, "xdpguard_passed_total", `reason="not_ip"`) - Metric(before, "xdpguard_passed_total", `reason="not_ip"`)) -
-		(Metric(after, "xdpguard_passed_total", `reason="not_tcp"`) - Metric(before, "xdpguard_passed_total", `reason="not_tcp"`)) -
-		(Metric(after, "xdpguard_passed_total", `reason="not_syn"`) - Metric(before, "xdpguard_passed_total", `reason="not_syn"`))
+	dropped := Delta(before, after, "xdpguard_packets_total")
+	for _, r := range []string{"not_ip", "not_tcp", "not_syn"} {
+		dropped -= Delta(before, after, "xdpguard_passed_total", `reason="`+r+`"`)
+	}
 	if want := float64(len(variants) + len(v6variants)); dropped != want {
 		t.Errorf("%v of %v crafted SYNs dropped", dropped, want)
 	}
@@ -194,21 +206,14 @@ func TestSpoofedFloodShedByPortAggregate(t *testing.T) {
 	l, d := startLab(t, fmt.Sprintf("tcp:\n  allow: [8022, 8080]\nratelimit:\n  syn:\n    rate: 10\n    burst: 10\n  syn_total:\n    rate: %d\n    burst: %d\n", rate, burst))
 	tx := l.RawSender()
 	before := d.Scrape()
-	start := time.Now()
-	sent := 0
-	for time.Since(start) < time.Second {
+	sent, elapsed := tx.Flood(t, time.Second, func(i int) []byte {
 		// Sources in the benchmarking range, unroutable from the server namespace.
-		src := fmt.Sprintf("198.19.%d.%d", sent>>8&0xff, sent&0xff)
-		if err := tx.Send(l.synFrame(src, l.SrvV4, 8080, uint16(20000+sent%40000))); err != nil {
-			t.Fatalf("send: %v", err)
-		}
-		sent++
-	}
-	elapsed := time.Since(start)
+		src := fmt.Sprintf("198.19.%d.%d", i>>8&0xff, i&0xff)
+		return l.synFrame(src, l.SrvV4, 8080, uint16(20000+i%40000))
+	}, nil)
 	after := d.Scrape()
-	delta := func(parts ...string) float64 { return Metric(after, parts...) - Metric(before, parts...) }
-	passed := delta("xdpguard_passed_total", `reason="syn_allowed"`)
-	shed := delta("xdpguard_drops_total", `reason="port_rate_limited"`)
+	passed := Delta(before, after, "xdpguard_passed_total", `reason="syn_allowed"`)
+	shed := Delta(before, after, "xdpguard_drops_total", `reason="port_rate_limited"`)
 	sources := Metric(after, "xdpguard_ratelimit_sources")
 	max := rate*elapsed.Seconds() + burst + 2
 	t.Logf("%d spoofed SYNs in %v: %v passed (max %.0f), %v shed, %v sources tracked", sent, elapsed, passed, max, shed, sources)

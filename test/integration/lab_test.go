@@ -411,6 +411,11 @@ func Metric(body string, parts ...string) float64 {
 	return -1
 }
 
+// Delta is how much a sample grew between two scrapes.
+func Delta(before, after string, parts ...string) float64 {
+	return Metric(after, parts...) - Metric(before, parts...)
+}
+
 // Status runs `xdpguard status --output json` in the server namespace.
 func (l *Lab) Status() string {
 	return sh(l.t, "ip", "netns", "exec", l.Server, xdpguardBin, "status", "--output", "json")
