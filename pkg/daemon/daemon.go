@@ -166,6 +166,10 @@ func (d *Daemon) attachAll(pinRoot string, pol *policy.Policy) error {
 		}
 		mode, progID, _ := loader.AttachMode(g.Ifindex)
 		d.log.Info("attached", "interface", iface, "adopted", adopted, "mode", mode, "program_id", progID, "pins", g.Dir)
+		if adopted && d.cfg.Mode != loader.ModeAuto && mode != string(d.cfg.Mode) {
+			d.log.Warn("the adopted filter keeps its attach mode; to change it, stop, `xdpguard detach`, and start again",
+				"interface", iface, "mode", mode, "asked", d.cfg.Mode)
+		}
 		if !adopted {
 			fresh = append(fresh, iface)
 		}

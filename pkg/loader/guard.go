@@ -110,12 +110,16 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 		if g.lnk, err = attachXDP(gen.objs.Xdpguard, g.Ifindex, mode); err != nil {
 			return nil, false, fmt.Errorf("%s: %w", iface, err)
 		}
-		if err := g.lnk.Pin(filepath.Join(g.Dir, linkPin)); err != nil {
-			return nil, false, fmt.Errorf("%s: pin link: %w", iface, err)
-		}
 	}
 	if err := gen.commit(g.Dir, pol); err != nil {
 		return nil, false, err
+	}
+	// Pinning the new link is the last step: until then, an error closes
+	// the link and so detaches it, leaving nothing behind.
+	if !adopted {
+		if err := g.lnk.Pin(filepath.Join(g.Dir, linkPin)); err != nil {
+			return nil, false, fmt.Errorf("%s: pin link: %w", iface, err)
+		}
 	}
 	g.objs = gen.objs
 	return g, adopted, nil
