@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -206,4 +207,37 @@ func TestTwoInterfacesGenericMode(t *testing.T) {
 	for _, p := range [][2]string{{l.CliV4, l.SrvV4}, {cli4b, srv4b}} {
 		expectPorts(t, l, p[0], p[1], map[int]string{7777: "open", 8080: "filtered"})
 	}
+}
+
+// Changing max_sources gives the new generation a fresh table of the new
+// size, which replaces the pinned one; a restart adopts it.
+func TestReloadResizesSourceTable(t *testing.T) {
+	withTable := func(n int) string {
+		return fmt.Sprintf("tcp:\n  allow: [8022, 8080]\nratelimit:\n  syn:\n    rate: 10\n    burst: 10\n    max_sources: %d\n", n)
+	}
+	l, d := startLab(t, withTable(1024))
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open"})
+	if c := Metric(d.Scrape(), "xdpguard_ratelimit_sources_capacity"); c != 1024 {
+		t.Fatalf("capacity %v, want 1024", c)
+	}
+	d.Mark()
+	l.WritePolicy(withTable(4096))
+	d.Signal(syscall.SIGHUP)
+	d.WaitLog(`policy reloaded`)
+	m := d.Scrape()
+	if c := Metric(m, "xdpguard_ratelimit_sources_capacity"); c != 4096 {
+		t.Fatalf("capacity after reload %v, want 4096", c)
+	}
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open", 7777: "filtered"})
+	if n := Metric(d.Scrape(), "xdpguard_ratelimit_sources"); n != 1 {
+		t.Errorf("fresh table holds %v sources after one new connection, want 1", n)
+	}
+
+	d.Stop()
+	d2 := l.StartDaemon()
+	d2.WaitLog(`attached.*adopted=true`)
+	if c := Metric(d2.Scrape(), "xdpguard_ratelimit_sources_capacity"); c != 4096 {
+		t.Errorf("capacity after restart %v, want the pinned 4096", c)
+	}
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open", 7777: "filtered"})
 }
