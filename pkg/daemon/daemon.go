@@ -88,6 +88,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	// Catch SIGHUP first: its default action would kill a daemon that is
+	// still attaching (a `systemctl reload` during start).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	pol, err := policy.Load(cfg.PolicyPath)
 	if err != nil {
 		return err
@@ -97,24 +103,33 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	d := &Daemon{cfg: cfg, log: log, current: pol, reloads: metrics.NewReloads()}
-	if err := d.attachAll(pinRoot, pol); err != nil {
-		return err
-	}
-	defer d.close()
 
-	var srv *http.Server
-	if cfg.MetricsAddr != "" {
-		if srv, err = d.serveMetrics(); err != nil {
-			return err
-		}
-		defer srv.Close()
-	}
-
+	// Everything that can fail is set up before the kernel is touched, so a
+	// failed start leaves the interfaces as they were.
 	watcher, err := watchPolicy(cfg.PolicyPath)
 	if err != nil {
 		return err
 	}
 	defer watcher.Close()
+	if cfg.MetricsAddr != "" {
+		srv, err := d.serveMetrics()
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	// The metrics server may already scrape: the guard list changes under d.mu.
+	d.mu.Lock()
+	err = d.attachAll(pinRoot, pol)
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		d.mu.Lock()
+		d.close()
+		d.mu.Unlock()
+	}()
 
 	if cfg.ReadyFile != "" {
 		if err := os.WriteFile(cfg.ReadyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
@@ -123,9 +138,6 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("enforcing", "interfaces", cfg.Ifaces, "policy", cfg.PolicyPath, "digest", digest(pol), "summary", pol.Summary(), "metrics", cfg.MetricsAddr)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	// Editors and config managers write in several steps (truncate, write,
 	// rename); wait for the file to settle before reading it.
 	var debounce <-chan time.Time

@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -158,6 +159,19 @@ func TestBadStartLeavesNothing(t *testing.T) {
 		t.Fatalf("missing interface: %v\n%s", err, out)
 	}
 	// The interface that did attach was rolled back.
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open"})
+
+	// A metrics address already in use fails the start before any attach.
+	var busy net.Listener
+	l.InNS(l.Server, func() { busy, err = net.Listen("tcp", "127.0.0.1:9477") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	out, err = runIn(l, "run", "--iface", l.SrvIf, "--policy", l.dir+"/policy.yaml")
+	if err == nil || !strings.Contains(out, "--metrics-addr") {
+		t.Fatalf("busy metrics port: %v\n%s", err, out)
+	}
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open"})
 	if s := l.Status(); strings.TrimSpace(s) != "[]" {
 		t.Errorf("status after failed start: %s", s)

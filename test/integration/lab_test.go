@@ -43,7 +43,8 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		xdpguardBin = filepath.Join(dir, "xdpguard")
-		out, err := exec.Command("go", "build", "-o", xdpguardBin, "../../cmd/xdpguard").CombinedOutput()
+		// -race: the daemon runs race-checked under real traffic and reloads.
+		out, err := exec.Command("go", "build", "-race", "-o", xdpguardBin, "../../cmd/xdpguard").CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build xdpguard: %v\n%s", err, out)
 			return 1
@@ -307,7 +308,12 @@ func (l *Lab) StartDaemon(extra ...string) *Daemon {
 		l.t.Fatal(err)
 	}
 	go func() { _ = d.cmd.Wait(); close(d.done) }()
-	l.t.Cleanup(func() { d.Kill() })
+	l.t.Cleanup(func() {
+		d.Kill()
+		if strings.Contains(d.log.String(), "DATA RACE") {
+			l.t.Errorf("the race detector fired in the daemon:\n%s", d.log)
+		}
+	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := os.Stat(ready); err == nil {
