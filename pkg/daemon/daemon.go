@@ -70,9 +70,11 @@ func (c *Config) Validate() error {
 
 // Daemon holds the guards of a running `xdpguard run`.
 type Daemon struct {
-	cfg     Config
-	log     *slog.Logger
-	mu      sync.Mutex // serialises reloads
+	cfg Config
+	log *slog.Logger
+	// mu serialises reloads and start/stop (write) against scrapes (read),
+	// which use map handles a reload closes.
+	mu      sync.RWMutex
 	guards  []*loader.Guard
 	current *policy.Policy
 	reloads *metrics.Reloads
@@ -259,10 +261,10 @@ func (d *Daemon) serveMetrics() (*http.Server, error) {
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		metrics.NewCollector(func() []metrics.Target {
-			d.mu.Lock()
-			defer d.mu.Unlock()
-			return d.targets()
+		metrics.NewCollector(func(fn func([]metrics.Target)) {
+			d.mu.RLock()
+			defer d.mu.RUnlock()
+			fn(d.targets())
 		}, d.cfg.TopPorts),
 	)
 	d.reloads.Register(reg)

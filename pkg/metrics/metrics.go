@@ -25,9 +25,13 @@ type Target struct {
 	Maps      loader.StateMaps
 }
 
+// Targets lends the current targets to fn. The maps must stay open until
+// fn returns: a reload closes the previous generation's handles.
+type Targets func(fn func([]Target))
+
 // Collector reads every target's maps on each scrape.
 type Collector struct {
-	targets  func() []Target
+	targets  Targets
 	topPorts int
 
 	scrapeErrors prometheus.Counter
@@ -40,7 +44,7 @@ type Collector struct {
 // NewCollector exports the targets' counters. topPorts bounds the port
 // label: only the ports with the most drops are exported, so a full port
 // scan cannot create 65535 series.
-func NewCollector(targets func() []Target, topPorts int) *Collector {
+func NewCollector(targets Targets, topPorts int) *Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("xdpguard_"+name, help, labels, nil)
 	}
@@ -72,15 +76,17 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	var wg sync.WaitGroup
-	for _, t := range c.targets() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.collectTarget(ch, t)
-		}()
-	}
-	wg.Wait()
+	c.targets(func(targets []Target) {
+		var wg sync.WaitGroup
+		for _, t := range targets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.collectTarget(ch, t)
+			}()
+		}
+		wg.Wait()
+	})
 	c.scrapeErrors.Collect(ch)
 }
 
