@@ -49,6 +49,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdpg_port_buckets SEC(".maps");
 
+/* Source lists of the generation in force: created, filled and frozen by Go
+ * for each generation (never pinned), so they switch with the program.
+ * Looked up only when the list is non-empty (has_deny, has_trust). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1);
+	__type(key, struct xdpg_lpm_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
+} xdpg_deny SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1);
+	__type(key, struct xdpg_lpm_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
+} xdpg_trust SEC(".maps");
+
 /* One entry describing the generation in force. Written by Go only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

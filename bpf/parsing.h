@@ -52,7 +52,8 @@ struct l4_info {
 	__u8 first_frag; /* offset 0 with more fragments to come */
 	__u8 later_frag; /* offset != 0: no L4 header here */
 	__u8 frag_off_one; /* offset exactly 8 bytes (RFC 1858 overlap trick) */
-	__u32 saddr[4];	/* limiter key material, see struct xdpg_src_key */
+	__u8 is_v6;
+	__u32 saddr[4];	/* source; IPv4 as ::ffff:a.b.c.d */
 };
 
 static __always_inline void *cursor_ptr(void *data, struct hdr_cursor *c, __u32 need, void *data_end)
@@ -120,6 +121,7 @@ static __always_inline int parse_ipv4(void *data, void *data_end, struct hdr_cur
 	l4->frag_off_one = (frag & 0x1fff) == 1;
 	l4->first_frag = (frag & 0x1fff) == 0 && (frag & 0x2000);
 	l4->proto = b[9];
+	l4->is_v6 = 0;
 	l4->saddr[0] = 0;
 	l4->saddr[1] = 0;
 	l4->saddr[2] = bpf_htonl(0x0000ffff);
@@ -148,11 +150,8 @@ static __always_inline int parse_ipv6(void *data, void *data_end, struct hdr_cur
 	if (l3_end > c->len)
 		return XDPG_PARSE_MALFORMED;
 	next = b[6];
-	/* Limit by /64: one host owns a whole /64, so rotating the low bits of
-	 * the address must not mint fresh budgets. */
-	__builtin_memcpy(&l4->saddr[0], b + 8, 8);
-	l4->saddr[2] = 0;
-	l4->saddr[3] = 0;
+	l4->is_v6 = 1;
+	__builtin_memcpy(l4->saddr, b + 8, 16);
 	l4->first_frag = 0;
 	l4->later_frag = 0;
 	l4->frag_off_one = 0;

@@ -23,6 +23,7 @@ enum xdpg_reason {
 	XDPG_DROP_MALFORMED,	     /* headers the stack would reject or we cannot bound */
 	XDPG_DROP_FRAGMENT,	     /* fragment hiding the TCP flags or port */
 	XDPG_DROP_INVALID_FLAGS,     /* SYN+FIN or SYN+RST: never legitimate */
+	XDPG_DROP_SOURCE_DENIED,     /* source in sources.deny: every IP packet */
 	XDPG_REASON_MAX,
 };
 
@@ -36,6 +37,16 @@ struct xdpg_port_counters {
 /* Per-source limiter key: IPv4 as ::ffff:a.b.c.d, IPv6 as its /64 with the
  * low 64 bits zero, so the two families can never collide. */
 struct xdpg_src_key {
+	__u32 addr[4];
+};
+
+/* Key of the source LPM tries (deny, trust). The family (4 or 6) comes
+ * first and every prefix covers it (prefixlen = 32 + CIDR length), so an
+ * IPv6 entry such as ::/0 can never match an IPv4 source. IPv4 addresses
+ * sit in addr[0], the rest zero. */
+struct xdpg_lpm_key {
+	__u32 prefixlen;
+	__u32 family;
 	__u32 addr[4];
 };
 

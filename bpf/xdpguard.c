@@ -19,10 +19,28 @@ volatile const __u64 src_interval_ns;
 volatile const __u64 src_limit_ns;
 volatile const __u64 port_interval_ns;
 volatile const __u64 port_limit_ns;
+/* Non-zero when sources.deny / sources.trust have entries. */
+volatile const __u8 has_deny;
+volatile const __u8 has_trust;
 
 /* Keep the enum and struct types in BTF for bpf2go -type. */
 const enum xdpg_reason *unused_reason __attribute__((unused));
 const struct xdpg_meta *unused_meta __attribute__((unused));
+const struct xdpg_lpm_key *unused_lpm_key __attribute__((unused));
+
+static __always_inline int source_in(void *trie, struct l4_info *l4)
+{
+	struct xdpg_lpm_key key = { .prefixlen = 32 + 128 };
+
+	if (l4->is_v6) {
+		key.family = 6;
+		__builtin_memcpy(key.addr, l4->saddr, sizeof(key.addr));
+	} else {
+		key.family = 4;
+		key.addr[0] = l4->saddr[3];
+	}
+	return bpf_map_lookup_elem(trie, &key) != NULL;
+}
 
 static __always_inline int port_allowed(__u16 port)
 {
@@ -95,6 +113,8 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 		return XDPG_DROP_PORT_NOT_ALLOWED;
 	if (!src_interval_ns && !port_interval_ns)
 		return XDPG_PASS_SYN_ALLOWED;
+	if (has_trust && source_in(&xdpg_trust, l4))
+		return XDPG_PASS_SYN_ALLOWED; /* trusted: no rate limits */
 
 	now = bpf_ktime_get_coarse_ns();
 	if (port_interval_ns) {
@@ -108,6 +128,12 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 		struct xdpg_src_key key;
 
 		__builtin_memcpy(key.addr, l4->saddr, sizeof(key.addr));
+		/* Limit IPv6 by /64: one host owns a whole /64, so rotating the
+		 * low bits of the address must not mint fresh budgets. */
+		if (l4->is_v6) {
+			key.addr[2] = 0;
+			key.addr[3] = 0;
+		}
 		if (!src_take(&key, now))
 			return XDPG_DROP_RATE_LIMITED;
 	}
@@ -139,6 +165,8 @@ static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, __u16 *dpor
 		return XDPG_PASS_NOT_IP;
 	if (rc != XDPG_PARSE_OK)
 		return XDPG_DROP_MALFORMED;
+	if (has_deny && source_in(&xdpg_deny, &l4))
+		return XDPG_DROP_SOURCE_DENIED;
 
 	if (l4.later_frag)
 		return (l4.frag_off_one && l4.proto == IPPROTO_TCP) ? XDPG_DROP_FRAGMENT : XDPG_PASS_FRAGMENT;

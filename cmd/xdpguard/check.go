@@ -29,7 +29,10 @@ Policy format:
       max_sources: 65536   # limiter table size (LRU)
     syn_total:        # per allowed port, all sources together; omit for none
       rate: 10000
-      burst: 10000`,
+      burst: 10000
+  sources:            # CIDRs or addresses, IPv4 and IPv6
+    deny: [203.0.113.0/24]   # every IP packet from these is dropped
+    trust: [192.0.2.10]      # exempt from the SYN rate limits`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := policy.Load(path)

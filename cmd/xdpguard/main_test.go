@@ -39,9 +39,15 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-func TestExamplePolicyIsValid(t *testing.T) {
-	if out, err := execute(t, "check", "--policy", "../../examples/policy.yaml"); err != nil {
-		t.Fatalf("%v\n%s", err, out)
+func TestExamplesAreValid(t *testing.T) {
+	examples, _ := filepath.Glob("../../examples/*.yaml")
+	if len(examples) < 2 {
+		t.Fatalf("examples: %v", examples)
+	}
+	for _, e := range examples {
+		if out, err := execute(t, "check", "--policy", e); err != nil {
+			t.Errorf("%s: %v\n%s", e, err, out)
+		}
 	}
 }
 

@@ -99,8 +99,13 @@ func checkAgainstReference(t testing.TB, d *loader.Detached, frame []byte, ref r
 
 // TestDifferential compares the program with the reference classifier on
 // random structured frames. XDPGUARD_DIFF_N sets how many (default 20000).
+// diffPolicy adds source lists the generator hits: 10.3.0.0/16 is a quarter
+// of its IPv4 sources, 2001:0:0:3::/64 a quarter of its IPv6 ones, and ::/8
+// would swallow every IPv4 source if the families were confused.
+const diffPolicy = basePolicy + "sources:\n  deny: [10.3.0.0/16, \"2001:0:0:3::/64\", \"::/8\"]\n  trust: [10.2.0.0/16]\n"
+
 func TestDifferential(t *testing.T) {
-	pol := mustPolicy(t, basePolicy)
+	pol := mustPolicy(t, diffPolicy)
 	d := load(t, pol)
 	n := 20000
 	if s := os.Getenv("XDPGUARD_DIFF_N"); s != "" {
@@ -139,7 +144,7 @@ func FuzzDataPath(f *testing.F) {
 	for i := 0; i < 50; i++ {
 		f.Add(randomFrame(r))
 	}
-	pol := mustPolicy(f, basePolicy)
+	pol := mustPolicy(f, diffPolicy)
 	d := load(f, pol)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < 14 || len(frame) > 1500 {

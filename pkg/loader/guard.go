@@ -39,6 +39,8 @@ func ParseMode(s string) (Mode, error) {
 // Names of pins inside an interface's directory.
 const (
 	linkPin       = "link"
+	denyMap       = "xdpg_deny"
+	trustMap      = "xdpg_trust"
 	srcBucketsPin = "xdpg_src_buckets"
 	generationPin = "xdpg_generation"
 )
@@ -240,6 +242,22 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		}
 	}
 
+	for name, v := range map[string]any{xdpguardVarHasDeny: flag(len(pol.Deny) > 0), xdpguardVarHasTrust: flag(len(pol.Trust) > 0)} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	deny, err := sourceTrie(spec.Maps[denyMap], pol.Deny)
+	if err != nil {
+		return nil, fmt.Errorf("sources.deny: %w", err)
+	}
+	defer deny.Close()
+	trust, err := sourceTrie(spec.Maps[trustMap], pol.Trust)
+	if err != nil {
+		return nil, fmt.Errorf("sources.trust: %w", err)
+	}
+	defer trust.Close() // the program holds its own reference
+
 	gen := &generation{objs: new(xdpguardObjects)}
 	srcSpec := spec.Maps[srcBucketsPin]
 	srcSpec.MaxEntries = pol.MaxSources
@@ -256,8 +274,11 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		}
 		m.Close()
 	}
-	err = spec.LoadAndAssign(gen.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}})
-	if errors.Is(err, ebpf.ErrMapIncompatible) {
+	err = spec.LoadAndAssign(gen.objs, &ebpf.CollectionOptions{
+		Maps:            ebpf.MapOptions{PinPath: dir},
+		MapReplacements: map[string]*ebpf.Map{denyMap: deny, trustMap: trust},
+	})
+	if errors.Is(err, ebpf.ErrMapIncompatible) && dir != "" {
 		return nil, fmt.Errorf("pins in %s are incompatible with this xdpguard (%w); "+
 			"remove them with `xdpguard detach --iface %s` and start again", dir, err, iface)
 	}

@@ -16,6 +16,7 @@ const (
 	DropMalformed           = xdpguardXdpgReasonXDPG_DROP_MALFORMED
 	DropFragment            = xdpguardXdpgReasonXDPG_DROP_FRAGMENT
 	DropInvalidFlags        = xdpguardXdpgReasonXDPG_DROP_INVALID_FLAGS
+	DropSourceDenied        = xdpguardXdpgReasonXDPG_DROP_SOURCE_DENIED
 	NumReasons          int = int(xdpguardXdpgReasonXDPG_REASON_MAX)
 )
 
@@ -31,6 +32,7 @@ var reasonNames = [NumReasons]string{
 	DropMalformed:       "malformed",
 	DropFragment:        "fragment",
 	DropInvalidFlags:    "invalid_flags",
+	DropSourceDenied:    "source_denied",
 }
 
 // Name is the reason's metric label value.

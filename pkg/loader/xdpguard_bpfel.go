@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xdpguardXdpgLpmKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Family    uint32
+	Addr      [4]uint32
+}
+
 type xdpguardXdpgMeta struct {
 	_             structs.HostLayout
 	SchemaVersion uint32
@@ -43,7 +50,8 @@ const (
 	xdpguardXdpgReasonXDPG_DROP_MALFORMED         xdpguardXdpgReason = 8
 	xdpguardXdpgReasonXDPG_DROP_FRAGMENT          xdpguardXdpgReason = 9
 	xdpguardXdpgReasonXDPG_DROP_INVALID_FLAGS     xdpguardXdpgReason = 10
-	xdpguardXdpgReasonXDPG_REASON_MAX             xdpguardXdpgReason = 11
+	xdpguardXdpgReasonXDPG_DROP_SOURCE_DENIED     xdpguardXdpgReason = 11
+	xdpguardXdpgReasonXDPG_REASON_MAX             xdpguardXdpgReason = 12
 )
 
 type xdpguardXdpgSrcKey struct {
@@ -55,17 +63,22 @@ type xdpguardXdpgSrcKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	xdpguardMapXdpgDeny        = "xdpg_deny"
 	xdpguardMapXdpgGeneration  = "xdpg_generation"
 	xdpguardMapXdpgPortBuckets = "xdpg_port_buckets"
 	xdpguardMapXdpgPortDrops   = "xdpg_port_drops"
 	xdpguardMapXdpgSrcBuckets  = "xdpg_src_buckets"
 	xdpguardMapXdpgStats       = "xdpg_stats"
+	xdpguardMapXdpgTrust       = "xdpg_trust"
 	xdpguardProgXdpguard       = "xdpguard"
 	xdpguardVarAllowPorts      = "allow_ports"
+	xdpguardVarHasDeny         = "has_deny"
+	xdpguardVarHasTrust        = "has_trust"
 	xdpguardVarPortIntervalNs  = "port_interval_ns"
 	xdpguardVarPortLimitNs     = "port_limit_ns"
 	xdpguardVarSrcIntervalNs   = "src_interval_ns"
 	xdpguardVarSrcLimitNs      = "src_limit_ns"
+	xdpguardVarUnusedLpmKey    = "unused_lpm_key"
 	xdpguardVarUnusedMeta      = "unused_meta"
 	xdpguardVarUnusedReason    = "unused_reason"
 )
@@ -119,11 +132,13 @@ type xdpguardProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardMapSpecs struct {
+	XdpgDeny        *ebpf.MapSpec `ebpf:"xdpg_deny"`
 	XdpgGeneration  *ebpf.MapSpec `ebpf:"xdpg_generation"`
 	XdpgPortBuckets *ebpf.MapSpec `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.MapSpec `ebpf:"xdpg_port_drops"`
 	XdpgSrcBuckets  *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.MapSpec `ebpf:"xdpg_stats"`
+	XdpgTrust       *ebpf.MapSpec `ebpf:"xdpg_trust"`
 }
 
 // xdpguardVariableSpecs contains global variables before they are loaded into the kernel.
@@ -131,10 +146,13 @@ type xdpguardMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardVariableSpecs struct {
 	AllowPorts     *ebpf.VariableSpec `ebpf:"allow_ports"`
+	HasDeny        *ebpf.VariableSpec `ebpf:"has_deny"`
+	HasTrust       *ebpf.VariableSpec `ebpf:"has_trust"`
 	PortIntervalNs *ebpf.VariableSpec `ebpf:"port_interval_ns"`
 	PortLimitNs    *ebpf.VariableSpec `ebpf:"port_limit_ns"`
 	SrcIntervalNs  *ebpf.VariableSpec `ebpf:"src_interval_ns"`
 	SrcLimitNs     *ebpf.VariableSpec `ebpf:"src_limit_ns"`
+	UnusedLpmKey   *ebpf.VariableSpec `ebpf:"unused_lpm_key"`
 	UnusedMeta     *ebpf.VariableSpec `ebpf:"unused_meta"`
 	UnusedReason   *ebpf.VariableSpec `ebpf:"unused_reason"`
 }
@@ -159,20 +177,24 @@ func (o *xdpguardObjects) Close() error {
 //
 // It can be passed to loadXdpguardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardMaps struct {
+	XdpgDeny        *ebpf.Map `ebpf:"xdpg_deny"`
 	XdpgGeneration  *ebpf.Map `ebpf:"xdpg_generation"`
 	XdpgPortBuckets *ebpf.Map `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.Map `ebpf:"xdpg_port_drops"`
 	XdpgSrcBuckets  *ebpf.Map `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.Map `ebpf:"xdpg_stats"`
+	XdpgTrust       *ebpf.Map `ebpf:"xdpg_trust"`
 }
 
 func (m *xdpguardMaps) Close() error {
 	return _XdpguardClose(
+		m.XdpgDeny,
 		m.XdpgGeneration,
 		m.XdpgPortBuckets,
 		m.XdpgPortDrops,
 		m.XdpgSrcBuckets,
 		m.XdpgStats,
+		m.XdpgTrust,
 	)
 }
 
@@ -181,10 +203,13 @@ func (m *xdpguardMaps) Close() error {
 // It can be passed to loadXdpguardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardVariables struct {
 	AllowPorts     *ebpf.Variable `ebpf:"allow_ports"`
+	HasDeny        *ebpf.Variable `ebpf:"has_deny"`
+	HasTrust       *ebpf.Variable `ebpf:"has_trust"`
 	PortIntervalNs *ebpf.Variable `ebpf:"port_interval_ns"`
 	PortLimitNs    *ebpf.Variable `ebpf:"port_limit_ns"`
 	SrcIntervalNs  *ebpf.Variable `ebpf:"src_interval_ns"`
 	SrcLimitNs     *ebpf.Variable `ebpf:"src_limit_ns"`
+	UnusedLpmKey   *ebpf.Variable `ebpf:"unused_lpm_key"`
 	UnusedMeta     *ebpf.Variable `ebpf:"unused_meta"`
 	UnusedReason   *ebpf.Variable `ebpf:"unused_reason"`
 }

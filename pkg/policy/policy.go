@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -47,6 +48,11 @@ type Policy struct {
 	SYNTotal *Limit
 	// MaxSources sizes the per-source limiter table.
 	MaxSources uint32
+	// Deny lists sources whose packets are all dropped, before anything else.
+	Deny []netip.Prefix
+	// Trust lists sources exempt from the SYN rate limits (port rules
+	// still apply).
+	Trust []netip.Prefix
 }
 
 // PortRange is an inclusive range of ports.
@@ -105,6 +111,10 @@ type file struct {
 			Burst *uint64 `yaml:"burst"`
 		} `yaml:"syn_total"`
 	} `yaml:"ratelimit"`
+	Sources *struct {
+		Deny  []string `yaml:"deny"`
+		Trust []string `yaml:"trust"`
+	} `yaml:"sources"`
 }
 
 // Load reads and validates the policy file at path.
@@ -266,6 +276,17 @@ func (v *validator) policy(raw *file) *Policy {
 			p.SYNTotal = v.limit("$.ratelimit.syn_total", s.Rate, s.Burst)
 		}
 	}
+	if src := raw.Sources; src != nil {
+		p.Deny = v.sourceList("$.sources.deny", src.Deny)
+		p.Trust = v.sourceList("$.sources.trust", src.Trust)
+		for _, d := range p.Deny {
+			for _, t := range p.Trust {
+				if d.Overlaps(t) {
+					v.fail("$.sources.trust", "%s overlaps denied %s: a source cannot be both", t, d)
+				}
+			}
+		}
+	}
 	return p
 }
 
@@ -377,6 +398,13 @@ func (p *Policy) Digest() [32]byte {
 		put(l.Burst)
 	}
 	put(uint64(p.MaxSources))
+	for _, list := range [][]netip.Prefix{p.Deny, p.Trust} {
+		put(uint64(len(list)))
+		for _, pr := range list {
+			b, _ := pr.MarshalBinary()
+			h.Write(b)
+		}
+	}
 	var d [32]byte
 	copy(d[:], h.Sum(nil))
 	return d
@@ -398,6 +426,9 @@ func (p *Policy) Summary() string {
 		s += fmt.Sprintf("; syn per port %d/s burst %d", p.SYNTotal.Rate, p.SYNTotal.Burst)
 	} else {
 		s += "; syn per port unlimited"
+	}
+	if len(p.Deny) > 0 || len(p.Trust) > 0 {
+		s += fmt.Sprintf("; sources: %d denied, %d trusted", len(p.Deny), len(p.Trust))
 	}
 	return s
 }

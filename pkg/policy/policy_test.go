@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,4 +148,44 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("empty allow-list accepted without allow_empty")
 		}
 	})
+}
+
+func TestSourceLists(t *testing.T) {
+	p, err := Parse("p", []byte("tcp:\n  allow: [22]\nsources:\n  deny: [203.0.113.0/24, 2001:db8:bad::/48, 198.51.100.7]\n  trust: [192.0.2.10/32, fd00::/8]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Deny) != 3 || len(p.Trust) != 2 || !strings.Contains(p.Summary(), "3 denied, 2 trusted") {
+		t.Fatalf("%+v %s", p, p.Summary())
+	}
+	if p.Deny[2].String() != "2001:db8:bad::/48" || p.Deny[1].String() != "203.0.113.0/24" || p.Deny[0].String() != "198.51.100.7/32" {
+		t.Fatalf("deny list %v", p.Deny)
+	}
+	for addr, want := range map[string]bool{"203.0.113.9": true, "203.0.114.1": false, "2001:db8:bad:1::5": true, "198.51.100.7": true, "198.51.100.8": false} {
+		if Contains(p.Deny, netip.MustParseAddr(addr)) != want {
+			t.Errorf("deny contains %s = %v", addr, !want)
+		}
+	}
+	q, _ := Parse("q", []byte("tcp:\n  allow: [22]\nsources:\n  deny: [198.51.100.7, 203.0.113.0/24, 2001:db8:bad::/48]\n  trust: [fd00::/8, 192.0.2.10/32]\n"))
+	if p.Digest() != q.Digest() {
+		t.Error("list order changed the digest")
+	}
+}
+
+func TestSourceListErrors(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"sources:\n  deny: [10.0.0.1/8]\n", `p.yaml:4:10: sources.deny[0]: "10.0.0.1/8" has host bits set: did you mean 10.0.0.0/8?`},
+		{"sources:\n  deny: [10.0.0.0/33]\n", `sources.deny[0]: "10.0.0.0/33" is not an address or CIDR`},
+		{"sources:\n  deny: [example.com]\n", `sources.deny[0]: "example.com" is not an address or CIDR`},
+		{"sources:\n  deny: [\"::ffff:10.0.0.1\"]\n", `is an IPv4-mapped IPv6 address`},
+		{"sources:\n  deny:\n    - 10.0.0.0/8\n    - 10.1.0.0/16\n", `p.yaml:6:7: sources.deny[1]: 10.1.0.0/16 is inside 10.0.0.0/8 (entry 0)`},
+		{"sources:\n  trust: [192.0.2.1, 192.0.2.1]\n", `sources.trust[1]: 192.0.2.1/32 is listed twice`},
+		{"sources:\n  deny: [10.0.0.0/8]\n  trust: [10.9.0.0/16]\n", `sources.trust: 10.9.0.0/16 overlaps denied 10.0.0.0/8`},
+		{"sources:\n  allow: [10.0.0.0/8]\n", `unknown field "allow"`},
+	} {
+		_, err := Parse("p.yaml", []byte("tcp:\n  allow: [22]\n"+tc.doc))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q:\n got %v\nwant %s", tc.doc, err, tc.want)
+		}
+	}
 }

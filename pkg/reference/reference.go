@@ -7,6 +7,7 @@ package reference
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/policy"
@@ -33,12 +34,14 @@ type Verdict struct {
 	// Source is the limiter key of that SYN: an IPv4 address as
 	// ::ffff:a.b.c.d, an IPv6 address cut to its /64.
 	Source [16]byte
+	// Addr is the packet's source address, for IP packets.
+	Addr netip.Addr
 }
 
 // Classify judges one frame. lim may be nil: no rate limits.
 func Classify(frame []byte, pol *policy.Policy, lim Limiter) Verdict {
 	p := pkt{b: frame}
-	v := p.classify()
+	v := p.classify(pol.Deny)
 	if v.Reason != PendingSYN {
 		return v
 	}
@@ -47,7 +50,7 @@ func Classify(frame []byte, pol *policy.Policy, lim Limiter) Verdict {
 		return v
 	}
 	v.Reason = loader.PassSYNAllowed
-	if lim != nil {
+	if lim != nil && !policy.Contains(pol.Trust, v.Addr) {
 		v.Reason = lim.Take(v.Source, v.Port)
 	}
 	return v
@@ -69,11 +72,13 @@ type l3 struct {
 	firstFrag, laterFrag bool
 	fragOffOne           bool
 	source               [16]byte
+	addr                 netip.Addr
 }
 
 func isVLAN(t int) bool { return t == 0x8100 || t == 0x88A8 }
 
-func (p pkt) classify() Verdict {
+// classify applies every rule but the port and limits; deny is sources.deny.
+func (p pkt) classify(deny []netip.Prefix) Verdict {
 	if !p.has(0, 14) {
 		return Verdict{Reason: loader.DropMalformed}
 	}
@@ -100,6 +105,10 @@ func (p pkt) classify() Verdict {
 	}
 	if !ok {
 		return Verdict{Reason: loader.DropMalformed}
+	}
+	// A denied source loses every IP packet, whatever it carries.
+	if policy.Contains(deny, h.addr) {
+		return Verdict{Reason: loader.DropSourceDenied, Addr: h.addr}
 	}
 	if h.laterFrag {
 		if h.fragOffOne && h.proto == 6 {
@@ -128,7 +137,7 @@ func (p pkt) classify() Verdict {
 	if flags&(fin|rst) != 0 {
 		return Verdict{Reason: loader.DropInvalidFlags}
 	}
-	return Verdict{Reason: PendingSYN, Port: uint16(p.u16(h.l4Off + 2)), Source: h.source}
+	return Verdict{Reason: PendingSYN, Port: uint16(p.u16(h.l4Off + 2)), Source: h.source, Addr: h.addr}
 }
 
 func (p pkt) ipv4(off int) (l3, bool) {
@@ -148,6 +157,7 @@ func (p pkt) ipv4(off int) (l3, bool) {
 	h.proto = p.b[off+9]
 	h.source[10], h.source[11] = 0xff, 0xff
 	copy(h.source[12:], p.b[off+12:off+16])
+	h.addr = netip.AddrFrom4([4]byte(p.b[off+12 : off+16]))
 	h.l4Off, h.l4Len = off+hlen, tot-hlen
 	return h, true
 }
@@ -168,6 +178,7 @@ func (p pkt) ipv6(off int) (l3, bool) {
 	}
 	next := p.b[off+6]
 	copy(h.source[:8], p.b[off+8:off+16])
+	h.addr = netip.AddrFrom16([16]byte(p.b[off+8 : off+24]))
 	off += 40
 	for i := 0; i < MaxExtHdrs && isExt(next) && !h.laterFrag; i++ {
 		if !p.has(off, 8) {

@@ -255,3 +255,34 @@ func TestReloadResizesSourceTable(t *testing.T) {
 	}
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open", 7777: "filtered"})
 }
+
+// sources.deny cuts a source off entirely; sources.trust exempts it from the
+// SYN limits; a reload moves a source from one list to the other at once.
+func TestSourceListsOverVeth(t *testing.T) {
+	limits := "ratelimit:\n  syn:\n    rate: 1\n    burst: 2\n"
+	l := NewLab(t)
+	l.Listen(8022, 8080, 7777)
+	l.WritePolicy(labPolicy + limits + "sources:\n  deny: [" + l.CliV4b + "]\n")
+	d := l.StartDaemon()
+	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{8080: "filtered"})
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open"})
+	if v := Metric(d.Scrape(), "xdpguard_drops_total", `reason="source_denied"`); v < 1 {
+		t.Errorf("source_denied drops = %v", v)
+	}
+
+	d.Mark()
+	l.WritePolicy(labPolicy + limits + "sources:\n  trust: [" + l.CliV4b + "]\n")
+	d.Signal(syscall.SIGHUP)
+	d.WaitLog(`policy reloaded`)
+	for i := 0; i < 5; i++ {
+		if got := l.Connect(l.CliV4b, l.SrvV4, 8080); got != "open" {
+			t.Fatalf("trusted connect %d: %s", i, got)
+		}
+	}
+	// The untrusted source used one SYN of its burst of 2 above.
+	results := []string{l.Connect(l.CliV4, l.SrvV4, 8022), l.Connect(l.CliV4, l.SrvV4, 8022)}
+	if results[0] != "open" || results[1] != "filtered" {
+		t.Errorf("untrusted source over its limit: %v, want [open filtered]", results)
+	}
+	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{7777: "filtered"}) // port rules still apply
+}

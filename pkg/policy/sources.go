@@ -1,0 +1,90 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+)
+
+// MaxSourceEntries bounds each source list (deny, trust).
+const MaxSourceEntries = 1 << 20
+
+// sourceList validates a list of CIDRs (or bare addresses, meaning one
+// host). Host bits, IPv4-mapped IPv6, duplicates and entries inside another
+// entry of the same list are errors: each one points at a typo or a list
+// that does not say what its author thinks.
+func (v *validator) sourceList(path string, items []string) []netip.Prefix {
+	if len(items) > MaxSourceEntries {
+		v.fail(path, "%d entries; at most %d", len(items), MaxSourceEntries)
+		return nil
+	}
+	type entry struct {
+		p   netip.Prefix
+		idx int
+	}
+	var out []entry
+	for i, s := range items {
+		at := fmt.Sprintf("%s[%d]", path, i)
+		p, err := parsePrefix(s)
+		if err != nil {
+			v.fail(at, "%v", err)
+			continue
+		}
+		out = append(out, entry{p, i})
+	}
+	// Sorted by address then length, an entry that contains a later one
+	// comes right before it (or before a run of entries it contains).
+	sort.Slice(out, func(i, j int) bool {
+		if c := out[i].p.Addr().Compare(out[j].p.Addr()); c != 0 {
+			return c < 0
+		}
+		return out[i].p.Bits() < out[j].p.Bits()
+	})
+	var prefixes []netip.Prefix
+	var outer *entry
+	for i := range out {
+		e := &out[i]
+		if outer != nil && outer.p.Overlaps(e.p) {
+			if outer.p == e.p {
+				v.fail(fmt.Sprintf("%s[%d]", path, e.idx), "%s is listed twice (also entry %d)", e.p, outer.idx)
+			} else {
+				v.fail(fmt.Sprintf("%s[%d]", path, e.idx), "%s is inside %s (entry %d): remove one", e.p, outer.p, outer.idx)
+			}
+			continue
+		}
+		outer = e
+		prefixes = append(prefixes, e.p)
+	}
+	return prefixes
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if a, err := netip.ParseAddr(s); err == nil {
+		p = netip.PrefixFrom(a, a.BitLen())
+	} else if p, err = netip.ParsePrefix(s); err != nil {
+		return p, fmt.Errorf("%q is not an address or CIDR", s)
+	}
+	if p.Addr().Is4In6() {
+		return p, fmt.Errorf("%q is an IPv4-mapped IPv6 address: write it as IPv4", s)
+	}
+	if p.Addr().Zone() != "" {
+		return p, fmt.Errorf("%q has a zone; CIDRs cannot", s)
+	}
+	if m := p.Masked(); m != p {
+		return p, fmt.Errorf("%q has host bits set: did you mean %s?", s, m)
+	}
+	return p, nil
+}
+
+// Contains reports whether addr is in one of the prefixes (which must be
+// the validated, non-overlapping output of a source list).
+func Contains(prefixes []netip.Prefix, addr netip.Addr) bool {
+	addr = addr.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
