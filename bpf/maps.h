@@ -68,6 +68,26 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
 } xdpg_trust SEC(".maps");
 
+/* Source-scoped port rules of the generation in force (per generation,
+ * frozen, never pinned, like the source lists): the source's longest
+ * matching rule prefix gives a group; xdpg_group_ports holds each group's
+ * 65536-bit port bitmap as 1024 words, at group * 1024 + port / 64. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1);
+	__type(key, struct xdpg_lpm_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
+} xdpg_scoped_src SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
+} xdpg_group_ports SEC(".maps");
+
 /* One entry describing the generation in force. Written by Go only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -13,6 +13,9 @@
 /* The policy of this generation, set by Go before load (see pkg/loader).
  * Bit p of allow_ports is set when TCP port p accepts new connections. */
 volatile const __u64 allow_ports[XDPG_PORTS / 64];
+/* Bit p is set when some source-scoped rule names port p. */
+volatile const __u64 scoped_ports[XDPG_PORTS / 64];
+volatile const __u8 has_scoped;
 /* GCRA parameters: emission interval (ns per SYN) and tolerance
  * (burst * interval). interval 0 disables that limiter. */
 volatile const __u64 src_interval_ns;
@@ -28,7 +31,8 @@ const enum xdpg_reason *unused_reason __attribute__((unused));
 const struct xdpg_meta *unused_meta __attribute__((unused));
 const struct xdpg_lpm_key *unused_lpm_key __attribute__((unused));
 
-static __always_inline int source_in(void *trie, struct l4_info *l4)
+/* Look the packet's source up in one of the generation's LPM tries. */
+static __always_inline void *source_lookup(void *trie, struct l4_info *l4)
 {
 	struct xdpg_lpm_key key = { .prefixlen = 32 + 128 };
 
@@ -39,7 +43,29 @@ static __always_inline int source_in(void *trie, struct l4_info *l4)
 		key.family = 4;
 		key.addr[0] = l4->saddr[3];
 	}
-	return bpf_map_lookup_elem(trie, &key) != NULL;
+	return bpf_map_lookup_elem(trie, &key);
+}
+
+static __always_inline int source_in(void *trie, struct l4_info *l4)
+{
+	return source_lookup(trie, l4) != NULL;
+}
+
+/* Is port, closed to the world, open to this source by a scoped rule?
+ * Ports no scoped rule names cost one bit test here, nothing more. */
+static __always_inline int scoped_allows(struct l4_info *l4, __u16 port)
+{
+	__u32 *group, idx;
+	__u64 *word;
+
+	if (!has_scoped || !((scoped_ports[port >> 6] >> (port & 63)) & 1))
+		return 0;
+	group = source_lookup(&xdpg_scoped_src, l4);
+	if (!group)
+		return 0;
+	idx = *group * (XDPG_PORTS / 64) + (port >> 6);
+	word = bpf_map_lookup_elem(&xdpg_group_ports, &idx);
+	return word && ((*word >> (port & 63)) & 1);
 }
 
 static __always_inline int port_allowed(__u16 port)
@@ -109,7 +135,7 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 
 	/* Closed ports drop before any clock read or limiter write, so a
 	 * port scan costs one bit test. */
-	if (!port_allowed(dport))
+	if (!port_allowed(dport) && !scoped_allows(l4, dport))
 		return XDPG_DROP_PORT_NOT_ALLOWED;
 	if (!src_interval_ns && !port_interval_ns)
 		return XDPG_PASS_SYN_ALLOWED;

@@ -20,7 +20,13 @@ non-zero.
 Policy format:
 
   tcp:
-    allow: [22, 80, 443, 9000-9002]   # ports and inclusive ranges
+    allow:                            # ports and inclusive ranges, open to all
+      - 22
+      - 9000-9002
+      - port: 3306                    # open to some sources only
+        from: [172.16.0.0/12]
+      - ports: 30000-32767
+        from: [10.0.0.0/8, "fd00::/8"]
     # allow_empty: true               # required to accept an empty list
   ratelimit:
     syn:              # per source (IPv4 address, IPv6 /64); omit for none

@@ -52,7 +52,7 @@ func randomFrame(r *rand.Rand) []byte {
 	if r.IntN(8) == 0 {
 		f.Proto = uint8(pick(testpkt.ProtoUDP, testpkt.ProtoICMP6, 50, testpkt.NoNextHdr, 1))
 	}
-	f.DPort = pick(22, 80, 443, 9000, 9001, 9002, 9003, 8080, 0, 65535, uint16(r.IntN(65536)))
+	f.DPort = pick(22, 80, 443, 9000, 9001, 9002, 9003, 8080, 0, 65535, 3306, 3305, 3311, 31000, 31001, uint16(r.IntN(65536)))
 	f.SPort = uint16(r.IntN(65536))
 	f.Flags = uint8(r.IntN(256))
 	if r.IntN(2) == 0 {
@@ -102,7 +102,23 @@ func checkAgainstReference(t testing.TB, d *loader.Detached, frame []byte, ref r
 // diffPolicy adds source lists the generator hits: 10.3.0.0/16 is a quarter
 // of its IPv4 sources, 2001:0:0:3::/64 a quarter of its IPv6 ones, and ::/8
 // would swallow every IPv4 source if the families were confused.
-const diffPolicy = basePolicy + "sources:\n  deny: [10.3.0.0/16, \"2001:0:0:3::/64\", \"::/8\"]\n  trust: [10.2.0.0/16]\n"
+// The scoped rules nest (10.1/16 inside 10/8) so the union is exercised.
+const diffPolicy = `tcp:
+  allow:
+    - 22
+    - 80
+    - 443
+    - 9000-9002
+    - port: 3306
+      from: [10.1.0.0/16, "2001:0:0:1::/64"]
+    - ports: 3300-3310
+      from: [10.0.0.0/8]
+    - ports: 31000-31001
+      from: [10.1.128.0/17, "2001::/16"]
+sources:
+  deny: [10.3.0.0/16, "2001:0:0:3::/64", "::/8"]
+  trust: [10.2.0.0/16]
+`
 
 func TestDifferential(t *testing.T) {
 	pol := mustPolicy(t, diffPolicy)
@@ -115,11 +131,23 @@ func TestDifferential(t *testing.T) {
 	t.Logf("seed %d, %d frames", seed, n)
 	r := rand.New(rand.NewPCG(seed, 1))
 	seen := map[loader.Reason]int{}
+	scopedOpen, scopedShut := 0, 0
 	for i := 0; i < n; i++ {
 		frame := randomFrame(r)
 		ref := reference.Classify(frame, pol, nil)
 		checkAgainstReference(t, d, frame, ref)
 		seen[ref.Reason]++
+		if !pol.Allows(ref.Port) {
+			switch {
+			case ref.Reason == loader.PassSYNAllowed:
+				scopedOpen++
+			case ref.Reason == loader.DropPortNotAllowed && (ref.Port == 3306 || ref.Port == 31000):
+				scopedShut++
+			}
+		}
+	}
+	if scopedOpen == 0 || scopedShut == 0 {
+		t.Errorf("scoped rules barely exercised: %d SYNs opened by them, %d refused", scopedOpen, scopedShut)
 	}
 	// The generator must reach every reason the policy can produce, or the
 	// comparison proves little.

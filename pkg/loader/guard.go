@@ -223,15 +223,12 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
-	var bitmap [1024]uint64
-	for _, r := range pol.AllowTCP {
-		for p := uint32(r.First); p <= uint32(r.Last); p++ {
-			bitmap[p/64] |= 1 << (p % 64)
-		}
-	}
+	scoped := pol.ScopedTable()
 	src, port := pol.SYN.GCRA(), pol.SYNTotal.GCRA()
 	for name, v := range map[string]any{
-		xdpguardVarAllowPorts:     bitmap,
+		xdpguardVarAllowPorts:     portBitmap(pol.AllowTCP),
+		xdpguardVarScopedPorts:    portBitmap(scoped.Ports),
+		xdpguardVarHasScoped:      flag(len(scoped.Prefixes) > 0),
 		xdpguardVarSrcIntervalNs:  src.IntervalNs,
 		xdpguardVarSrcLimitNs:     src.LimitNs,
 		xdpguardVarPortIntervalNs: port.IntervalNs,
@@ -257,6 +254,12 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		return nil, fmt.Errorf("sources.trust: %w", err)
 	}
 	defer trust.Close() // the program holds its own reference
+	scopedSrc, groupPorts, err := scopedMaps(spec.Maps[xdpguardMapXdpgScopedSrc], spec.Maps[xdpguardMapXdpgGroupPorts], scoped)
+	if err != nil {
+		return nil, fmt.Errorf("source-scoped rules: %w", err)
+	}
+	defer scopedSrc.Close()
+	defer groupPorts.Close()
 
 	gen := &generation{objs: new(xdpguardObjects)}
 	srcSpec := spec.Maps[srcBucketsPin]
@@ -275,8 +278,11 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		m.Close()
 	}
 	err = spec.LoadAndAssign(gen.objs, &ebpf.CollectionOptions{
-		Maps:            ebpf.MapOptions{PinPath: dir},
-		MapReplacements: map[string]*ebpf.Map{denyMap: deny, trustMap: trust},
+		Maps: ebpf.MapOptions{PinPath: dir},
+		MapReplacements: map[string]*ebpf.Map{
+			denyMap: deny, trustMap: trust,
+			xdpguardMapXdpgScopedSrc: scopedSrc, xdpguardMapXdpgGroupPorts: groupPorts,
+		},
 	})
 	if errors.Is(err, ebpf.ErrMapIncompatible) && dir != "" {
 		return nil, fmt.Errorf("pins in %s are incompatible with this xdpguard (%w); "+

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
 // LPMKey is a key of the source tries (struct xdpg_lpm_key).
@@ -32,26 +34,89 @@ func NewLPMKey(p netip.Prefix) LPMKey {
 // and frozen before the program that uses it is loaded, so it never changes
 // under a running program. An empty list gets a one-slot empty trie (the
 // program does not look it up).
-// The spec's size is set to match, as map replacement requires.
 func sourceTrie(spec *ebpf.MapSpec, prefixes []netip.Prefix) (*ebpf.Map, error) {
-	spec.MaxEntries = uint32(max(len(prefixes), 1))
+	return frozenMap(spec, len(prefixes), func(m *ebpf.Map) error {
+		for _, p := range prefixes {
+			k := NewLPMKey(p)
+			if err := m.Put(&k, uint8(1)); err != nil {
+				return fmt.Errorf("add %s: %w", p, err)
+			}
+		}
+		return nil
+	})
+}
+
+// scopedMaps builds a generation's source-scoped rules: the trie from each
+// rule prefix to its group, and each group's port bitmap.
+func scopedMaps(trieSpec, groupSpec *ebpf.MapSpec, t policy.ScopedTable) (trie, groups *ebpf.Map, err error) {
+	trie, err = frozenMap(trieSpec, len(t.Prefixes), func(m *ebpf.Map) error {
+		for i, p := range t.Prefixes {
+			k := NewLPMKey(p)
+			if err := m.Put(&k, uint32(t.Group[i])); err != nil {
+				return fmt.Errorf("add %s: %w", p, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	groups, err = frozenMap(groupSpec, len(t.Groups)*1024, func(m *ebpf.Map) error {
+		for g, ports := range t.Groups {
+			bitmap := portBitmap(ports)
+			keys := make([]uint32, len(bitmap))
+			for i := range keys {
+				keys[i] = uint32(g*1024 + i)
+			}
+			if _, err := m.BatchUpdate(keys, bitmap[:], nil); err != nil {
+				return fmt.Errorf("group %d: %w", g, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		trie.Close()
+		return nil, nil, err
+	}
+	return trie, groups, nil
+}
+
+// frozenMap creates a map from spec sized for n entries (at least one, as
+// the kernel requires), fills it, and freezes it so it can never change
+// under a program (arrays excepted, see below). The spec's size is set to match, as map replacement
+// requires.
+func frozenMap(spec *ebpf.MapSpec, n int, fill func(*ebpf.Map) error) (*ebpf.Map, error) {
+	spec.MaxEntries = uint32(max(n, 1))
 	m, err := ebpf.NewMap(spec)
 	if err != nil {
-		return nil, fmt.Errorf("create trie: %w", err)
+		return nil, fmt.Errorf("create %s: %w", spec.Name, err)
 	}
-	one := uint8(1)
-	for _, p := range prefixes {
-		k := NewLPMKey(p)
-		if err := m.Put(&k, one); err != nil {
+	if err := fill(m); err != nil {
+		m.Close()
+		return nil, err
+	}
+	// Not arrays: the verifier constant-folds reads from frozen read-only
+	// arrays and refuses (EOPNOTSUPP) when they have more than one entry.
+	// Such an array stays read-only to the program (BPF_F_RDONLY_PROG), and
+	// no one else holds its FD.
+	if spec.Type != ebpf.Array {
+		if err := m.Freeze(); err != nil {
 			m.Close()
-			return nil, fmt.Errorf("add %s: %w", p, err)
+			return nil, fmt.Errorf("freeze %s: %w", spec.Name, err)
 		}
 	}
-	if err := m.Freeze(); err != nil {
-		m.Close()
-		return nil, fmt.Errorf("freeze trie: %w", err)
-	}
 	return m, nil
+}
+
+// portBitmap sets bit p for every port p in the ranges.
+func portBitmap(ranges []policy.PortRange) [1024]uint64 {
+	var b [1024]uint64
+	for _, r := range ranges {
+		for p := uint32(r.First); p <= uint32(r.Last); p++ {
+			b[p/64] |= 1 << (p % 64)
+		}
+	}
+	return b
 }
 
 func flag(b bool) uint8 {

@@ -65,17 +65,21 @@ type xdpguardXdpgSrcKey struct {
 const (
 	xdpguardMapXdpgDeny        = "xdpg_deny"
 	xdpguardMapXdpgGeneration  = "xdpg_generation"
+	xdpguardMapXdpgGroupPorts  = "xdpg_group_ports"
 	xdpguardMapXdpgPortBuckets = "xdpg_port_buckets"
 	xdpguardMapXdpgPortDrops   = "xdpg_port_drops"
+	xdpguardMapXdpgScopedSrc   = "xdpg_scoped_src"
 	xdpguardMapXdpgSrcBuckets  = "xdpg_src_buckets"
 	xdpguardMapXdpgStats       = "xdpg_stats"
 	xdpguardMapXdpgTrust       = "xdpg_trust"
 	xdpguardProgXdpguard       = "xdpguard"
 	xdpguardVarAllowPorts      = "allow_ports"
 	xdpguardVarHasDeny         = "has_deny"
+	xdpguardVarHasScoped       = "has_scoped"
 	xdpguardVarHasTrust        = "has_trust"
 	xdpguardVarPortIntervalNs  = "port_interval_ns"
 	xdpguardVarPortLimitNs     = "port_limit_ns"
+	xdpguardVarScopedPorts     = "scoped_ports"
 	xdpguardVarSrcIntervalNs   = "src_interval_ns"
 	xdpguardVarSrcLimitNs      = "src_limit_ns"
 	xdpguardVarUnusedLpmKey    = "unused_lpm_key"
@@ -134,8 +138,10 @@ type xdpguardProgramSpecs struct {
 type xdpguardMapSpecs struct {
 	XdpgDeny        *ebpf.MapSpec `ebpf:"xdpg_deny"`
 	XdpgGeneration  *ebpf.MapSpec `ebpf:"xdpg_generation"`
+	XdpgGroupPorts  *ebpf.MapSpec `ebpf:"xdpg_group_ports"`
 	XdpgPortBuckets *ebpf.MapSpec `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.MapSpec `ebpf:"xdpg_port_drops"`
+	XdpgScopedSrc   *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
 	XdpgSrcBuckets  *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.MapSpec `ebpf:"xdpg_stats"`
 	XdpgTrust       *ebpf.MapSpec `ebpf:"xdpg_trust"`
@@ -147,9 +153,11 @@ type xdpguardMapSpecs struct {
 type xdpguardVariableSpecs struct {
 	AllowPorts     *ebpf.VariableSpec `ebpf:"allow_ports"`
 	HasDeny        *ebpf.VariableSpec `ebpf:"has_deny"`
+	HasScoped      *ebpf.VariableSpec `ebpf:"has_scoped"`
 	HasTrust       *ebpf.VariableSpec `ebpf:"has_trust"`
 	PortIntervalNs *ebpf.VariableSpec `ebpf:"port_interval_ns"`
 	PortLimitNs    *ebpf.VariableSpec `ebpf:"port_limit_ns"`
+	ScopedPorts    *ebpf.VariableSpec `ebpf:"scoped_ports"`
 	SrcIntervalNs  *ebpf.VariableSpec `ebpf:"src_interval_ns"`
 	SrcLimitNs     *ebpf.VariableSpec `ebpf:"src_limit_ns"`
 	UnusedLpmKey   *ebpf.VariableSpec `ebpf:"unused_lpm_key"`
@@ -179,8 +187,10 @@ func (o *xdpguardObjects) Close() error {
 type xdpguardMaps struct {
 	XdpgDeny        *ebpf.Map `ebpf:"xdpg_deny"`
 	XdpgGeneration  *ebpf.Map `ebpf:"xdpg_generation"`
+	XdpgGroupPorts  *ebpf.Map `ebpf:"xdpg_group_ports"`
 	XdpgPortBuckets *ebpf.Map `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.Map `ebpf:"xdpg_port_drops"`
+	XdpgScopedSrc   *ebpf.Map `ebpf:"xdpg_scoped_src"`
 	XdpgSrcBuckets  *ebpf.Map `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.Map `ebpf:"xdpg_stats"`
 	XdpgTrust       *ebpf.Map `ebpf:"xdpg_trust"`
@@ -190,8 +200,10 @@ func (m *xdpguardMaps) Close() error {
 	return _XdpguardClose(
 		m.XdpgDeny,
 		m.XdpgGeneration,
+		m.XdpgGroupPorts,
 		m.XdpgPortBuckets,
 		m.XdpgPortDrops,
+		m.XdpgScopedSrc,
 		m.XdpgSrcBuckets,
 		m.XdpgStats,
 		m.XdpgTrust,
@@ -204,9 +216,11 @@ func (m *xdpguardMaps) Close() error {
 type xdpguardVariables struct {
 	AllowPorts     *ebpf.Variable `ebpf:"allow_ports"`
 	HasDeny        *ebpf.Variable `ebpf:"has_deny"`
+	HasScoped      *ebpf.Variable `ebpf:"has_scoped"`
 	HasTrust       *ebpf.Variable `ebpf:"has_trust"`
 	PortIntervalNs *ebpf.Variable `ebpf:"port_interval_ns"`
 	PortLimitNs    *ebpf.Variable `ebpf:"port_limit_ns"`
+	ScopedPorts    *ebpf.Variable `ebpf:"scoped_ports"`
 	SrcIntervalNs  *ebpf.Variable `ebpf:"src_interval_ns"`
 	SrcLimitNs     *ebpf.Variable `ebpf:"src_limit_ns"`
 	UnusedLpmKey   *ebpf.Variable `ebpf:"unused_lpm_key"`

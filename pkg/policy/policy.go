@@ -40,6 +40,8 @@ type Policy struct {
 	// AllowTCP lists the TCP port ranges that accept new connections,
 	// sorted and merged.
 	AllowTCP []PortRange
+	// Scoped rules open ports to listed sources only.
+	Scoped []ScopedRule
 	// AllowEmpty records that the operator asked for an empty allow-list.
 	AllowEmpty bool
 	// SYN limits each source (IPv4 /32, IPv6 /64); nil means unlimited.
@@ -245,8 +247,14 @@ func (v *validator) policy(raw *file) *Policy {
 		return p
 	}
 	for i, item := range raw.TCP.Allow {
-		r, ok := v.portRange(fmt.Sprintf("$.tcp.allow[%d]", i), item)
-		if ok {
+		path := fmt.Sprintf("$.tcp.allow[%d]", i)
+		if m, isRule := item.(map[string]any); isRule {
+			if r, ok := v.scopedRule(path, m); ok {
+				p.Scoped = append(p.Scoped, r)
+			}
+			continue
+		}
+		if r, ok := v.portRange(path, item); ok {
 			p.AllowTCP = append(p.AllowTCP, r)
 		}
 	}
@@ -275,6 +283,9 @@ func (v *validator) policy(raw *file) *Policy {
 		if s := rl.SYNTotal; s != nil {
 			p.SYNTotal = v.limit("$.ratelimit.syn_total", s.Rate, s.Burst)
 		}
+	}
+	if n := len(p.ScopedTable().Groups); n > MaxScopedGroups {
+		v.fail("$.tcp.allow", "source-scoped rules give %d distinct port sets; at most %d", n, MaxScopedGroups)
 	}
 	if src := raw.Sources; src != nil {
 		p.Deny = v.sourceList("$.sources.deny", src.Deny)
@@ -398,6 +409,7 @@ func (p *Policy) Digest() [32]byte {
 		put(l.Burst)
 	}
 	put(uint64(p.MaxSources))
+	h.Write([]byte(p.scopedDigest()))
 	for _, list := range [][]netip.Prefix{p.Deny, p.Trust} {
 		put(uint64(len(list)))
 		for _, pr := range list {
@@ -426,6 +438,9 @@ func (p *Policy) Summary() string {
 		s += fmt.Sprintf("; syn per port %d/s burst %d", p.SYNTotal.Rate, p.SYNTotal.Burst)
 	} else {
 		s += "; syn per port unlimited"
+	}
+	if len(p.Scoped) > 0 {
+		s += fmt.Sprintf("; %d source-scoped rules", len(p.Scoped))
 	}
 	if len(p.Deny) > 0 || len(p.Trust) > 0 {
 		s += fmt.Sprintf("; sources: %d denied, %d trusted", len(p.Deny), len(p.Trust))

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -66,7 +67,8 @@ func TestErrorsNameLineAndField(t *testing.T) {
 		{"tcp:\n  allow: [-1]\n", "p.yaml:2:11: tcp.allow[0]: port -1 is out of range"},
 		{"tcp:\n  allow:\n    - 22\n    - 80-70\n", "p.yaml:4:7: tcp.allow[1]: range \"80-70\" is reversed: write 70-80"},
 		{"tcp:\n  allow: [ssh]\n", "p.yaml:2:11: tcp.allow[0]: \"ssh\": \"ssh\" is not a port number"},
-		{"tcp:\n  allow: [{port: 1}]\n", "tcp.allow[0]: want a port like 443"},
+		{"tcp:\n  allow: [{port: 1}]\n", "p.yaml:2:11: tcp.allow[0]: missing from"},
+		{"tcp:\n  allow: [[1, 2]]\n", "tcp.allow[0]: want a port like 443"},
 		{"tcp:\n  allow: []\n", "p.yaml:2:3: tcp.allow: empty allow-list would refuse every new TCP connection"},
 		{"ratelimit:\n  syn: {rate: 1, burst: 1}\n", "p.yaml:1:1: missing the tcp section"},
 		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 0\n    burst: 5\n", "p.yaml:5:5: ratelimit.syn.rate: 0 is out of range [1, 100000000]"},
@@ -186,6 +188,73 @@ func TestSourceListErrors(t *testing.T) {
 		_, err := Parse("p.yaml", []byte("tcp:\n  allow: [22]\n"+tc.doc))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q:\n got %v\nwant %s", tc.doc, err, tc.want)
+		}
+	}
+}
+
+const scopedDoc = `tcp:
+  allow:
+    - 22
+    - port: 3306
+      from: [172.16.0.0/12, "fd00::/8"]
+    - ports: 30000-32767
+      from: [10.0.0.0/8]
+    - ports: 3300-3310
+      from: [10.1.0.0/16]
+`
+
+func TestScopedRules(t *testing.T) {
+	p, err := Parse("p", []byte(scopedDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		port uint16
+		src  string
+		want bool
+	}{
+		{22, "8.8.8.8", true},
+		{3306, "172.20.1.1", true},
+		{3306, "fd12::1", true},
+		{3306, "10.9.9.9", false},
+		{3306, "10.1.2.3", true}, // via 3300-3310 from 10.1/16
+		{3311, "10.1.2.3", false},
+		{31000, "10.1.2.3", true}, // union: 10.1/16 is inside 10/8
+		{31000, "11.0.0.1", false},
+		{29999, "10.0.0.1", false},
+	} {
+		if got := p.AllowsFrom(tc.port, netip.MustParseAddr(tc.src)); got != tc.want {
+			t.Errorf("AllowsFrom(%d, %s) = %v", tc.port, tc.src, got)
+		}
+	}
+	tab := p.ScopedTable()
+	if len(tab.Prefixes) != 4 || len(tab.Groups) != 3 {
+		t.Fatalf("table %+v", tab)
+	}
+	for i, pf := range tab.Prefixes {
+		if pf.String() == "10.1.0.0/16" && fmt.Sprint(tab.Groups[tab.Group[i]]) != "[3300-3310 30000-32767]" {
+			t.Errorf("10.1/16 group %v: the union of its rules and 10/8's", tab.Groups[tab.Group[i]])
+		}
+	}
+	if fmt.Sprint(tab.Ports) != "[3300-3310 30000-32767]" {
+		t.Errorf("scoped ports %v", tab.Ports)
+	}
+}
+
+func TestScopedRuleErrors(t *testing.T) {
+	for _, tc := range []struct{ item, want string }{
+		{"{port: 3306}", "tcp.allow[0]: missing from"},
+		{"{port: 3306, from: []}", "missing from"},
+		{"{port: 3306, ports: 1-2, from: [10.0.0.0/8]}", "give exactly one of port and ports"},
+		{"{port: 1-2, from: [10.0.0.0/8]}", `"1-2" is a range: use ports`},
+		{"{ports: 9-1, from: [10.0.0.0/8]}", "tcp.allow[0].ports: range \"9-1\" is reversed"},
+		{"{port: 3306, from: [10.0.0.1/8]}", `tcp.allow[0].from[0]: "10.0.0.1/8" has host bits set`},
+		{"{port: 3306, from: [10.0.0.0/8], name: x}", `tcp.allow[0].name: unknown field "name"`},
+		{"{port: 3306, from: [5]}", "tcp.allow[0].from[0]: want a CIDR string"},
+	} {
+		_, err := Parse("p.yaml", []byte("tcp:\n  allow:\n    - "+tc.item+"\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s:\n got %v\nwant %s", tc.item, err, tc.want)
 		}
 	}
 }

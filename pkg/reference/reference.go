@@ -45,7 +45,7 @@ func Classify(frame []byte, pol *policy.Policy, lim Limiter) Verdict {
 	if v.Reason != PendingSYN {
 		return v
 	}
-	if !pol.Allows(v.Port) {
+	if !pol.AllowsFrom(v.Port, v.Addr) {
 		v.Reason = loader.DropPortNotAllowed
 		return v
 	}

@@ -286,3 +286,15 @@ func TestSourceListsOverVeth(t *testing.T) {
 	}
 	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{7777: "filtered"}) // port rules still apply
 }
+
+// A port opened to some sources only: they connect, others are filtered.
+func TestScopedRuleOverVeth(t *testing.T) {
+	l := NewLab(t)
+	l.Listen(8022, 7777)
+	l.WritePolicy(fmt.Sprintf("tcp:\n  allow:\n    - 8022\n    - port: 7777\n      from: [%s, \"%s\"]\n", l.CliV4b, l.CliV6b))
+	l.StartDaemon()
+	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{7777: "open", 8022: "open"})
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8022: "open"})
+	expectPorts(t, l, l.CliV6b, l.SrvV6, map[int]string{7777: "open"})
+	expectPorts(t, l, l.CliV6, l.SrvV6, map[int]string{7777: "filtered"})
+}
