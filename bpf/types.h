@@ -24,6 +24,7 @@ enum xdpg_reason {
 	XDPG_DROP_FRAGMENT,	     /* fragment hiding the TCP flags or port */
 	XDPG_DROP_INVALID_FLAGS,     /* SYN+FIN or SYN+RST: never legitimate */
 	XDPG_DROP_SOURCE_DENIED,     /* source in sources.deny: every IP packet */
+	XDPG_DROP_BANNED,	     /* source banned for exceeding its SYN rate */
 	XDPG_REASON_MAX,
 };
 

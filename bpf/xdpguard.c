@@ -22,6 +22,8 @@ volatile const __u64 src_interval_ns;
 volatile const __u64 src_limit_ns;
 volatile const __u64 port_interval_ns;
 volatile const __u64 port_limit_ns;
+/* Ban length in ns (ratelimit.syn.ban); 0 disables bans. */
+volatile const __u64 ban_ns;
 /* Non-zero when sources.deny / sources.trust have entries. */
 volatile const __u8 has_deny;
 volatile const __u8 has_trust;
@@ -110,6 +112,34 @@ static __always_inline int gcra_take(__u64 *tat_p, __u64 now, __u64 interval, __
 	return 0;
 }
 
+/* The per-source key: IPv4 /32, IPv6 /64 (one host owns a whole /64, so
+ * rotating the low bits must not mint fresh budgets or escape a ban). */
+static __always_inline void src_key_of(struct l4_info *l4, struct xdpg_src_key *key)
+{
+	__builtin_memcpy(key->addr, l4->saddr, sizeof(key->addr));
+	if (l4->is_v6) {
+		key->addr[2] = 0;
+		key->addr[3] = 0;
+	}
+}
+
+/* Is the source serving a ban? Expired bans are removed here, so they end
+ * on time without the daemon. */
+static __always_inline int banned(struct l4_info *l4)
+{
+	struct xdpg_src_key key;
+	__u64 *until;
+
+	src_key_of(l4, &key);
+	until = bpf_map_lookup_elem(&xdpg_bans, &key);
+	if (!until)
+		return 0;
+	if (*until > bpf_ktime_get_coarse_ns())
+		return 1;
+	bpf_map_delete_elem(&xdpg_bans, &key);
+	return 0;
+}
+
 static __always_inline int src_take(struct xdpg_src_key *key, __u64 now)
 {
 	__u64 *tat = bpf_map_lookup_elem(&xdpg_src_buckets, key);
@@ -153,15 +183,15 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 	if (src_interval_ns) {
 		struct xdpg_src_key key;
 
-		__builtin_memcpy(key.addr, l4->saddr, sizeof(key.addr));
-		/* Limit IPv6 by /64: one host owns a whole /64, so rotating the
-		 * low bits of the address must not mint fresh budgets. */
-		if (l4->is_v6) {
-			key.addr[2] = 0;
-			key.addr[3] = 0;
-		}
-		if (!src_take(&key, now))
+		src_key_of(l4, &key);
+		if (!src_take(&key, now)) {
+			if (ban_ns) {
+				__u64 until = now + ban_ns;
+
+				bpf_map_update_elem(&xdpg_bans, &key, &until, BPF_ANY);
+			}
 			return XDPG_DROP_RATE_LIMITED;
+		}
 	}
 	if (port_tat && !gcra_take(port_tat, now, port_interval_ns, port_limit_ns))
 		return XDPG_DROP_PORT_RATE_LIMITED;
@@ -193,6 +223,10 @@ static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, __u16 *dpor
 		return XDPG_DROP_MALFORMED;
 	if (has_deny && source_in(&xdpg_deny, &l4))
 		return XDPG_DROP_SOURCE_DENIED;
+	/* Trusted sources are exempt from bans, even inside a banned IPv6 /64;
+	 * the trie is consulted only for sources that hit a ban. */
+	if (ban_ns && banned(&l4) && !(has_trust && source_in(&xdpg_trust, &l4)))
+		return XDPG_DROP_BANNED;
 
 	if (l4.later_frag)
 		return (l4.frag_off_one && l4.proto == IPPROTO_TCP) ? XDPG_DROP_FRAGMENT : XDPG_PASS_FRAGMENT;

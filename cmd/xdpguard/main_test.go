@@ -73,7 +73,7 @@ func TestFlagValidation(t *testing.T) {
 
 func TestHelpAndVersion(t *testing.T) {
 	out, err := execute(t, "--help")
-	for _, cmd := range []string{"run", "check", "status", "detach", "version"} {
+	for _, cmd := range []string{"run", "check", "status", "bans", "unban", "detach", "version"} {
 		if err != nil || !strings.Contains(out, cmd) {
 			t.Fatalf("help lacks %s: %v\n%s", cmd, err, out)
 		}

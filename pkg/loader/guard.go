@@ -160,7 +160,7 @@ func (g *Guard) State() (StateMaps, error) {
 	}
 	return StateMaps{
 		Stats: g.objs.XdpgStats, PortDrops: g.objs.XdpgPortDrops,
-		SrcBuckets: g.objs.XdpgSrcBuckets, Generation: g.objs.XdpgGeneration,
+		SrcBuckets: g.objs.XdpgSrcBuckets, Generation: g.objs.XdpgGeneration, Bans: g.objs.XdpgBans,
 	}, nil
 }
 
@@ -233,6 +233,7 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		xdpguardVarSrcLimitNs:     src.LimitNs,
 		xdpguardVarPortIntervalNs: port.IntervalNs,
 		xdpguardVarPortLimitNs:    port.LimitNs,
+		xdpguardVarBanNs:          uint64(pol.Ban),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)

@@ -17,6 +17,7 @@ const (
 	DropFragment            = xdpguardXdpgReasonXDPG_DROP_FRAGMENT
 	DropInvalidFlags        = xdpguardXdpgReasonXDPG_DROP_INVALID_FLAGS
 	DropSourceDenied        = xdpguardXdpgReasonXDPG_DROP_SOURCE_DENIED
+	DropBanned              = xdpguardXdpgReasonXDPG_DROP_BANNED
 	NumReasons          int = int(xdpguardXdpgReasonXDPG_REASON_MAX)
 )
 
@@ -33,6 +34,7 @@ var reasonNames = [NumReasons]string{
 	DropFragment:        "fragment",
 	DropInvalidFlags:    "invalid_flags",
 	DropSourceDenied:    "source_denied",
+	DropBanned:          "banned",
 }
 
 // Name is the reason's metric label value.

@@ -19,6 +19,7 @@ type StateMaps struct {
 	PortDrops  *ebpf.Map
 	SrcBuckets *ebpf.Map
 	Generation *ebpf.Map
+	Bans       *ebpf.Map
 }
 
 // Pinned is a read-only view of an interface's pinned filter, for `status`.
@@ -32,7 +33,7 @@ type Pinned struct {
 // Close releases the handles; the filter is untouched.
 func (p *Pinned) Close() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{p.Stats, p.PortDrops, p.SrcBuckets, p.Generation} {
+	for _, m := range []*ebpf.Map{p.Stats, p.PortDrops, p.SrcBuckets, p.Generation, p.Bans} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
@@ -65,15 +66,15 @@ func Interfaces(pinRoot string) ([]string, error) {
 	return out, nil
 }
 
-// OpenPinned opens the pins of iface.
-func OpenPinned(pinRoot, iface string) (*Pinned, error) {
+// OpenPinned opens the pins of iface, read-only unless writable (unban).
+func OpenPinned(pinRoot, iface string, writable bool) (*Pinned, error) {
 	p := &Pinned{Iface: iface, Dir: filepath.Join(pinRoot, iface)}
-	ro := &ebpf.LoadPinOptions{ReadOnly: true}
+	opts := &ebpf.LoadPinOptions{ReadOnly: !writable}
 	for name, dst := range map[string]**ebpf.Map{
 		"xdpg_stats": &p.Stats, "xdpg_port_drops": &p.PortDrops,
-		srcBucketsPin: &p.SrcBuckets, generationPin: &p.Generation,
+		srcBucketsPin: &p.SrcBuckets, generationPin: &p.Generation, xdpguardMapXdpgBans: &p.Bans,
 	} {
-		m, err := ebpf.LoadPinnedMap(filepath.Join(p.Dir, name), ro)
+		m, err := ebpf.LoadPinnedMap(filepath.Join(p.Dir, name), opts)
 		if err != nil {
 			p.Close()
 			return nil, fmt.Errorf("%s: open pinned %s: %w", iface, name, err)

@@ -51,7 +51,8 @@ const (
 	xdpguardXdpgReasonXDPG_DROP_FRAGMENT          xdpguardXdpgReason = 9
 	xdpguardXdpgReasonXDPG_DROP_INVALID_FLAGS     xdpguardXdpgReason = 10
 	xdpguardXdpgReasonXDPG_DROP_SOURCE_DENIED     xdpguardXdpgReason = 11
-	xdpguardXdpgReasonXDPG_REASON_MAX             xdpguardXdpgReason = 12
+	xdpguardXdpgReasonXDPG_DROP_BANNED            xdpguardXdpgReason = 12
+	xdpguardXdpgReasonXDPG_REASON_MAX             xdpguardXdpgReason = 13
 )
 
 type xdpguardXdpgSrcKey struct {
@@ -63,6 +64,7 @@ type xdpguardXdpgSrcKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	xdpguardMapXdpgBans        = "xdpg_bans"
 	xdpguardMapXdpgDeny        = "xdpg_deny"
 	xdpguardMapXdpgGeneration  = "xdpg_generation"
 	xdpguardMapXdpgGroupPorts  = "xdpg_group_ports"
@@ -74,6 +76,7 @@ const (
 	xdpguardMapXdpgTrust       = "xdpg_trust"
 	xdpguardProgXdpguard       = "xdpguard"
 	xdpguardVarAllowPorts      = "allow_ports"
+	xdpguardVarBanNs           = "ban_ns"
 	xdpguardVarHasDeny         = "has_deny"
 	xdpguardVarHasScoped       = "has_scoped"
 	xdpguardVarHasTrust        = "has_trust"
@@ -136,6 +139,7 @@ type xdpguardProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardMapSpecs struct {
+	XdpgBans        *ebpf.MapSpec `ebpf:"xdpg_bans"`
 	XdpgDeny        *ebpf.MapSpec `ebpf:"xdpg_deny"`
 	XdpgGeneration  *ebpf.MapSpec `ebpf:"xdpg_generation"`
 	XdpgGroupPorts  *ebpf.MapSpec `ebpf:"xdpg_group_ports"`
@@ -152,6 +156,7 @@ type xdpguardMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardVariableSpecs struct {
 	AllowPorts     *ebpf.VariableSpec `ebpf:"allow_ports"`
+	BanNs          *ebpf.VariableSpec `ebpf:"ban_ns"`
 	HasDeny        *ebpf.VariableSpec `ebpf:"has_deny"`
 	HasScoped      *ebpf.VariableSpec `ebpf:"has_scoped"`
 	HasTrust       *ebpf.VariableSpec `ebpf:"has_trust"`
@@ -185,6 +190,7 @@ func (o *xdpguardObjects) Close() error {
 //
 // It can be passed to loadXdpguardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardMaps struct {
+	XdpgBans        *ebpf.Map `ebpf:"xdpg_bans"`
 	XdpgDeny        *ebpf.Map `ebpf:"xdpg_deny"`
 	XdpgGeneration  *ebpf.Map `ebpf:"xdpg_generation"`
 	XdpgGroupPorts  *ebpf.Map `ebpf:"xdpg_group_ports"`
@@ -198,6 +204,7 @@ type xdpguardMaps struct {
 
 func (m *xdpguardMaps) Close() error {
 	return _XdpguardClose(
+		m.XdpgBans,
 		m.XdpgDeny,
 		m.XdpgGeneration,
 		m.XdpgGroupPorts,
@@ -215,6 +222,7 @@ func (m *xdpguardMaps) Close() error {
 // It can be passed to loadXdpguardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardVariables struct {
 	AllowPorts     *ebpf.Variable `ebpf:"allow_ports"`
+	BanNs          *ebpf.Variable `ebpf:"ban_ns"`
 	HasDeny        *ebpf.Variable `ebpf:"has_deny"`
 	HasScoped      *ebpf.Variable `ebpf:"has_scoped"`
 	HasTrust       *ebpf.Variable `ebpf:"has_trust"`

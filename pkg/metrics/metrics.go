@@ -38,6 +38,7 @@ type Collector struct {
 
 	packets, drops, passed, portDrops *prometheus.Desc
 	sources, sourcesCap, generation   *prometheus.Desc
+	bans                              *prometheus.Desc
 	loadedAt, attached                *prometheus.Desc
 }
 
@@ -60,6 +61,7 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 		portDrops:  d("port_drops_total", "SYNs dropped per destination port (the ports with the most drops), by reason.", "interface", "port", "reason"),
 		sources:    d("ratelimit_sources", "Sources in the per-source SYN limiter table.", "interface"),
 		sourcesCap: d("ratelimit_sources_capacity", "Size of the per-source SYN limiter table.", "interface"),
+		bans:       d("banned_sources", "Sources (IPv4 addresses, IPv6 /64s) serving a ban.", "interface"),
 		generation: d("policy_generation", "Policy generation in force (increments on every switch).", "interface"),
 		loadedAt:   d("policy_loaded_timestamp_seconds", "When the policy in force was switched in.", "interface"),
 		attached:   d("attached", "1 while xdpguard's own program is the one attached, 0 if none or another is; mode is the XDP mode in effect.", "interface", "mode"),
@@ -69,7 +71,7 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.scrapeErrors.Describe(ch)
-	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.generation, c.loadedAt, c.attached} {
+	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.bans, c.generation, c.loadedAt, c.attached} {
 		ch <- d
 	}
 }
@@ -127,6 +129,11 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 	} else {
 		gauge(c.sources, float64(n), t.Iface)
 		gauge(c.sourcesCap, float64(t.Maps.SrcBuckets.MaxEntries()), t.Iface)
+	}
+	if bans, err := loader.ReadBans(t.Maps.Bans); err != nil {
+		c.scrapeErrors.Inc()
+	} else {
+		gauge(c.bans, float64(len(bans)), t.Iface)
 	}
 	if meta, err := loader.ReadMeta(t.Maps.Generation); err != nil {
 		c.scrapeErrors.Inc()

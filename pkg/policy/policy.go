@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
@@ -31,6 +32,8 @@ const (
 	DefaultMaxSources = 65536
 	MinMaxSources     = 1024
 	MaxMaxSources     = 1 << 24
+	MinBan            = time.Second
+	MaxBan            = 7 * 24 * time.Hour
 	// MaxFileSize bounds what we read: a policy is a few kilobytes.
 	MaxFileSize = 4 << 20
 )
@@ -50,6 +53,9 @@ type Policy struct {
 	SYNTotal *Limit
 	// MaxSources sizes the per-source limiter table.
 	MaxSources uint32
+	// Ban is how long a source that exceeds its SYN limit is dropped
+	// entirely; 0 means no bans.
+	Ban time.Duration
 	// Deny lists sources whose packets are all dropped, before anything else.
 	Deny []netip.Prefix
 	// Trust lists sources exempt from the SYN rate limits (port rules
@@ -107,6 +113,7 @@ type file struct {
 			Rate       *uint64 `yaml:"rate"`
 			Burst      *uint64 `yaml:"burst"`
 			MaxSources *uint64 `yaml:"max_sources"`
+			Ban        *string `yaml:"ban"`
 		} `yaml:"syn"`
 		SYNTotal *struct {
 			Rate  *uint64 `yaml:"rate"`
@@ -279,6 +286,17 @@ func (v *validator) policy(raw *file) *Policy {
 					p.MaxSources = uint32(n)
 				}
 			}
+			if s.Ban != nil {
+				d, err := time.ParseDuration(*s.Ban)
+				switch {
+				case err != nil:
+					v.fail("$.ratelimit.syn.ban", "%q is not a duration (like 60s, 10m, 1h)", *s.Ban)
+				case d < MinBan || d > MaxBan:
+					v.fail("$.ratelimit.syn.ban", "%s is out of range [%s, %s]", d, MinBan, MaxBan)
+				default:
+					p.Ban = d
+				}
+			}
 		}
 		if s := rl.SYNTotal; s != nil {
 			p.SYNTotal = v.limit("$.ratelimit.syn_total", s.Rate, s.Burst)
@@ -409,6 +427,7 @@ func (p *Policy) Digest() [32]byte {
 		put(l.Burst)
 	}
 	put(uint64(p.MaxSources))
+	put(uint64(p.Ban))
 	h.Write([]byte(p.scopedDigest()))
 	for _, list := range [][]netip.Prefix{p.Deny, p.Trust} {
 		put(uint64(len(list)))
@@ -431,6 +450,9 @@ func (p *Policy) Summary() string {
 	s := "tcp allow [" + strings.Join(ports, ",") + "]"
 	if p.SYN != nil {
 		s += fmt.Sprintf("; syn per source %d/s burst %d (table %d)", p.SYN.Rate, p.SYN.Burst, p.MaxSources)
+		if p.Ban > 0 {
+			s += fmt.Sprintf(", ban %s", p.Ban)
+		}
 	} else {
 		s += "; syn per source unlimited"
 	}

@@ -258,3 +258,20 @@ func TestScopedRuleErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestBanDuration(t *testing.T) {
+	p, err := Parse("p", []byte("tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 5\n    burst: 5\n    ban: 90s\n"))
+	if err != nil || p.Ban.Seconds() != 90 || !strings.Contains(p.Summary(), "ban 1m30s") {
+		t.Fatalf("%v %v", p, err)
+	}
+	for doc, want := range map[string]string{
+		"ban: soon": `ratelimit.syn.ban: "soon" is not a duration`,
+		"ban: 10ms": "ratelimit.syn.ban: 10ms is out of range [1s, 168h0m0s]",
+		"ban: 30d":  `"30d" is not a duration`,
+	} {
+		_, err := Parse("p", []byte("tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 5\n    burst: 5\n    "+doc+"\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", doc, err)
+		}
+	}
+}

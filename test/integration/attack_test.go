@@ -1,13 +1,16 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 
 	"os/exec"
 	"regexp"
 	"sort"
 	"strconv"
 
+	"strings"
 	"testing"
 	"time"
 
@@ -234,4 +237,49 @@ func TestSpoofedFloodShedByPortAggregate(t *testing.T) {
 	// A source from the allowed set still connects once the port refills.
 	time.Sleep(600 * time.Millisecond)
 	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{8022: "open"})
+}
+
+// A source that floods past its SYN rate is banned: even its established
+// connection stops; `bans` lists it and `unban` lets it back in.
+func TestBanOverVeth(t *testing.T) {
+	l, d := startLab(t, "tcp:\n  allow: [8022, 8080]\nratelimit:\n  syn:\n    rate: 5\n    burst: 5\n    ban: 60s\n")
+	// An established connection from the future offender.
+	var conn net.Conn
+	var err error
+	l.InNS(l.Client, func() {
+		dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(l.CliV4)}, Timeout: time.Second}
+		conn, err = dl.Dial("tcp", net.JoinHostPort(l.SrvV4, "8022"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	tx := l.RawSender()
+	tx.Flood(t, 200*time.Millisecond, func(i int) []byte { return l.synFrame(l.CliV4, l.SrvV4, 8080, uint16(20000+i%40000)) }, nil)
+
+	// The established connection is cut: its data no longer gets through.
+	_ = conn.SetDeadline(time.Now().Add(700 * time.Millisecond))
+	if _, err := conn.Write([]byte("ping\n")); err == nil {
+		if _, err := conn.Read(make([]byte, 8)); err == nil {
+			t.Error("banned source's established connection still works")
+		}
+	}
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8022: "filtered"})
+	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{8022: "open"})
+	m := d.Scrape()
+	if Metric(m, "xdpguard_banned_sources") != 1 || Metric(m, "xdpguard_drops_total", `reason="banned"`) < 1 {
+		t.Errorf("ban metrics:\n%s", grep(m, "ban"))
+	}
+
+	out := sh(t, "ip", "netns", "exec", l.Server, xdpguardBin, "bans", "--output", "json")
+	var bans []struct{ Source, Remaining string }
+	if err := json.Unmarshal([]byte(out), &bans); err != nil || len(bans) != 1 || bans[0].Source != l.CliV4+"/32" {
+		t.Fatalf("bans: %v\n%s", err, out)
+	}
+	out = sh(t, "ip", "netns", "exec", l.Server, xdpguardBin, "unban", l.CliV4)
+	if !strings.Contains(out, "unbanned "+l.CliV4+"/32") {
+		t.Fatalf("unban: %s", out)
+	}
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8022: "open"})
 }
