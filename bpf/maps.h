@@ -82,7 +82,8 @@ struct {
 /* Source-scoped port rules of the generation in force (per generation,
  * frozen, never pinned, like the source lists): the source's longest
  * matching rule prefix gives a group; xdpg_group_ports holds each group's
- * 65536-bit port bitmap as 1024 words, at group * 1024 + port / 64. */
+ * 65536-bit TCP then UDP port bitmaps as 1024 words each, at
+ * group * 2048 + (udp ? 1024 : 0) + port / 64. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 1);
@@ -93,7 +94,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 2048);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(map_flags, BPF_F_RDONLY_PROG);

@@ -17,6 +17,8 @@ enum xdpg_reason {
 	XDPG_PASS_NOT_SYN,	     /* TCP that cannot open a connection */
 	XDPG_PASS_FRAGMENT,	     /* non-first fragment: carries no TCP header */
 	XDPG_PASS_SYN_ALLOWED,	     /* SYN to an allowed port, within its limits */
+	XDPG_PASS_UDP_ALLOWED,	     /* UDP to a port udp.allow opens (to this source) */
+	XDPG_PASS_UDP_REPLY,	     /* UDP to the ephemeral range: replies to us */
 	XDPG_DROP_PORT_NOT_ALLOWED,  /* SYN to a port the policy does not list */
 	XDPG_DROP_RATE_LIMITED,	     /* source over its SYN rate */
 	XDPG_DROP_PORT_RATE_LIMITED, /* port over its all-sources SYN rate */
@@ -25,6 +27,7 @@ enum xdpg_reason {
 	XDPG_DROP_INVALID_FLAGS,     /* SYN+FIN or SYN+RST: never legitimate */
 	XDPG_DROP_SOURCE_DENIED,     /* source in sources.deny: every IP packet */
 	XDPG_DROP_BANNED,	     /* source banned for exceeding its SYN rate */
+	XDPG_DROP_UDP_PORT_NOT_ALLOWED, /* UDP to a port udp.allow does not open */
 	XDPG_REASON_MAX,
 };
 
@@ -33,6 +36,7 @@ struct xdpg_port_counters {
 	__u64 not_allowed;
 	__u64 rate_limited;
 	__u64 port_rate_limited;
+	__u64 udp_not_allowed;
 };
 
 /* Per-source limiter key: IPv4 as ::ffff:a.b.c.d, IPv6 as its /64 with the

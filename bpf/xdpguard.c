@@ -13,9 +13,17 @@
 /* The policy of this generation, set by Go before load (see pkg/loader).
  * Bit p of allow_ports is set when TCP port p accepts new connections. */
 volatile const __u64 allow_ports[XDPG_PORTS / 64];
-/* Bit p is set when some source-scoped rule names port p. */
+/* Bit p is set when some source-scoped rule names TCP port p. */
 volatile const __u64 scoped_ports[XDPG_PORTS / 64];
 volatile const __u8 has_scoped;
+/* UDP filtering (udp.allow), off unless has_udp: open ports, ports some
+ * scoped rule names, and the ephemeral range where replies to this host's
+ * own traffic arrive. */
+volatile const __u8 has_udp;
+volatile const __u64 udp_allow_ports[XDPG_PORTS / 64];
+volatile const __u64 udp_scoped_ports[XDPG_PORTS / 64];
+volatile const __u16 udp_reply_first;
+volatile const __u16 udp_reply_last;
 /* GCRA parameters: emission interval (ns per SYN) and tolerance
  * (burst * interval). interval 0 disables that limiter. */
 volatile const __u64 src_interval_ns;
@@ -53,26 +61,31 @@ static __always_inline int source_in(void *trie, struct l4_info *l4)
 	return source_lookup(trie, l4) != NULL;
 }
 
+static __always_inline int bit(volatile const __u64 *bitmap, __u16 port)
+{
+	return (bitmap[port >> 6] >> (port & 63)) & 1;
+}
+
 /* Is port, closed to the world, open to this source by a scoped rule?
  * Ports no scoped rule names cost one bit test here, nothing more. */
-static __always_inline int scoped_allows(struct l4_info *l4, __u16 port)
+static __always_inline int scoped_allows(struct l4_info *l4, __u16 port, int udp)
 {
 	__u32 *group, idx;
 	__u64 *word;
 
-	if (!has_scoped || !((scoped_ports[port >> 6] >> (port & 63)) & 1))
+	if (!has_scoped || !bit(udp ? udp_scoped_ports : scoped_ports, port))
 		return 0;
 	group = source_lookup(&xdpg_scoped_src, l4);
 	if (!group)
 		return 0;
-	idx = *group * (XDPG_PORTS / 64) + (port >> 6);
+	idx = *group * 2 * (XDPG_PORTS / 64) + (udp ? XDPG_PORTS / 64 : 0) + (port >> 6);
 	word = bpf_map_lookup_elem(&xdpg_group_ports, &idx);
 	return word && ((*word >> (port & 63)) & 1);
 }
 
 static __always_inline int port_allowed(__u16 port)
 {
-	return (allow_ports[port >> 6] >> (port & 63)) & 1;
+	return bit(allow_ports, port);
 }
 
 /* Would one more SYN now fit the bucket? Read-only: sheds a flood at a
@@ -165,7 +178,7 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 
 	/* Closed ports drop before any clock read or limiter write, so a
 	 * port scan costs one bit test. */
-	if (!port_allowed(dport) && !scoped_allows(l4, dport))
+	if (!port_allowed(dport) && !scoped_allows(l4, dport, 0))
 		return XDPG_DROP_PORT_NOT_ALLOWED;
 	if (!src_interval_ns && !port_interval_ns)
 		return XDPG_PASS_SYN_ALLOWED;
@@ -196,6 +209,26 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 	if (port_tat && !gcra_take(port_tat, now, port_interval_ns, port_limit_ns))
 		return XDPG_DROP_PORT_RATE_LIMITED;
 	return XDPG_PASS_SYN_ALLOWED;
+}
+
+/* Decide a UDP datagram under udp.allow. */
+static __always_inline enum xdpg_reason judge_udp(void *data, void *data_end, struct hdr_cursor *c,
+						  struct l4_info *l4, __u16 *dport_out)
+{
+	__u8 *udp;
+	__u16 dport;
+
+	c->off = l4->l4_off;
+	udp = cursor_ptr(data, c, 8, data_end);
+	if (!udp || l4->l4_len < 8)
+		return l4->first_frag ? XDPG_DROP_FRAGMENT : XDPG_DROP_MALFORMED;
+	dport = ((__u16)udp[2] << 8) | udp[3];
+	*dport_out = dport;
+	if (bit(udp_allow_ports, dport) || scoped_allows(l4, dport, 1))
+		return XDPG_PASS_UDP_ALLOWED;
+	if (dport >= udp_reply_first && dport <= udp_reply_last)
+		return XDPG_PASS_UDP_REPLY;
+	return XDPG_DROP_UDP_PORT_NOT_ALLOWED;
 }
 
 static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, __u16 *dport_out)
@@ -230,6 +263,8 @@ static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, __u16 *dpor
 
 	if (l4.later_frag)
 		return (l4.frag_off_one && l4.proto == IPPROTO_TCP) ? XDPG_DROP_FRAGMENT : XDPG_PASS_FRAGMENT;
+	if (l4.proto == IPPROTO_UDP && has_udp)
+		return judge_udp(data, data_end, &c, &l4, dport_out);
 	if (l4.proto != IPPROTO_TCP)
 		return XDPG_PASS_NOT_TCP;
 
@@ -262,7 +297,7 @@ static __always_inline void record(enum xdpg_reason reason, __u16 dport)
 	if (cnt)
 		*cnt += 1;
 	if (reason != XDPG_DROP_PORT_NOT_ALLOWED && reason != XDPG_DROP_RATE_LIMITED &&
-	    reason != XDPG_DROP_PORT_RATE_LIMITED)
+	    reason != XDPG_DROP_PORT_RATE_LIMITED && reason != XDPG_DROP_UDP_PORT_NOT_ALLOWED)
 		return;
 	idx = dport;
 	pc = bpf_map_lookup_elem(&xdpg_port_drops, &idx);
@@ -272,8 +307,10 @@ static __always_inline void record(enum xdpg_reason reason, __u16 dport)
 		pc->not_allowed++;
 	else if (reason == XDPG_DROP_RATE_LIMITED)
 		pc->rate_limited++;
-	else
+	else if (reason == XDPG_DROP_PORT_RATE_LIMITED)
 		pc->port_rate_limited++;
+	else
+		pc->udp_not_allowed++;
 }
 
 SEC("xdp")

@@ -36,6 +36,9 @@ Policy format:
     syn_total:        # per allowed port, all sources together; omit for none
       rate: 10000
       burst: 10000
+  udp:                # optional: filter UDP by destination port
+    allow: [53]       # the same forms as tcp.allow
+    replies: auto     # ephemeral range for replies: auto, none or "a-b"
   sources:            # CIDRs or addresses, IPv4 and IPv6
     deny: [203.0.113.0/24]   # every IP packet from these is dropped
     trust: [192.0.2.10]      # exempt from the SYN rate limits`,

@@ -50,9 +50,9 @@ func randomFrame(r *rand.Rand) []byte {
 		f.EtherType = pick(testpkt.EtherARP, 0x88cc, testpkt.EtherIPv4, testpkt.EtherIPv6)
 	}
 	if r.IntN(8) == 0 {
-		f.Proto = uint8(pick(testpkt.ProtoUDP, testpkt.ProtoICMP6, 50, testpkt.NoNextHdr, 1))
+		f.Proto = uint8(pick(testpkt.ProtoUDP, testpkt.ProtoUDP, testpkt.ProtoUDP, testpkt.ProtoICMP6, 50, testpkt.NoNextHdr, 1))
 	}
-	f.DPort = pick(22, 80, 443, 9000, 9001, 9002, 9003, 8080, 0, 65535, 3306, 3305, 3311, 31000, 31001, uint16(r.IntN(65536)))
+	f.DPort = pick(22, 80, 443, 9000, 9001, 9002, 9003, 8080, 0, 65535, 3306, 3305, 3311, 31000, 31001, 53, 5000, 5001, 40005, 40011, uint16(r.IntN(65536)))
 	f.SPort = uint16(r.IntN(65536))
 	f.Flags = uint8(r.IntN(256))
 	if r.IntN(2) == 0 {
@@ -115,6 +115,12 @@ const diffPolicy = `tcp:
       from: [10.0.0.0/8]
     - ports: 31000-31001
       from: [10.1.128.0/17, "2001::/16"]
+udp:
+  allow:
+    - 53
+    - ports: 5000-5001
+      from: [10.1.0.0/16]
+  replies: 40000-40010
 sources:
   deny: [10.3.0.0/16, "2001:0:0:3::/64", "::/8"]
   trust: [10.2.0.0/16]

@@ -224,10 +224,27 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
 	scoped := pol.ScopedTable()
+	var udpOpen []policy.PortRange
+	replies := policy.PortRange{First: 1, Last: 0} // empty
+	if u := pol.UDP; u != nil {
+		udpOpen = u.Allow
+		if u.RepliesAuto {
+			if replies, err = EphemeralPorts(); err != nil {
+				return nil, err
+			}
+		} else if u.Replies.First != 0 {
+			replies = u.Replies
+		}
+	}
 	src, port := pol.SYN.GCRA(), pol.SYNTotal.GCRA()
 	for name, v := range map[string]any{
 		xdpguardVarAllowPorts:     portBitmap(pol.AllowTCP),
-		xdpguardVarScopedPorts:    portBitmap(scoped.Ports),
+		xdpguardVarScopedPorts:    portBitmap(scoped.Ports[0]),
+		xdpguardVarUdpScopedPorts: portBitmap(scoped.Ports[1]),
+		xdpguardVarHasUdp:         flag(pol.UDP != nil),
+		xdpguardVarUdpAllowPorts:  portBitmap(udpOpen),
+		xdpguardVarUdpReplyFirst:  replies.First,
+		xdpguardVarUdpReplyLast:   replies.Last,
 		xdpguardVarHasScoped:      flag(len(scoped.Prefixes) > 0),
 		xdpguardVarSrcIntervalNs:  src.IntervalNs,
 		xdpguardVarSrcLimitNs:     src.LimitNs,

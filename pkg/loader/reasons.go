@@ -5,36 +5,42 @@ type Reason = xdpguardXdpgReason
 
 // The reasons, mirroring bpf/types.h.
 const (
-	PassNotIP               = xdpguardXdpgReasonXDPG_PASS_NOT_IP
-	PassNotTCP              = xdpguardXdpgReasonXDPG_PASS_NOT_TCP
-	PassNotSYN              = xdpguardXdpgReasonXDPG_PASS_NOT_SYN
-	PassFragment            = xdpguardXdpgReasonXDPG_PASS_FRAGMENT
-	PassSYNAllowed          = xdpguardXdpgReasonXDPG_PASS_SYN_ALLOWED
-	DropPortNotAllowed      = xdpguardXdpgReasonXDPG_DROP_PORT_NOT_ALLOWED
-	DropRateLimited         = xdpguardXdpgReasonXDPG_DROP_RATE_LIMITED
-	DropPortRateLimited     = xdpguardXdpgReasonXDPG_DROP_PORT_RATE_LIMITED
-	DropMalformed           = xdpguardXdpgReasonXDPG_DROP_MALFORMED
-	DropFragment            = xdpguardXdpgReasonXDPG_DROP_FRAGMENT
-	DropInvalidFlags        = xdpguardXdpgReasonXDPG_DROP_INVALID_FLAGS
-	DropSourceDenied        = xdpguardXdpgReasonXDPG_DROP_SOURCE_DENIED
-	DropBanned              = xdpguardXdpgReasonXDPG_DROP_BANNED
-	NumReasons          int = int(xdpguardXdpgReasonXDPG_REASON_MAX)
+	PassNotIP                 = xdpguardXdpgReasonXDPG_PASS_NOT_IP
+	PassNotTCP                = xdpguardXdpgReasonXDPG_PASS_NOT_TCP
+	PassNotSYN                = xdpguardXdpgReasonXDPG_PASS_NOT_SYN
+	PassFragment              = xdpguardXdpgReasonXDPG_PASS_FRAGMENT
+	PassSYNAllowed            = xdpguardXdpgReasonXDPG_PASS_SYN_ALLOWED
+	PassUDPAllowed            = xdpguardXdpgReasonXDPG_PASS_UDP_ALLOWED
+	PassUDPReply              = xdpguardXdpgReasonXDPG_PASS_UDP_REPLY
+	DropPortNotAllowed        = xdpguardXdpgReasonXDPG_DROP_PORT_NOT_ALLOWED
+	DropRateLimited           = xdpguardXdpgReasonXDPG_DROP_RATE_LIMITED
+	DropPortRateLimited       = xdpguardXdpgReasonXDPG_DROP_PORT_RATE_LIMITED
+	DropMalformed             = xdpguardXdpgReasonXDPG_DROP_MALFORMED
+	DropFragment              = xdpguardXdpgReasonXDPG_DROP_FRAGMENT
+	DropInvalidFlags          = xdpguardXdpgReasonXDPG_DROP_INVALID_FLAGS
+	DropSourceDenied          = xdpguardXdpgReasonXDPG_DROP_SOURCE_DENIED
+	DropBanned                = xdpguardXdpgReasonXDPG_DROP_BANNED
+	DropUDPPortNotAllowed     = xdpguardXdpgReasonXDPG_DROP_UDP_PORT_NOT_ALLOWED
+	NumReasons            int = int(xdpguardXdpgReasonXDPG_REASON_MAX)
 )
 
 var reasonNames = [NumReasons]string{
-	PassNotIP:           "not_ip",
-	PassNotTCP:          "not_tcp",
-	PassNotSYN:          "not_syn",
-	PassFragment:        "fragment",
-	PassSYNAllowed:      "syn_allowed",
-	DropPortNotAllowed:  "port_not_allowed",
-	DropRateLimited:     "rate_limited",
-	DropPortRateLimited: "port_rate_limited",
-	DropMalformed:       "malformed",
-	DropFragment:        "fragment",
-	DropInvalidFlags:    "invalid_flags",
-	DropSourceDenied:    "source_denied",
-	DropBanned:          "banned",
+	PassNotIP:             "not_ip",
+	PassNotTCP:            "not_tcp",
+	PassNotSYN:            "not_syn",
+	PassFragment:          "fragment",
+	PassSYNAllowed:        "syn_allowed",
+	PassUDPAllowed:        "udp_allowed",
+	PassUDPReply:          "udp_reply",
+	DropPortNotAllowed:    "port_not_allowed",
+	DropRateLimited:       "rate_limited",
+	DropPortRateLimited:   "port_rate_limited",
+	DropMalformed:         "malformed",
+	DropFragment:          "fragment",
+	DropInvalidFlags:      "invalid_flags",
+	DropSourceDenied:      "source_denied",
+	DropBanned:            "banned",
+	DropUDPPortNotAllowed: "udp_port_not_allowed",
 }
 
 // Name is the reason's metric label value.

@@ -3,6 +3,8 @@ package loader
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"strings"
 
 	"github.com/cilium/ebpf"
 
@@ -61,15 +63,18 @@ func scopedMaps(trieSpec, groupSpec *ebpf.MapSpec, t policy.ScopedTable) (trie, 
 	if err != nil {
 		return nil, nil, err
 	}
-	groups, err = frozenMap(groupSpec, len(t.Groups)*1024, func(m *ebpf.Map) error {
+	// Each group holds a TCP then a UDP bitmap of 1024 words.
+	groups, err = frozenMap(groupSpec, len(t.Groups)*2048, func(m *ebpf.Map) error {
 		for g, ports := range t.Groups {
-			bitmap := portBitmap(ports)
-			keys := make([]uint32, len(bitmap))
-			for i := range keys {
-				keys[i] = uint32(g*1024 + i)
-			}
-			if _, err := m.BatchUpdate(keys, bitmap[:], nil); err != nil {
-				return fmt.Errorf("group %d: %w", g, err)
+			for half, pr := range ports {
+				bitmap := portBitmap(pr)
+				keys := make([]uint32, len(bitmap))
+				for i := range keys {
+					keys[i] = uint32(g*2048 + half*1024 + i)
+				}
+				if _, err := m.BatchUpdate(keys, bitmap[:], nil); err != nil {
+					return fmt.Errorf("group %d: %w", g, err)
+				}
 			}
 		}
 		return nil
@@ -106,6 +111,20 @@ func frozenMap(spec *ebpf.MapSpec, n int, fill func(*ebpf.Map) error) (*ebpf.Map
 		}
 	}
 	return m, nil
+}
+
+// EphemeralPorts is this network namespace's net.ipv4.ip_local_port_range
+// (which IPv6 uses too): where replies to our own UDP traffic arrive.
+func EphemeralPorts() (policy.PortRange, error) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return policy.PortRange{}, fmt.Errorf("udp.replies auto: %w", err)
+	}
+	var lo, hi uint16
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil || lo == 0 || hi < lo {
+		return policy.PortRange{}, fmt.Errorf("udp.replies auto: cannot read ip_local_port_range %q", strings.TrimSpace(string(b)))
+	}
+	return policy.PortRange{First: lo, Last: hi}, nil
 }
 
 // portBitmap sets bit p for every port p in the ranges.

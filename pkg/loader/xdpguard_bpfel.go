@@ -34,25 +34,29 @@ type xdpguardXdpgPortCounters struct {
 	NotAllowed      uint64
 	RateLimited     uint64
 	PortRateLimited uint64
+	UdpNotAllowed   uint64
 }
 
 type xdpguardXdpgReason uint32
 
 const (
-	xdpguardXdpgReasonXDPG_PASS_NOT_IP            xdpguardXdpgReason = 0
-	xdpguardXdpgReasonXDPG_PASS_NOT_TCP           xdpguardXdpgReason = 1
-	xdpguardXdpgReasonXDPG_PASS_NOT_SYN           xdpguardXdpgReason = 2
-	xdpguardXdpgReasonXDPG_PASS_FRAGMENT          xdpguardXdpgReason = 3
-	xdpguardXdpgReasonXDPG_PASS_SYN_ALLOWED       xdpguardXdpgReason = 4
-	xdpguardXdpgReasonXDPG_DROP_PORT_NOT_ALLOWED  xdpguardXdpgReason = 5
-	xdpguardXdpgReasonXDPG_DROP_RATE_LIMITED      xdpguardXdpgReason = 6
-	xdpguardXdpgReasonXDPG_DROP_PORT_RATE_LIMITED xdpguardXdpgReason = 7
-	xdpguardXdpgReasonXDPG_DROP_MALFORMED         xdpguardXdpgReason = 8
-	xdpguardXdpgReasonXDPG_DROP_FRAGMENT          xdpguardXdpgReason = 9
-	xdpguardXdpgReasonXDPG_DROP_INVALID_FLAGS     xdpguardXdpgReason = 10
-	xdpguardXdpgReasonXDPG_DROP_SOURCE_DENIED     xdpguardXdpgReason = 11
-	xdpguardXdpgReasonXDPG_DROP_BANNED            xdpguardXdpgReason = 12
-	xdpguardXdpgReasonXDPG_REASON_MAX             xdpguardXdpgReason = 13
+	xdpguardXdpgReasonXDPG_PASS_NOT_IP               xdpguardXdpgReason = 0
+	xdpguardXdpgReasonXDPG_PASS_NOT_TCP              xdpguardXdpgReason = 1
+	xdpguardXdpgReasonXDPG_PASS_NOT_SYN              xdpguardXdpgReason = 2
+	xdpguardXdpgReasonXDPG_PASS_FRAGMENT             xdpguardXdpgReason = 3
+	xdpguardXdpgReasonXDPG_PASS_SYN_ALLOWED          xdpguardXdpgReason = 4
+	xdpguardXdpgReasonXDPG_PASS_UDP_ALLOWED          xdpguardXdpgReason = 5
+	xdpguardXdpgReasonXDPG_PASS_UDP_REPLY            xdpguardXdpgReason = 6
+	xdpguardXdpgReasonXDPG_DROP_PORT_NOT_ALLOWED     xdpguardXdpgReason = 7
+	xdpguardXdpgReasonXDPG_DROP_RATE_LIMITED         xdpguardXdpgReason = 8
+	xdpguardXdpgReasonXDPG_DROP_PORT_RATE_LIMITED    xdpguardXdpgReason = 9
+	xdpguardXdpgReasonXDPG_DROP_MALFORMED            xdpguardXdpgReason = 10
+	xdpguardXdpgReasonXDPG_DROP_FRAGMENT             xdpguardXdpgReason = 11
+	xdpguardXdpgReasonXDPG_DROP_INVALID_FLAGS        xdpguardXdpgReason = 12
+	xdpguardXdpgReasonXDPG_DROP_SOURCE_DENIED        xdpguardXdpgReason = 13
+	xdpguardXdpgReasonXDPG_DROP_BANNED               xdpguardXdpgReason = 14
+	xdpguardXdpgReasonXDPG_DROP_UDP_PORT_NOT_ALLOWED xdpguardXdpgReason = 15
+	xdpguardXdpgReasonXDPG_REASON_MAX                xdpguardXdpgReason = 16
 )
 
 type xdpguardXdpgSrcKey struct {
@@ -80,11 +84,16 @@ const (
 	xdpguardVarHasDeny         = "has_deny"
 	xdpguardVarHasScoped       = "has_scoped"
 	xdpguardVarHasTrust        = "has_trust"
+	xdpguardVarHasUdp          = "has_udp"
 	xdpguardVarPortIntervalNs  = "port_interval_ns"
 	xdpguardVarPortLimitNs     = "port_limit_ns"
 	xdpguardVarScopedPorts     = "scoped_ports"
 	xdpguardVarSrcIntervalNs   = "src_interval_ns"
 	xdpguardVarSrcLimitNs      = "src_limit_ns"
+	xdpguardVarUdpAllowPorts   = "udp_allow_ports"
+	xdpguardVarUdpReplyFirst   = "udp_reply_first"
+	xdpguardVarUdpReplyLast    = "udp_reply_last"
+	xdpguardVarUdpScopedPorts  = "udp_scoped_ports"
 	xdpguardVarUnusedLpmKey    = "unused_lpm_key"
 	xdpguardVarUnusedMeta      = "unused_meta"
 	xdpguardVarUnusedReason    = "unused_reason"
@@ -160,11 +169,16 @@ type xdpguardVariableSpecs struct {
 	HasDeny        *ebpf.VariableSpec `ebpf:"has_deny"`
 	HasScoped      *ebpf.VariableSpec `ebpf:"has_scoped"`
 	HasTrust       *ebpf.VariableSpec `ebpf:"has_trust"`
+	HasUdp         *ebpf.VariableSpec `ebpf:"has_udp"`
 	PortIntervalNs *ebpf.VariableSpec `ebpf:"port_interval_ns"`
 	PortLimitNs    *ebpf.VariableSpec `ebpf:"port_limit_ns"`
 	ScopedPorts    *ebpf.VariableSpec `ebpf:"scoped_ports"`
 	SrcIntervalNs  *ebpf.VariableSpec `ebpf:"src_interval_ns"`
 	SrcLimitNs     *ebpf.VariableSpec `ebpf:"src_limit_ns"`
+	UdpAllowPorts  *ebpf.VariableSpec `ebpf:"udp_allow_ports"`
+	UdpReplyFirst  *ebpf.VariableSpec `ebpf:"udp_reply_first"`
+	UdpReplyLast   *ebpf.VariableSpec `ebpf:"udp_reply_last"`
+	UdpScopedPorts *ebpf.VariableSpec `ebpf:"udp_scoped_ports"`
 	UnusedLpmKey   *ebpf.VariableSpec `ebpf:"unused_lpm_key"`
 	UnusedMeta     *ebpf.VariableSpec `ebpf:"unused_meta"`
 	UnusedReason   *ebpf.VariableSpec `ebpf:"unused_reason"`
@@ -226,11 +240,16 @@ type xdpguardVariables struct {
 	HasDeny        *ebpf.Variable `ebpf:"has_deny"`
 	HasScoped      *ebpf.Variable `ebpf:"has_scoped"`
 	HasTrust       *ebpf.Variable `ebpf:"has_trust"`
+	HasUdp         *ebpf.Variable `ebpf:"has_udp"`
 	PortIntervalNs *ebpf.Variable `ebpf:"port_interval_ns"`
 	PortLimitNs    *ebpf.Variable `ebpf:"port_limit_ns"`
 	ScopedPorts    *ebpf.Variable `ebpf:"scoped_ports"`
 	SrcIntervalNs  *ebpf.Variable `ebpf:"src_interval_ns"`
 	SrcLimitNs     *ebpf.Variable `ebpf:"src_limit_ns"`
+	UdpAllowPorts  *ebpf.Variable `ebpf:"udp_allow_ports"`
+	UdpReplyFirst  *ebpf.Variable `ebpf:"udp_reply_first"`
+	UdpReplyLast   *ebpf.Variable `ebpf:"udp_reply_last"`
+	UdpScopedPorts *ebpf.Variable `ebpf:"udp_scoped_ports"`
 	UnusedLpmKey   *ebpf.Variable `ebpf:"unused_lpm_key"`
 	UnusedMeta     *ebpf.Variable `ebpf:"unused_meta"`
 	UnusedReason   *ebpf.Variable `ebpf:"unused_reason"`

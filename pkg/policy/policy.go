@@ -56,11 +56,25 @@ type Policy struct {
 	// Ban is how long a source that exceeds its SYN limit is dropped
 	// entirely; 0 means no bans.
 	Ban time.Duration
+	// UDP, when set, filters UDP by destination port; nil passes all UDP.
+	UDP *UDPPolicy
 	// Deny lists sources whose packets are all dropped, before anything else.
 	Deny []netip.Prefix
 	// Trust lists sources exempt from the SYN rate limits (port rules
 	// still apply).
 	Trust []netip.Prefix
+}
+
+// UDPPolicy says which UDP ports accept datagrams.
+type UDPPolicy struct {
+	// Allow lists ports open to all (scoped ones are in Policy.Scoped).
+	Allow []PortRange
+	// Replies is where replies to this host's own traffic arrive: the
+	// ephemeral port range. RepliesAuto means the kernel's
+	// net.ipv4.ip_local_port_range, read at each load; a zero range
+	// (First 0) with RepliesAuto false means none.
+	Replies     PortRange
+	RepliesAuto bool
 }
 
 // PortRange is an inclusive range of ports.
@@ -120,6 +134,10 @@ type file struct {
 			Burst *uint64 `yaml:"burst"`
 		} `yaml:"syn_total"`
 	} `yaml:"ratelimit"`
+	UDP *struct {
+		Allow   []any   `yaml:"allow"`
+		Replies *string `yaml:"replies"`
+	} `yaml:"udp"`
 	Sources *struct {
 		Deny  []string `yaml:"deny"`
 		Trust []string `yaml:"trust"`
@@ -253,19 +271,21 @@ func (v *validator) policy(raw *file) *Policy {
 		v.fail("$", "missing the tcp section: say which ports accept connections (tcp.allow)")
 		return p
 	}
-	for i, item := range raw.TCP.Allow {
-		path := fmt.Sprintf("$.tcp.allow[%d]", i)
-		if m, isRule := item.(map[string]any); isRule {
-			if r, ok := v.scopedRule(path, m); ok {
-				p.Scoped = append(p.Scoped, r)
+	p.AllowTCP = v.allowList("$.tcp.allow", raw.TCP.Allow, ProtoTCP, p)
+	if u := raw.UDP; u != nil {
+		p.UDP = &UDPPolicy{Allow: v.allowList("$.udp.allow", u.Allow, ProtoUDP, p), RepliesAuto: true}
+		if u.Replies != nil {
+			switch r := strings.TrimSpace(*u.Replies); r {
+			case "auto":
+			case "none":
+				p.UDP.RepliesAuto = false
+			default:
+				if pr, ok := v.portRange("$.udp.replies", r); ok {
+					p.UDP.Replies, p.UDP.RepliesAuto = pr, false
+				}
 			}
-			continue
-		}
-		if r, ok := v.portRange(path, item); ok {
-			p.AllowTCP = append(p.AllowTCP, r)
 		}
 	}
-	p.AllowTCP = mergeRanges(p.AllowTCP)
 	p.AllowEmpty = raw.TCP.AllowEmpty
 	switch {
 	case len(raw.TCP.Allow) == 0 && !p.AllowEmpty:
@@ -428,6 +448,9 @@ func (p *Policy) Digest() [32]byte {
 	}
 	put(uint64(p.MaxSources))
 	put(uint64(p.Ban))
+	if p.UDP != nil {
+		h.Write([]byte(fmt.Sprint("udp", p.UDP.Allow, p.UDP.Replies, p.UDP.RepliesAuto)))
+	}
 	h.Write([]byte(p.scopedDigest()))
 	for _, list := range [][]netip.Prefix{p.Deny, p.Trust} {
 		put(uint64(len(list)))
@@ -460,6 +483,20 @@ func (p *Policy) Summary() string {
 		s += fmt.Sprintf("; syn per port %d/s burst %d", p.SYNTotal.Rate, p.SYNTotal.Burst)
 	} else {
 		s += "; syn per port unlimited"
+	}
+	if u := p.UDP; u != nil {
+		var ports []string
+		for _, r := range u.Allow {
+			ports = append(ports, r.String())
+		}
+		replies := "auto"
+		if !u.RepliesAuto {
+			replies = "none"
+			if u.Replies.First != 0 {
+				replies = u.Replies.String()
+			}
+		}
+		s += "; udp allow [" + strings.Join(ports, ",") + "] replies " + replies
 	}
 	if len(p.Scoped) > 0 {
 		s += fmt.Sprintf("; %d source-scoped rules", len(p.Scoped))

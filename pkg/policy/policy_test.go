@@ -232,11 +232,11 @@ func TestScopedRules(t *testing.T) {
 		t.Fatalf("table %+v", tab)
 	}
 	for i, pf := range tab.Prefixes {
-		if pf.String() == "10.1.0.0/16" && fmt.Sprint(tab.Groups[tab.Group[i]]) != "[3300-3310 30000-32767]" {
+		if pf.String() == "10.1.0.0/16" && fmt.Sprint(tab.Groups[tab.Group[i]]) != "[[3300-3310 30000-32767] []]" {
 			t.Errorf("10.1/16 group %v: the union of its rules and 10/8's", tab.Groups[tab.Group[i]])
 		}
 	}
-	if fmt.Sprint(tab.Ports) != "[3300-3310 30000-32767]" {
+	if fmt.Sprint(tab.Ports) != "[[3300-3310 30000-32767] []]" {
 		t.Errorf("scoped ports %v", tab.Ports)
 	}
 }
@@ -273,5 +273,33 @@ func TestBanDuration(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v", doc, err)
 		}
+	}
+}
+
+func TestUDPSection(t *testing.T) {
+	p, err := Parse("p", []byte("tcp:\n  allow: [22]\nudp:\n  allow: [53, {port: 161, from: [10.0.0.0/8]}]\n  replies: 40000-40010\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(p.Summary(), "udp allow [53] replies 40000-40010") || len(p.Scoped) != 1 || p.Scoped[0].Proto != ProtoUDP {
+		t.Fatalf("%s %+v", p.Summary(), p.Scoped)
+	}
+	if !p.AllowsUDPFrom(161, netip.MustParseAddr("10.1.1.1")) || p.AllowsUDPFrom(161, netip.MustParseAddr("11.1.1.1")) || p.AllowsFrom(161, netip.MustParseAddr("10.1.1.1")) {
+		t.Error("UDP scoped rule leaks into TCP, or does not apply")
+	}
+	for doc, want := range map[string]string{
+		"replies: sometimes": `udp.replies: "sometimes"`,
+		"replies: 9-1":       `udp.replies: range "9-1" is reversed`,
+		"bogus: 1":           `unknown field "bogus"`,
+	} {
+		_, err := Parse("p", []byte("tcp:\n  allow: [22]\nudp:\n  allow: [53]\n  "+doc+"\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", doc, err)
+		}
+	}
+	auto, _ := Parse("p", []byte("tcp:\n  allow: [22]\nudp:\n  allow: [53]\n"))
+	none, _ := Parse("p", []byte("tcp:\n  allow: [22]\nudp:\n  allow: [53]\n  replies: none\n"))
+	if !auto.UDP.RepliesAuto || none.UDP.RepliesAuto || none.UDP.Replies.First != 0 || auto.Digest() == none.Digest() {
+		t.Errorf("replies auto/none: %+v %+v", auto.UDP, none.UDP)
 	}
 }

@@ -12,10 +12,38 @@ import (
 // produce (each costs the data path an 8 KiB bitmap).
 const MaxScopedGroups = 256
 
-// ScopedRule opens Ports to new connections from the sources in From only.
+// Protocols a rule may name.
+const (
+	ProtoTCP = 6
+	ProtoUDP = 17
+)
+
+// ScopedRule opens Ports of Proto (TCP: to new connections) to the sources
+// in From only.
 type ScopedRule struct {
+	Proto uint8
 	Ports PortRange
 	From  []netip.Prefix
+}
+
+// allowList parses an allow list of ports, ranges and scoped rules: the
+// ports open to all are returned merged, the scoped rules appended to p.
+func (v *validator) allowList(path string, items []any, proto uint8, p *Policy) []PortRange {
+	var open []PortRange
+	for i, item := range items {
+		at := fmt.Sprintf("%s[%d]", path, i)
+		if m, isRule := item.(map[string]any); isRule {
+			if r, ok := v.scopedRule(at, m); ok {
+				r.Proto = proto
+				p.Scoped = append(p.Scoped, r)
+			}
+			continue
+		}
+		if r, ok := v.portRange(at, item); ok {
+			open = append(open, r)
+		}
+	}
+	return mergeRanges(open)
 }
 
 // scopedRule parses {port: N | ports: "a-b", from: [CIDR, ...]}.
@@ -71,13 +99,28 @@ func (v *validator) scopedRule(path string, m map[string]any) (ScopedRule, bool)
 }
 
 // AllowsFrom reports whether a SYN from src to port opens a connection:
-// the port is open to all, or a scoped rule covers both.
+// the port is open to all, or a scoped TCP rule covers both.
 func (p *Policy) AllowsFrom(port uint16, src netip.Addr) bool {
-	if p.Allows(port) {
+	return p.Allows(port) || p.scopedAllows(ProtoTCP, port, src)
+}
+
+// AllowsUDPFrom reports whether udp.allow opens port to src. It ignores the
+// reply range.
+func (p *Policy) AllowsUDPFrom(port uint16, src netip.Addr) bool {
+	if p.UDP == nil {
 		return true
 	}
+	for _, r := range p.UDP.Allow {
+		if r.First <= port && port <= r.Last {
+			return true
+		}
+	}
+	return p.scopedAllows(ProtoUDP, port, src)
+}
+
+func (p *Policy) scopedAllows(proto uint8, port uint16, src netip.Addr) bool {
 	for _, r := range p.Scoped {
-		if r.Ports.First <= port && port <= r.Ports.Last && Contains(r.From, src) {
+		if r.Proto == proto && r.Ports.First <= port && port <= r.Ports.Last && Contains(r.From, src) {
 			return true
 		}
 	}
@@ -91,9 +134,17 @@ func (p *Policy) AllowsFrom(port uint16, src netip.Addr) bool {
 // every rule that covers the address.
 type ScopedTable struct {
 	Prefixes []netip.Prefix
-	Group    []int         // Group[i] is Prefixes[i]'s group
-	Groups   [][]PortRange // ports of each group, merged
-	Ports    []PortRange   // every port some scoped rule names
+	Group    []int            // Group[i] is Prefixes[i]'s group
+	Groups   [][2][]PortRange // TCP and UDP ports of each group, merged
+	Ports    [2][]PortRange   // every TCP and UDP port some scoped rule names
+}
+
+// protoIndex is a protocol's half in ScopedTable: 0 TCP, 1 UDP.
+func protoIndex(proto uint8) int {
+	if proto == ProtoUDP {
+		return 1
+	}
+	return 0
 }
 
 // ScopedTable flattens the scoped rules; see ScopedTable.
@@ -101,7 +152,8 @@ func (p *Policy) ScopedTable() ScopedTable {
 	var t ScopedTable
 	seen := map[netip.Prefix]bool{}
 	for _, r := range p.Scoped {
-		t.Ports = append(t.Ports, r.Ports)
+		i := protoIndex(r.Proto)
+		t.Ports[i] = append(t.Ports[i], r.Ports)
 		for _, f := range r.From {
 			if !seen[f] {
 				seen[f] = true
@@ -109,20 +161,21 @@ func (p *Policy) ScopedTable() ScopedTable {
 			}
 		}
 	}
-	t.Ports = mergeRanges(t.Ports)
+	t.Ports[0], t.Ports[1] = mergeRanges(t.Ports[0]), mergeRanges(t.Ports[1])
 	sort.Slice(t.Prefixes, func(i, j int) bool { return t.Prefixes[i].String() < t.Prefixes[j].String() })
 	index := map[string]int{}
 	for _, pf := range t.Prefixes {
-		var ports []PortRange
+		var ports [2][]PortRange
 		for _, r := range p.Scoped {
 			for _, f := range r.From {
 				if f.Bits() <= pf.Bits() && f.Contains(pf.Addr()) {
-					ports = append(ports, r.Ports)
+					i := protoIndex(r.Proto)
+					ports[i] = append(ports[i], r.Ports)
 					break
 				}
 			}
 		}
-		ports = mergeRanges(ports)
+		ports[0], ports[1] = mergeRanges(ports[0]), mergeRanges(ports[1])
 		key := fmt.Sprint(ports)
 		g, ok := index[key]
 		if !ok {
@@ -138,7 +191,7 @@ func (p *Policy) ScopedTable() ScopedTable {
 func (p *Policy) scopedDigest() string {
 	var parts []string
 	for _, r := range p.Scoped {
-		parts = append(parts, fmt.Sprint(r.Ports, r.From))
+		parts = append(parts, fmt.Sprint(r.Proto, r.Ports, r.From))
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, ";")

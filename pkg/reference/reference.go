@@ -41,7 +41,7 @@ type Verdict struct {
 // Classify judges one frame. lim may be nil: no rate limits.
 func Classify(frame []byte, pol *policy.Policy, lim Limiter) Verdict {
 	p := pkt{b: frame}
-	v := p.classify(pol.Deny)
+	v := p.classify(pol)
 	if v.Reason != PendingSYN {
 		return v
 	}
@@ -77,8 +77,8 @@ type l3 struct {
 
 func isVLAN(t int) bool { return t == 0x8100 || t == 0x88A8 }
 
-// classify applies every rule but the port and limits; deny is sources.deny.
-func (p pkt) classify(deny []netip.Prefix) Verdict {
+// classify applies every rule but the TCP port and limits.
+func (p pkt) classify(pol *policy.Policy) Verdict {
 	if !p.has(0, 14) {
 		return Verdict{Reason: loader.DropMalformed}
 	}
@@ -107,7 +107,7 @@ func (p pkt) classify(deny []netip.Prefix) Verdict {
 		return Verdict{Reason: loader.DropMalformed}
 	}
 	// A denied source loses every IP packet, whatever it carries.
-	if policy.Contains(deny, h.addr) {
+	if policy.Contains(pol.Deny, h.addr) {
 		return Verdict{Reason: loader.DropSourceDenied, Addr: h.addr}
 	}
 	if h.laterFrag {
@@ -115,6 +115,9 @@ func (p pkt) classify(deny []netip.Prefix) Verdict {
 			return Verdict{Reason: loader.DropFragment}
 		}
 		return Verdict{Reason: loader.PassFragment}
+	}
+	if h.proto == 17 && pol.UDP != nil {
+		return p.udp(h, pol)
 	}
 	if h.proto != 6 {
 		return Verdict{Reason: loader.PassNotTCP}
@@ -138,6 +141,31 @@ func (p pkt) classify(deny []netip.Prefix) Verdict {
 		return Verdict{Reason: loader.DropInvalidFlags}
 	}
 	return Verdict{Reason: PendingSYN, Port: uint16(p.u16(h.l4Off + 2)), Source: h.source, Addr: h.addr}
+}
+
+// udp judges a datagram under udp.allow: open (to this source), a reply
+// to our own traffic (destination in the ephemeral range), or dropped.
+func (p pkt) udp(h l3, pol *policy.Policy) Verdict {
+	if !p.has(h.l4Off, 8) || h.l4Len < 8 {
+		if h.firstFrag {
+			return Verdict{Reason: loader.DropFragment}
+		}
+		return Verdict{Reason: loader.DropMalformed}
+	}
+	v := Verdict{Port: uint16(p.u16(h.l4Off + 2)), Addr: h.addr}
+	replies := pol.UDP.Replies
+	if pol.UDP.RepliesAuto {
+		replies, _ = loader.EphemeralPorts()
+	}
+	switch {
+	case pol.AllowsUDPFrom(v.Port, h.addr):
+		v.Reason = loader.PassUDPAllowed
+	case replies.First != 0 && replies.First <= v.Port && v.Port <= replies.Last:
+		v.Reason = loader.PassUDPReply
+	default:
+		v.Reason = loader.DropUDPPortNotAllowed
+	}
+	return v
 }
 
 func (p pkt) ipv4(off int) (l3, bool) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 const labPolicy = `tcp:
@@ -297,4 +298,77 @@ func TestScopedRuleOverVeth(t *testing.T) {
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8022: "open"})
 	expectPorts(t, l, l.CliV6b, l.SrvV6, map[int]string{7777: "open"})
 	expectPorts(t, l, l.CliV6, l.SrvV6, map[int]string{7777: "filtered"})
+}
+
+// udpEcho serves UDP echo on addr in namespace ns until the test ends.
+func udpEcho(t *testing.T, l *Lab, ns, addr string) {
+	var pc net.PacketConn
+	var err error
+	l.InNS(ns, func() { pc, err = net.ListenPacket("udp", addr) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+}
+
+// udpAsk sends a datagram from ns to dst and reports whether the echo came
+// back. Its socket takes an ephemeral source port, as a resolver's does.
+func udpAsk(t *testing.T, l *Lab, ns, dst string) bool {
+	var c net.Conn
+	var err error
+	l.InNS(ns, func() { c, err = net.Dial("udp", dst) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := c.Write([]byte("query")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	n, err := c.Read(buf)
+	return err == nil && string(buf[:n]) == "query"
+}
+
+// udp.allow opens listed ports; others are dropped, but replies to the
+// host's own queries (to its ephemeral ports) still arrive.
+func TestUDPOverVeth(t *testing.T) {
+	l := NewLab(t)
+	l.Listen(8022)
+	l.WritePolicy("tcp:\n  allow: [8022]\nudp:\n  allow: [5353]\n")
+	d := l.StartDaemon()
+	udpEcho(t, l, l.Server, "[::]:5353")
+	udpEcho(t, l, l.Server, "[::]:1161")
+	// A resolver on the other side, bound to one address per family so it
+	// answers from the address that was asked.
+	udpEcho(t, l, l.Client, net.JoinHostPort(l.CliV4, "53"))
+	udpEcho(t, l, l.Client, net.JoinHostPort(l.CliV6, "53"))
+
+	for _, srv := range []string{l.SrvV4, l.SrvV6} {
+		if !udpAsk(t, l, l.Client, net.JoinHostPort(srv, "5353")) {
+			t.Errorf("allowed UDP port 5353 on %s: no answer", srv)
+		}
+		if udpAsk(t, l, l.Client, net.JoinHostPort(srv, "1161")) {
+			t.Errorf("UDP port 1161 on %s answered: not filtered", srv)
+		}
+	}
+	for _, resolver := range []string{l.CliV4, l.CliV6} {
+		if !udpAsk(t, l, l.Server, net.JoinHostPort(resolver, "53")) {
+			t.Errorf("DNS-style reply from %s did not reach the filtered host", resolver)
+		}
+	}
+	m := d.Scrape()
+	if Metric(m, "xdpguard_drops_total", `reason="udp_port_not_allowed"`) < 2 || Metric(m, "xdpguard_passed_total", `reason="udp_reply"`) < 2 {
+		t.Errorf("UDP metrics:\n%s", grep(m, "udp"))
+	}
 }

@@ -1,0 +1,73 @@
+package loader_test
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/xdpguard/xdpguard/internal/testpkt"
+	"github.com/xdpguard/xdpguard/pkg/loader"
+)
+
+const udpPolicy = basePolicy + `udp:
+  allow:
+    - 53
+    - port: 5000
+      from: [10.1.0.0/16]
+  replies: 40000-40010
+`
+
+func udpFrame(src string, dport uint16, mod ...func(*testpkt.Frame)) testpkt.Frame {
+	dst := "198.51.100.1"
+	if netip.MustParseAddr(src).Is6() {
+		dst = "2001:db8:1::1"
+	}
+	f := testpkt.NewSYN(src, dst, dport)
+	f.Proto = testpkt.ProtoUDP
+	f.Payload = []byte("query")
+	for _, m := range mod {
+		m(&f)
+	}
+	return f
+}
+
+func TestUDPAllowList(t *testing.T) {
+	d := load(t, mustPolicy(t, udpPolicy))
+	for _, tc := range []tcase{
+		{"open port", udpFrame("192.0.2.1", 53), loader.PassUDPAllowed},
+		{"open port, IPv6", udpFrame("2001:db8::1", 53), loader.PassUDPAllowed},
+		{"scoped port, listed source", udpFrame("10.1.2.3", 5000), loader.PassUDPAllowed},
+		{"scoped port, other source", udpFrame("10.2.2.3", 5000), loader.DropUDPPortNotAllowed},
+		{"reply range start", udpFrame("192.0.2.1", 40000), loader.PassUDPReply},
+		{"reply range end", udpFrame("192.0.2.1", 40010), loader.PassUDPReply},
+		{"past the reply range", udpFrame("192.0.2.1", 40011), loader.DropUDPPortNotAllowed},
+		{"closed port", udpFrame("192.0.2.1", 161), loader.DropUDPPortNotAllowed},
+		{"closed port behind QinQ", udpFrame("192.0.2.1", 161, func(f *testpkt.Frame) { f.VLANs = []uint16{testpkt.EtherQinQ, testpkt.EtherQ} }), loader.DropUDPPortNotAllowed},
+		{"UDP header cut", udpFrame("192.0.2.1", 53, func(f *testpkt.Frame) { f.Payload = nil; f.TruncateTo = 14 + 20 + 6; f.TotLen = 26 }), loader.DropMalformed},
+		{"tiny first fragment", udpFrame("192.0.2.1", 53, func(f *testpkt.Frame) { f.MoreFrags = true; f.Payload = nil; f.TruncateTo = 14 + 20 + 4; f.TotLen = 24 }), loader.DropFragment},
+		{"first fragment to a closed port", udpFrame("192.0.2.1", 161, func(f *testpkt.Frame) { f.MoreFrags = true }), loader.DropUDPPortNotAllowed},
+		{"later fragment", udpFrame("192.0.2.1", 161, func(f *testpkt.Frame) { f.FragOffset = 20 }), loader.PassFragment},
+		{"TCP still judged as before", v4(8080), loader.DropPortNotAllowed},
+		{"the TCP scoped bitmap does not open UDP", udpFrame("192.0.2.1", 22), loader.DropUDPPortNotAllowed},
+	} {
+		if _, got := run(t, d, tc.frame.Bytes()); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got.Name(), tc.want.Name())
+		}
+	}
+}
+
+// With replies: auto the kernel's ephemeral range is used.
+func TestUDPRepliesAuto(t *testing.T) {
+	d := load(t, mustPolicy(t, basePolicy+"udp:\n  allow: [53]\n"))
+	r, err := loader.EphemeralPorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, got := run(t, d, udpFrame("192.0.2.1", r.First).Bytes()); got != loader.PassUDPReply {
+		t.Errorf("first ephemeral port %d: %s", r.First, got.Name())
+	}
+	if r.First > 1024 {
+		if _, got := run(t, d, udpFrame("192.0.2.1", r.First-1).Bytes()); got != loader.DropUDPPortNotAllowed {
+			t.Errorf("below the ephemeral range: %s", got.Name())
+		}
+	}
+}
