@@ -40,6 +40,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdpg_src_buckets SEC(".maps");
 
+/* GCRA theoretical arrival time of ICMP/ICMPv6 echo requests per source
+ * (icmp.echo), same key and clock as xdpg_src_buckets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct xdpg_src_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_icmp_buckets SEC(".maps");
+
 /* Banned sources (same key as xdpg_src_buckets) -> ban expiry (ns, ktime).
  * Written by XDP when a source exceeds its SYN rate and ratelimit.syn.ban is
  * set; expired entries are deleted by XDP itself; `xdpguard unban` deletes. */

@@ -28,6 +28,7 @@ enum xdpg_reason {
 	XDPG_DROP_SOURCE_DENIED,     /* source in sources.deny: every IP packet */
 	XDPG_DROP_BANNED,	     /* source banned for exceeding its SYN rate */
 	XDPG_DROP_UDP_PORT_NOT_ALLOWED, /* UDP to a port udp.allow does not open */
+	XDPG_DROP_ICMP_RATE_LIMITED, /* echo request over the source's icmp.echo rate */
 	XDPG_REASON_MAX,
 };
 

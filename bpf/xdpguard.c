@@ -30,6 +30,9 @@ volatile const __u64 src_interval_ns;
 volatile const __u64 src_limit_ns;
 volatile const __u64 port_interval_ns;
 volatile const __u64 port_limit_ns;
+/* GCRA parameters for ICMP/ICMPv6 echo requests (icmp.echo); 0 = no limit. */
+volatile const __u64 icmp_interval_ns;
+volatile const __u64 icmp_limit_ns;
 /* Ban length in ns (ratelimit.syn.ban); 0 disables bans. */
 volatile const __u64 ban_ns;
 /* Non-zero when sources.deny / sources.trust have entries. */
@@ -153,21 +156,52 @@ static __always_inline int banned(struct l4_info *l4)
 	return 0;
 }
 
-static __always_inline int src_take(struct xdpg_src_key *key, __u64 now)
+/* Take a token from key's bucket in one of the per-source tables, creating
+ * the bucket (with its first token taken) on a source's first packet. */
+static __always_inline int bucket_take(void *table, struct xdpg_src_key *key, __u64 now, __u64 interval,
+				       __u64 limit)
 {
-	__u64 *tat = bpf_map_lookup_elem(&xdpg_src_buckets, key);
+	__u64 *tat = bpf_map_lookup_elem(table, key);
 
 	if (!tat) {
-		__u64 first = now + src_interval_ns;
+		__u64 first = now + interval;
 
-		if (bpf_map_update_elem(&xdpg_src_buckets, key, &first, BPF_NOEXIST) == 0)
+		if (bpf_map_update_elem(table, key, &first, BPF_NOEXIST) == 0)
 			return 1;
 		/* Lost an insert race: use the winner's bucket. */
-		tat = bpf_map_lookup_elem(&xdpg_src_buckets, key);
+		tat = bpf_map_lookup_elem(table, key);
 		if (!tat)
-			return 1; /* table busy: the per-port limit still applies */
+			return 1; /* table busy: fail open (the per-port limit still applies to SYNs) */
 	}
-	return gcra_take(tat, now, src_interval_ns, src_limit_ns);
+	return gcra_take(tat, now, interval, limit);
+}
+
+static __always_inline int src_take(struct xdpg_src_key *key, __u64 now)
+{
+	return bucket_take(&xdpg_src_buckets, key, now, src_interval_ns, src_limit_ns);
+}
+
+/* Rate-limit echo requests per source; everything else ICMP passes:
+ * neighbour discovery, errors (fragmentation needed, packet too big),
+ * replies to our own pings. */
+static __always_inline enum xdpg_reason judge_icmp(void *data, void *data_end, struct hdr_cursor *c,
+						   struct l4_info *l4)
+{
+	struct xdpg_src_key key;
+	__u8 *type;
+
+	c->off = l4->l4_off;
+	type = cursor_ptr(data, c, 1, data_end);
+	if (!type || l4->l4_len < 1)
+		return l4->first_frag ? XDPG_DROP_FRAGMENT : XDPG_DROP_MALFORMED;
+	if (*type != (l4->is_v6 ? 128 : 8))
+		return XDPG_PASS_NOT_TCP;
+	if (has_trust && source_in(&xdpg_trust, l4))
+		return XDPG_PASS_NOT_TCP;
+	src_key_of(l4, &key);
+	if (!bucket_take(&xdpg_icmp_buckets, &key, bpf_ktime_get_coarse_ns(), icmp_interval_ns, icmp_limit_ns))
+		return XDPG_DROP_ICMP_RATE_LIMITED;
+	return XDPG_PASS_NOT_TCP;
 }
 
 /* Decide a TCP SYN (SYN set, ACK clear) to dport. */
@@ -265,6 +299,8 @@ static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, __u16 *dpor
 		return (l4.frag_off_one && l4.proto == IPPROTO_TCP) ? XDPG_DROP_FRAGMENT : XDPG_PASS_FRAGMENT;
 	if (l4.proto == IPPROTO_UDP && has_udp)
 		return judge_udp(data, data_end, &c, &l4, dport_out);
+	if (icmp_interval_ns && l4.proto == (l4.is_v6 ? XDPG_IPPROTO_ICMPV6 : IPPROTO_ICMP))
+		return judge_icmp(data, data_end, &c, &l4);
 	if (l4.proto != IPPROTO_TCP)
 		return XDPG_PASS_NOT_TCP;
 

@@ -36,6 +36,8 @@ Policy format:
     syn_total:        # per allowed port, all sources together; omit for none
       rate: 10000
       burst: 10000
+  icmp:               # optional: limit echo requests (pings) per source
+    echo: {rate: 10, burst: 20}
   udp:                # optional: filter UDP by destination port
     allow: [53]       # the same forms as tcp.allow
     replies: auto     # ephemeral range for replies: auto, none or "a-b"

@@ -50,7 +50,10 @@ func randomFrame(r *rand.Rand) []byte {
 		f.EtherType = pick(testpkt.EtherARP, 0x88cc, testpkt.EtherIPv4, testpkt.EtherIPv6)
 	}
 	if r.IntN(8) == 0 {
-		f.Proto = uint8(pick(testpkt.ProtoUDP, testpkt.ProtoUDP, testpkt.ProtoUDP, testpkt.ProtoICMP6, 50, testpkt.NoNextHdr, 1))
+		f.Proto = uint8(pick(testpkt.ProtoUDP, testpkt.ProtoUDP, testpkt.ProtoUDP, testpkt.ProtoICMP6, testpkt.ProtoICMP6, 1, 1, 50, testpkt.NoNextHdr))
+		if r.IntN(2) == 0 {
+			f.Payload = []byte{byte(pick(8, 128, 0, 129, 135, 3)), 0, 0, 0, 0, 0, 0, 0}
+		}
 	}
 	f.DPort = pick(22, 80, 443, 9000, 9001, 9002, 9003, 8080, 0, 65535, 3306, 3305, 3311, 31000, 31001, 53, 5000, 5001, 40005, 40011, uint16(r.IntN(65536)))
 	f.SPort = uint16(r.IntN(65536))
@@ -115,6 +118,8 @@ const diffPolicy = `tcp:
       from: [10.0.0.0/8]
     - ports: 31000-31001
       from: [10.1.128.0/17, "2001::/16"]
+icmp:
+  echo: {rate: 100000000, burst: 1000000000}
 udp:
   allow:
     - 53
@@ -158,7 +163,7 @@ func TestDifferential(t *testing.T) {
 	// The generator must reach every reason the policy can produce, or the
 	// comparison proves little.
 	for _, reason := range loader.AllReasons() {
-		if reason == loader.DropRateLimited || reason == loader.DropPortRateLimited || reason == loader.DropBanned {
+		if reason == loader.DropRateLimited || reason == loader.DropPortRateLimited || reason == loader.DropBanned || reason == loader.DropICMPRateLimited {
 			continue // no limits in this policy
 		}
 		if seen[reason] == 0 {

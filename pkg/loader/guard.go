@@ -236,7 +236,7 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 			replies = u.Replies
 		}
 	}
-	src, port := pol.SYN.GCRA(), pol.SYNTotal.GCRA()
+	src, port, icmp := pol.SYN.GCRA(), pol.SYNTotal.GCRA(), pol.ICMPEcho.GCRA()
 	for name, v := range map[string]any{
 		xdpguardVarAllowPorts:     portBitmap(pol.AllowTCP),
 		xdpguardVarScopedPorts:    portBitmap(scoped.Ports[0]),
@@ -251,6 +251,8 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		xdpguardVarPortIntervalNs: port.IntervalNs,
 		xdpguardVarPortLimitNs:    port.LimitNs,
 		xdpguardVarBanNs:          uint64(pol.Ban),
+		xdpguardVarIcmpIntervalNs: icmp.IntervalNs,
+		xdpguardVarIcmpLimitNs:    icmp.LimitNs,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)

@@ -21,6 +21,7 @@ const (
 	DropSourceDenied          = xdpguardXdpgReasonXDPG_DROP_SOURCE_DENIED
 	DropBanned                = xdpguardXdpgReasonXDPG_DROP_BANNED
 	DropUDPPortNotAllowed     = xdpguardXdpgReasonXDPG_DROP_UDP_PORT_NOT_ALLOWED
+	DropICMPRateLimited       = xdpguardXdpgReasonXDPG_DROP_ICMP_RATE_LIMITED
 	NumReasons            int = int(xdpguardXdpgReasonXDPG_REASON_MAX)
 )
 
@@ -41,6 +42,7 @@ var reasonNames = [NumReasons]string{
 	DropSourceDenied:      "source_denied",
 	DropBanned:            "banned",
 	DropUDPPortNotAllowed: "udp_port_not_allowed",
+	DropICMPRateLimited:   "icmp_rate_limited",
 }
 
 // Name is the reason's metric label value.

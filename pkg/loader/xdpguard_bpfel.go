@@ -56,7 +56,8 @@ const (
 	xdpguardXdpgReasonXDPG_DROP_SOURCE_DENIED        xdpguardXdpgReason = 13
 	xdpguardXdpgReasonXDPG_DROP_BANNED               xdpguardXdpgReason = 14
 	xdpguardXdpgReasonXDPG_DROP_UDP_PORT_NOT_ALLOWED xdpguardXdpgReason = 15
-	xdpguardXdpgReasonXDPG_REASON_MAX                xdpguardXdpgReason = 16
+	xdpguardXdpgReasonXDPG_DROP_ICMP_RATE_LIMITED    xdpguardXdpgReason = 16
+	xdpguardXdpgReasonXDPG_REASON_MAX                xdpguardXdpgReason = 17
 )
 
 type xdpguardXdpgSrcKey struct {
@@ -72,6 +73,7 @@ const (
 	xdpguardMapXdpgDeny        = "xdpg_deny"
 	xdpguardMapXdpgGeneration  = "xdpg_generation"
 	xdpguardMapXdpgGroupPorts  = "xdpg_group_ports"
+	xdpguardMapXdpgIcmpBuckets = "xdpg_icmp_buckets"
 	xdpguardMapXdpgPortBuckets = "xdpg_port_buckets"
 	xdpguardMapXdpgPortDrops   = "xdpg_port_drops"
 	xdpguardMapXdpgScopedSrc   = "xdpg_scoped_src"
@@ -85,6 +87,8 @@ const (
 	xdpguardVarHasScoped       = "has_scoped"
 	xdpguardVarHasTrust        = "has_trust"
 	xdpguardVarHasUdp          = "has_udp"
+	xdpguardVarIcmpIntervalNs  = "icmp_interval_ns"
+	xdpguardVarIcmpLimitNs     = "icmp_limit_ns"
 	xdpguardVarPortIntervalNs  = "port_interval_ns"
 	xdpguardVarPortLimitNs     = "port_limit_ns"
 	xdpguardVarScopedPorts     = "scoped_ports"
@@ -152,6 +156,7 @@ type xdpguardMapSpecs struct {
 	XdpgDeny        *ebpf.MapSpec `ebpf:"xdpg_deny"`
 	XdpgGeneration  *ebpf.MapSpec `ebpf:"xdpg_generation"`
 	XdpgGroupPorts  *ebpf.MapSpec `ebpf:"xdpg_group_ports"`
+	XdpgIcmpBuckets *ebpf.MapSpec `ebpf:"xdpg_icmp_buckets"`
 	XdpgPortBuckets *ebpf.MapSpec `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.MapSpec `ebpf:"xdpg_port_drops"`
 	XdpgScopedSrc   *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
@@ -170,6 +175,8 @@ type xdpguardVariableSpecs struct {
 	HasScoped      *ebpf.VariableSpec `ebpf:"has_scoped"`
 	HasTrust       *ebpf.VariableSpec `ebpf:"has_trust"`
 	HasUdp         *ebpf.VariableSpec `ebpf:"has_udp"`
+	IcmpIntervalNs *ebpf.VariableSpec `ebpf:"icmp_interval_ns"`
+	IcmpLimitNs    *ebpf.VariableSpec `ebpf:"icmp_limit_ns"`
 	PortIntervalNs *ebpf.VariableSpec `ebpf:"port_interval_ns"`
 	PortLimitNs    *ebpf.VariableSpec `ebpf:"port_limit_ns"`
 	ScopedPorts    *ebpf.VariableSpec `ebpf:"scoped_ports"`
@@ -208,6 +215,7 @@ type xdpguardMaps struct {
 	XdpgDeny        *ebpf.Map `ebpf:"xdpg_deny"`
 	XdpgGeneration  *ebpf.Map `ebpf:"xdpg_generation"`
 	XdpgGroupPorts  *ebpf.Map `ebpf:"xdpg_group_ports"`
+	XdpgIcmpBuckets *ebpf.Map `ebpf:"xdpg_icmp_buckets"`
 	XdpgPortBuckets *ebpf.Map `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.Map `ebpf:"xdpg_port_drops"`
 	XdpgScopedSrc   *ebpf.Map `ebpf:"xdpg_scoped_src"`
@@ -222,6 +230,7 @@ func (m *xdpguardMaps) Close() error {
 		m.XdpgDeny,
 		m.XdpgGeneration,
 		m.XdpgGroupPorts,
+		m.XdpgIcmpBuckets,
 		m.XdpgPortBuckets,
 		m.XdpgPortDrops,
 		m.XdpgScopedSrc,
@@ -241,6 +250,8 @@ type xdpguardVariables struct {
 	HasScoped      *ebpf.Variable `ebpf:"has_scoped"`
 	HasTrust       *ebpf.Variable `ebpf:"has_trust"`
 	HasUdp         *ebpf.Variable `ebpf:"has_udp"`
+	IcmpIntervalNs *ebpf.Variable `ebpf:"icmp_interval_ns"`
+	IcmpLimitNs    *ebpf.Variable `ebpf:"icmp_limit_ns"`
 	PortIntervalNs *ebpf.Variable `ebpf:"port_interval_ns"`
 	PortLimitNs    *ebpf.Variable `ebpf:"port_limit_ns"`
 	ScopedPorts    *ebpf.Variable `ebpf:"scoped_ports"`

@@ -56,6 +56,8 @@ type Policy struct {
 	// Ban is how long a source that exceeds its SYN limit is dropped
 	// entirely; 0 means no bans.
 	Ban time.Duration
+	// ICMPEcho limits ICMP/ICMPv6 echo requests per source; nil means none.
+	ICMPEcho *Limit
 	// UDP, when set, filters UDP by destination port; nil passes all UDP.
 	UDP *UDPPolicy
 	// Deny lists sources whose packets are all dropped, before anything else.
@@ -134,6 +136,12 @@ type file struct {
 			Burst *uint64 `yaml:"burst"`
 		} `yaml:"syn_total"`
 	} `yaml:"ratelimit"`
+	ICMP *struct {
+		Echo *struct {
+			Rate  *uint64 `yaml:"rate"`
+			Burst *uint64 `yaml:"burst"`
+		} `yaml:"echo"`
+	} `yaml:"icmp"`
 	UDP *struct {
 		Allow   []any   `yaml:"allow"`
 		Replies *string `yaml:"replies"`
@@ -272,6 +280,9 @@ func (v *validator) policy(raw *file) *Policy {
 		return p
 	}
 	p.AllowTCP = v.allowList("$.tcp.allow", raw.TCP.Allow, ProtoTCP, p)
+	if i := raw.ICMP; i != nil && i.Echo != nil {
+		p.ICMPEcho = v.limit("$.icmp.echo", i.Echo.Rate, i.Echo.Burst)
+	}
 	if u := raw.UDP; u != nil {
 		p.UDP = &UDPPolicy{Allow: v.allowList("$.udp.allow", u.Allow, ProtoUDP, p), RepliesAuto: true}
 		if u.Replies != nil {
@@ -437,7 +448,7 @@ func (p *Policy) Digest() [32]byte {
 	for _, r := range p.AllowTCP {
 		put(uint64(r.First)<<16 | uint64(r.Last))
 	}
-	for _, l := range []*Limit{p.SYN, p.SYNTotal} {
+	for _, l := range []*Limit{p.SYN, p.SYNTotal, p.ICMPEcho} {
 		if l == nil {
 			put(0)
 			put(0)
@@ -483,6 +494,9 @@ func (p *Policy) Summary() string {
 		s += fmt.Sprintf("; syn per port %d/s burst %d", p.SYNTotal.Rate, p.SYNTotal.Burst)
 	} else {
 		s += "; syn per port unlimited"
+	}
+	if p.ICMPEcho != nil {
+		s += fmt.Sprintf("; icmp echo per source %d/s burst %d", p.ICMPEcho.Rate, p.ICMPEcho.Burst)
 	}
 	if u := p.UDP; u != nil {
 		var ports []string

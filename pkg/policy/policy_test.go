@@ -303,3 +303,13 @@ func TestUDPSection(t *testing.T) {
 		t.Errorf("replies auto/none: %+v %+v", auto.UDP, none.UDP)
 	}
 }
+
+func TestICMPSection(t *testing.T) {
+	p, err := Parse("p", []byte("tcp:\n  allow: [22]\nicmp:\n  echo: {rate: 10, burst: 20}\n"))
+	if err != nil || p.ICMPEcho == nil || p.ICMPEcho.Rate != 10 || !strings.Contains(p.Summary(), "icmp echo per source 10/s burst 20") {
+		t.Fatalf("%+v %v", p, err)
+	}
+	if _, err := Parse("p", []byte("tcp:\n  allow: [22]\nicmp:\n  echo: {rate: 0, burst: 20}\n")); err == nil || !strings.Contains(err.Error(), "icmp.echo.rate: 0 is out of range") {
+		t.Fatalf("rate 0: %v", err)
+	}
+}

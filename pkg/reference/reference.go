@@ -26,6 +26,12 @@ type Limiter interface {
 	Take(src [16]byte, port uint16) loader.Reason
 }
 
+// ICMPLimiter, when a Limiter implements it, decides echo requests under
+// icmp.echo: PassNotTCP or DropICMPRateLimited.
+type ICMPLimiter interface {
+	TakeICMP(src [16]byte) loader.Reason
+}
+
 // Verdict is the outcome for one frame.
 type Verdict struct {
 	Reason loader.Reason
@@ -41,7 +47,7 @@ type Verdict struct {
 // Classify judges one frame. lim may be nil: no rate limits.
 func Classify(frame []byte, pol *policy.Policy, lim Limiter) Verdict {
 	p := pkt{b: frame}
-	v := p.classify(pol)
+	v := p.classify(pol, lim)
 	if v.Reason != PendingSYN {
 		return v
 	}
@@ -73,12 +79,13 @@ type l3 struct {
 	fragOffOne           bool
 	source               [16]byte
 	addr                 netip.Addr
+	v6                   bool
 }
 
 func isVLAN(t int) bool { return t == 0x8100 || t == 0x88A8 }
 
 // classify applies every rule but the TCP port and limits.
-func (p pkt) classify(pol *policy.Policy) Verdict {
+func (p pkt) classify(pol *policy.Policy, lim Limiter) Verdict {
 	if !p.has(0, 14) {
 		return Verdict{Reason: loader.DropMalformed}
 	}
@@ -118,6 +125,21 @@ func (p pkt) classify(pol *policy.Policy) Verdict {
 	}
 	if h.proto == 17 && pol.UDP != nil {
 		return p.udp(h, pol)
+	}
+	if pol.ICMPEcho != nil && ((h.v6 && h.proto == 58) || (!h.v6 && h.proto == 1)) {
+		if !p.has(h.l4Off, 1) || h.l4Len < 1 {
+			if h.firstFrag {
+				return Verdict{Reason: loader.DropFragment}
+			}
+			return Verdict{Reason: loader.DropMalformed}
+		}
+		// Echo requests are limited per source (see ICMPLimiter); all other
+		// ICMP passes.
+		echo := (h.v6 && p.b[h.l4Off] == 128) || (!h.v6 && p.b[h.l4Off] == 8)
+		if il, ok := lim.(ICMPLimiter); ok && echo && !policy.Contains(pol.Trust, h.addr) {
+			return Verdict{Reason: il.TakeICMP(h.source), Addr: h.addr, Source: h.source}
+		}
+		return Verdict{Reason: loader.PassNotTCP}
 	}
 	if h.proto != 6 {
 		return Verdict{Reason: loader.PassNotTCP}
@@ -207,6 +229,7 @@ func (p pkt) ipv6(off int) (l3, bool) {
 	next := p.b[off+6]
 	copy(h.source[:8], p.b[off+8:off+16])
 	h.addr = netip.AddrFrom16([16]byte(p.b[off+8 : off+24]))
+	h.v6 = true
 	off += 40
 	for i := 0; i < MaxExtHdrs && isExt(next) && !h.laterFrag; i++ {
 		if !p.has(off, 8) {

@@ -283,3 +283,28 @@ func TestBanOverVeth(t *testing.T) {
 	}
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8022: "open"})
 }
+
+var pingReceived = regexp.MustCompile(`(\d+) received`)
+
+// Echo requests beyond a source's icmp.echo budget are dropped; neighbour
+// discovery keeps working (IPv6 connects after the flood of pings).
+func TestICMPEchoLimitOverVeth(t *testing.T) {
+	_, err := exec.LookPath("ping")
+	testutil.Require(t, err, "ping (iputils-ping)")
+	l, d := startLab(t, labPolicy+"icmp:\n  echo:\n    rate: 1\n    burst: 3\n")
+	for _, dst := range []string{l.SrvV4, l.SrvV6} {
+		out, _ := execCombined("ip", "netns", "exec", l.Client, "ping", "-c", "20", "-i", "0.01", "-W", "1", dst)
+		m := pingReceived.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("ping %s: %s", dst, out)
+		}
+		// A burst of 3; at 1/s, the 0.2 s of pings may earn one more.
+		if n, _ := strconv.Atoi(m[1]); n < 3 || n > 4 {
+			t.Errorf("ping %s: %d of 20 answered, want the burst of 3 (4 at most)\n%s", dst, n, out)
+		}
+	}
+	if v := Metric(d.Scrape(), "xdpguard_drops_total", `reason="icmp_rate_limited"`); v < 30 {
+		t.Errorf("icmp_rate_limited drops = %v", v)
+	}
+	expectPorts(t, l, l.CliV6, l.SrvV6, map[int]string{8080: "open"})
+}

@@ -1,0 +1,63 @@
+package loader_test
+
+import (
+	"testing"
+
+	"github.com/xdpguard/xdpguard/internal/testpkt"
+	"github.com/xdpguard/xdpguard/pkg/loader"
+)
+
+const icmpPolicy = basePolicy + `icmp:
+  echo:
+    rate: 1
+    burst: 3
+sources:
+  trust: [192.0.2.99]
+`
+
+func icmpFrame(src string, typ byte) []byte {
+	f := testpkt.NewSYN(src, "198.51.100.1", 0)
+	f.Proto = 1
+	if len(src) > 15 || src[0] == '2' {
+		f = testpkt.NewSYN(src, "2001:db8:1::1", 0)
+		f.Proto = testpkt.ProtoICMP6
+	}
+	f.Payload = []byte{typ, 0, 0, 0, 0, 1, 0, 1}
+	return f.Bytes()
+}
+
+func TestICMPEchoLimit(t *testing.T) {
+	d := load(t, mustPolicy(t, icmpPolicy))
+	got := countReasons(t, d, repeat(icmpFrame("192.0.2.1", 8), 6)...)
+	if got[loader.PassNotTCP] != 3 || got[loader.DropICMPRateLimited] != 3 {
+		t.Fatalf("6 echo requests, burst 3: %v", got)
+	}
+	// What must always pass, even from a source over its echo limit.
+	for name, f := range map[string][]byte{
+		"echo reply":                icmpFrame("192.0.2.1", 0),
+		"fragmentation needed":      icmpFrame("192.0.2.1", 3),
+		"ICMPv6 neighbour solicit":  icmpFrame("2001:db8::1", 135),
+		"ICMPv6 neighbour advert":   icmpFrame("2001:db8::1", 136),
+		"ICMPv6 router advert":      icmpFrame("2001:db8::1", 134),
+		"ICMPv6 packet too big":     icmpFrame("2001:db8::1", 2),
+		"ICMPv6 echo reply":         icmpFrame("2001:db8::1", 129),
+		"ICMPv4 type 128 is not v6": icmpFrame("192.0.2.1", 128),
+	} {
+		for i := 0; i < 5; i++ {
+			if _, r := run(t, d, f); r != loader.PassNotTCP {
+				t.Errorf("%s: %s", name, r.Name())
+			}
+		}
+	}
+	got = countReasons(t, d, icmpFrame("2001:db8:5::1", 128), icmpFrame("2001:db8:5::2", 128), icmpFrame("2001:db8:5::3", 128), icmpFrame("2001:db8:5::4", 128))
+	if got[loader.DropICMPRateLimited] != 1 {
+		t.Errorf("one IPv6 /64 shares its echo budget: %v", got)
+	}
+	if got := countReasons(t, d, repeat(icmpFrame("192.0.2.99", 8), 6)...); got[loader.PassNotTCP] != 6 {
+		t.Errorf("trusted source: %v", got)
+	}
+	// The SYN limiter is separate: pings did not spend 192.0.2.1's SYN budget.
+	if _, r := run(t, d, srcFrame("192.0.2.1", 22)); r != loader.PassSYNAllowed {
+		t.Errorf("SYN after pings: %s", r.Name())
+	}
+}
