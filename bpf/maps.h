@@ -12,10 +12,11 @@
 
 #define XDPG_PORTS 65536
 
-/* Packets per reason, per CPU. Written by XDP, summed by Go. */
+/* Packets per reason, per CPU. Written by XDP, summed by Go. Entries from
+ * XDPG_REASON_MAX on count drops that monitor mode let through. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, XDPG_REASON_MAX);
+	__uint(max_entries, 2 * XDPG_REASON_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -57,9 +57,11 @@ struct xdpg_lpm_key {
 };
 
 /* Written by the daemon after each successful switch; read by `status`. */
+#define XDPG_META_MONITOR 1 /* flags: the generation only monitors */
+
 struct xdpg_meta {
 	__u32 schema_version;
-	__u32 reserved;
+	__u32 flags;
 	__u64 generation;
 	__u64 loaded_unix_ns;
 	__u8 policy_digest[32];

@@ -33,6 +33,8 @@ volatile const __u64 port_limit_ns;
 /* GCRA parameters for ICMP/ICMPv6 echo requests (icmp.echo); 0 = no limit. */
 volatile const __u64 icmp_interval_ns;
 volatile const __u64 icmp_limit_ns;
+/* Monitor mode: judge and count as usual, but pass everything. */
+volatile const __u8 monitor;
 /* Ban length in ns (ratelimit.syn.ban); 0 disables bans. */
 volatile const __u64 ban_ns;
 /* Non-zero when sources.deny / sources.trust have entries. */
@@ -326,7 +328,8 @@ static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, __u16 *dpor
 
 static __always_inline void record(enum xdpg_reason reason, __u16 dport)
 {
-	__u32 idx = reason;
+	/* In monitor mode a drop is counted apart: what would have dropped. */
+	__u32 idx = reason + ((monitor && reason >= XDPG_DROP_PORT_NOT_ALLOWED) ? XDPG_REASON_MAX : 0);
 	__u64 *cnt = bpf_map_lookup_elem(&xdpg_stats, &idx);
 	struct xdpg_port_counters *pc;
 
@@ -356,7 +359,7 @@ int xdpguard(struct xdp_md *ctx)
 	enum xdpg_reason reason = classify(ctx, &dport);
 
 	record(reason, dport);
-	return reason >= XDPG_DROP_PORT_NOT_ALLOWED ? XDP_DROP : XDP_PASS;
+	return (reason >= XDPG_DROP_PORT_NOT_ALLOWED && !monitor) ? XDP_DROP : XDP_PASS;
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

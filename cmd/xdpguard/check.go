@@ -19,6 +19,7 @@ non-zero.
 
 Policy format:
 
+  mode: enforce       # or monitor: count what would drop, drop nothing
   tcp:
     allow:                            # ports and inclusive ranges, open to all
       - 22

@@ -20,6 +20,8 @@ type ifaceStatus struct {
 	ProgramID    uint32            `json:"program_id"`
 	Enforcing    bool              `json:"enforcing"`
 	Generation   uint64            `json:"generation"`
+	Monitor      bool              `json:"monitor"`
+	Monitored    map[string]uint64 `json:"monitored_drops"`
 	PolicyDigest string            `json:"policy_digest"`
 	LoadedAt     time.Time         `json:"loaded_at"`
 	Packets      uint64            `json:"packets"`
@@ -87,7 +89,7 @@ age, and counters. It works whether or not the daemon is running.`,
 }
 
 func readStatus(root, iface string) ifaceStatus {
-	s := ifaceStatus{Interface: iface, Reasons: map[string]uint64{}}
+	s := ifaceStatus{Interface: iface, Reasons: map[string]uint64{}, Monitored: map[string]uint64{}}
 	p, err := loader.OpenPinned(root, iface, false)
 	if err != nil {
 		s.Problem = err.Error()
@@ -96,6 +98,7 @@ func readStatus(root, iface string) ifaceStatus {
 	defer p.Close()
 	if meta, err := loader.ReadMeta(p.Generation); err == nil {
 		s.Generation = meta.Generation
+		s.Monitor = meta.Flags&loader.MetaMonitor != 0
 		s.PolicyDigest = fmt.Sprintf("%x", meta.PolicyDigest[:6])
 		s.LoadedAt = time.Unix(0, int64(meta.LoadedUnixNs)).UTC()
 	}
@@ -109,6 +112,13 @@ func readStatus(root, iface string) ifaceStatus {
 				key = "pass_" + key
 			}
 			s.Reasons[key] = r[reason]
+		}
+	}
+	if mon, err := maps.ReadMonitored(p.Stats); err == nil {
+		for _, reason := range loader.AllReasons() {
+			if reason.Dropped() && mon[reason] > 0 {
+				s.Monitored[reason.Name()] = mon[reason]
+			}
 		}
 	}
 	if ports, err := maps.ReadPortDrops(p.PortDrops); err == nil {
@@ -160,6 +170,9 @@ func printStatus(w interface{ Write([]byte) (int, error) }, s ifaceStatus) {
 	}
 	age := time.Since(s.LoadedAt).Round(time.Second)
 	fmt.Fprintf(tw, "policy\tgeneration %d, digest %s, loaded %s (%s ago)\n", s.Generation, s.PolicyDigest, s.LoadedAt.Format(time.RFC3339), age)
+	if s.Monitor {
+		fmt.Fprintf(tw, "mode\tMONITOR: nothing is dropped; would have dropped %v\n", s.Monitored)
+	}
 	fmt.Fprintf(tw, "packets\t%d seen, %d dropped\n", s.Packets, s.Dropped)
 	for _, r := range loader.AllReasons() {
 		key := "pass_" + r.Name()

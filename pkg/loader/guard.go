@@ -250,7 +250,8 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		xdpguardVarSrcLimitNs:     src.LimitNs,
 		xdpguardVarPortIntervalNs: port.IntervalNs,
 		xdpguardVarPortLimitNs:    port.LimitNs,
-		xdpguardVarBanNs:          uint64(pol.Ban),
+		xdpguardVarBanNs:          banNs(pol),
+		xdpguardVarMonitor:        flag(pol.Monitor),
 		xdpguardVarIcmpIntervalNs: icmp.IntervalNs,
 		xdpguardVarIcmpLimitNs:    icmp.LimitNs,
 	} {
@@ -339,6 +340,10 @@ func (gen *generation) commit(dir string, pol *policy.Policy) error {
 	meta.Generation++
 	meta.LoadedUnixNs = uint64(time.Now().UnixNano())
 	meta.PolicyDigest = pol.Digest()
+	meta.Flags = 0
+	if pol.Monitor {
+		meta.Flags |= MetaMonitor
+	}
 	if err := gen.objs.XdpgGeneration.Put(key, &meta); err != nil {
 		return fmt.Errorf("write generation: %w", err)
 	}
@@ -415,4 +420,13 @@ func checkSchema(dir string) error {
 			"remove them with `xdpguard detach` and start again", dir, meta.SchemaVersion, SchemaVersion)
 	}
 	return nil
+}
+
+// banNs is the ban length the data path enforces: none while monitoring,
+// since a monitored policy must not drop anything, bans included.
+func banNs(pol *policy.Policy) uint64 {
+	if pol.Monitor {
+		return 0
+	}
+	return uint64(pol.Ban)
 }

@@ -74,6 +74,9 @@ type SrcKey = xdpguardXdpgSrcKey
 // Meta describes the generation in force (struct xdpg_meta).
 type Meta = xdpguardXdpgMeta
 
+// MetaMonitor is XDPG_META_MONITOR: Meta.Flags bit of a monitoring generation.
+const MetaMonitor = 1
+
 // SchemaVersion is XDPG_SCHEMA_VERSION in bpf/types.h; TestSchemaVersion
 // keeps them equal.
 const SchemaVersion = 1

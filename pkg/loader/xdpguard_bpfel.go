@@ -23,7 +23,7 @@ type xdpguardXdpgLpmKey struct {
 type xdpguardXdpgMeta struct {
 	_             structs.HostLayout
 	SchemaVersion uint32
-	Reserved      uint32
+	Flags         uint32
 	Generation    uint64
 	LoadedUnixNs  uint64
 	PolicyDigest  [32]uint8
@@ -89,6 +89,7 @@ const (
 	xdpguardVarHasUdp          = "has_udp"
 	xdpguardVarIcmpIntervalNs  = "icmp_interval_ns"
 	xdpguardVarIcmpLimitNs     = "icmp_limit_ns"
+	xdpguardVarMonitor         = "monitor"
 	xdpguardVarPortIntervalNs  = "port_interval_ns"
 	xdpguardVarPortLimitNs     = "port_limit_ns"
 	xdpguardVarScopedPorts     = "scoped_ports"
@@ -177,6 +178,7 @@ type xdpguardVariableSpecs struct {
 	HasUdp         *ebpf.VariableSpec `ebpf:"has_udp"`
 	IcmpIntervalNs *ebpf.VariableSpec `ebpf:"icmp_interval_ns"`
 	IcmpLimitNs    *ebpf.VariableSpec `ebpf:"icmp_limit_ns"`
+	Monitor        *ebpf.VariableSpec `ebpf:"monitor"`
 	PortIntervalNs *ebpf.VariableSpec `ebpf:"port_interval_ns"`
 	PortLimitNs    *ebpf.VariableSpec `ebpf:"port_limit_ns"`
 	ScopedPorts    *ebpf.VariableSpec `ebpf:"scoped_ports"`
@@ -252,6 +254,7 @@ type xdpguardVariables struct {
 	HasUdp         *ebpf.Variable `ebpf:"has_udp"`
 	IcmpIntervalNs *ebpf.Variable `ebpf:"icmp_interval_ns"`
 	IcmpLimitNs    *ebpf.Variable `ebpf:"icmp_limit_ns"`
+	Monitor        *ebpf.Variable `ebpf:"monitor"`
 	PortIntervalNs *ebpf.Variable `ebpf:"port_interval_ns"`
 	PortLimitNs    *ebpf.Variable `ebpf:"port_limit_ns"`
 	ScopedPorts    *ebpf.Variable `ebpf:"scoped_ports"`

@@ -34,7 +34,15 @@ func (r *Reasons) Dropped() (n uint64) {
 }
 
 // ReadReasons sums the per-CPU reason counters.
-func ReadReasons(stats *ebpf.Map) (Reasons, error) {
+func ReadReasons(stats *ebpf.Map) (Reasons, error) { return readReasons(stats, 0) }
+
+// ReadMonitored sums the counters of drops that monitor mode let through:
+// what the policy would have dropped, by reason.
+func ReadMonitored(stats *ebpf.Map) (Reasons, error) {
+	return readReasons(stats, loader.NumReasons)
+}
+
+func readReasons(stats *ebpf.Map, base int) (Reasons, error) {
 	var out Reasons
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
@@ -42,7 +50,7 @@ func ReadReasons(stats *ebpf.Map) (Reasons, error) {
 	}
 	vals := make([]uint64, cpus)
 	for i := range out {
-		if err := stats.Lookup(uint32(i), &vals); err != nil {
+		if err := stats.Lookup(uint32(base+i), &vals); err != nil {
 			return out, fmt.Errorf("read counter %d: %w", i, err)
 		}
 		for _, v := range vals {

@@ -37,6 +37,7 @@ type Collector struct {
 	scrapeErrors prometheus.Counter
 
 	packets, drops, passed, portDrops *prometheus.Desc
+	monitored, monitorMode            *prometheus.Desc
 	sources, sourcesCap, generation   *prometheus.Desc
 	bans                              *prometheus.Desc
 	loadedAt, attached                *prometheus.Desc
@@ -55,23 +56,25 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 		scrapeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "xdpguard_scrape_errors_total", Help: "Map reads that failed during a scrape.",
 		}),
-		packets:    d("packets_total", "Packets the XDP program saw.", "interface"),
-		drops:      d("drops_total", "Packets dropped, by reason.", "interface", "reason"),
-		passed:     d("passed_total", "Packets passed, by reason.", "interface", "reason"),
-		portDrops:  d("port_drops_total", "SYNs dropped per destination port (the ports with the most drops), by reason.", "interface", "port", "reason"),
-		sources:    d("ratelimit_sources", "Sources in the per-source SYN limiter table.", "interface"),
-		sourcesCap: d("ratelimit_sources_capacity", "Size of the per-source SYN limiter table.", "interface"),
-		bans:       d("banned_sources", "Sources (IPv4 addresses, IPv6 /64s) serving a ban.", "interface"),
-		generation: d("policy_generation", "Policy generation in force (increments on every switch).", "interface"),
-		loadedAt:   d("policy_loaded_timestamp_seconds", "When the policy in force was switched in.", "interface"),
-		attached:   d("attached", "1 while xdpguard's own program is the one attached, 0 if none or another is; mode is the XDP mode in effect.", "interface", "mode"),
+		packets:     d("packets_total", "Packets the XDP program saw.", "interface"),
+		drops:       d("drops_total", "Packets dropped, by reason.", "interface", "reason"),
+		passed:      d("passed_total", "Packets passed, by reason.", "interface", "reason"),
+		monitored:   d("monitored_drops_total", "Packets the policy would have dropped but passed because it is in monitor mode, by reason.", "interface", "reason"),
+		monitorMode: d("monitor_mode", "1 while the policy in force only monitors (mode: monitor).", "interface"),
+		portDrops:   d("port_drops_total", "SYNs dropped per destination port (the ports with the most drops), by reason.", "interface", "port", "reason"),
+		sources:     d("ratelimit_sources", "Sources in the per-source SYN limiter table.", "interface"),
+		sourcesCap:  d("ratelimit_sources_capacity", "Size of the per-source SYN limiter table.", "interface"),
+		bans:        d("banned_sources", "Sources (IPv4 addresses, IPv6 /64s) serving a ban.", "interface"),
+		generation:  d("policy_generation", "Policy generation in force (increments on every switch).", "interface"),
+		loadedAt:    d("policy_loaded_timestamp_seconds", "When the policy in force was switched in.", "interface"),
+		attached:    d("attached", "1 while xdpguard's own program is the one attached, 0 if none or another is; mode is the XDP mode in effect.", "interface", "mode"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.scrapeErrors.Describe(ch)
-	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.bans, c.generation, c.loadedAt, c.attached} {
+	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.bans, c.generation, c.loadedAt, c.attached, c.monitored, c.monitorMode} {
 		ch <- d
 	}
 }
@@ -111,6 +114,15 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 			counter(d, reasons[r], t.Iface, r.Name())
 		}
 	}
+	if mon, err := maps.ReadMonitored(t.Maps.Stats); err != nil {
+		c.scrapeErrors.Inc()
+	} else {
+		for _, r := range loader.AllReasons() {
+			if r.Dropped() {
+				counter(c.monitored, mon[r], t.Iface, r.Name())
+			}
+		}
+	}
 	if ports, err := maps.ReadPortDrops(t.Maps.PortDrops); err != nil {
 		c.scrapeErrors.Inc()
 	} else {
@@ -139,6 +151,7 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 		c.scrapeErrors.Inc()
 	} else {
 		gauge(c.generation, float64(meta.Generation), t.Iface)
+		gauge(c.monitorMode, float64(meta.Flags&loader.MetaMonitor), t.Iface)
 		gauge(c.loadedAt, float64(time.Unix(0, int64(meta.LoadedUnixNs)).UnixMilli())/1000, t.Iface)
 	}
 	if mode, id, err := loader.AttachMode(t.Ifindex); err != nil {

@@ -56,6 +56,8 @@ type Policy struct {
 	// Ban is how long a source that exceeds its SYN limit is dropped
 	// entirely; 0 means no bans.
 	Ban time.Duration
+	// Monitor: judge and count, but pass everything (mode: monitor).
+	Monitor bool
 	// ICMPEcho limits ICMP/ICMPv6 echo requests per source; nil means none.
 	ICMPEcho *Limit
 	// UDP, when set, filters UDP by destination port; nil passes all UDP.
@@ -120,7 +122,8 @@ func (e *Error) Error() string {
 
 // file mirrors the YAML document; decoding it strictly rejects unknown keys.
 type file struct {
-	TCP *struct {
+	Mode *string `yaml:"mode"`
+	TCP  *struct {
 		Allow      []any `yaml:"allow"`
 		AllowEmpty bool  `yaml:"allow_empty"`
 	} `yaml:"tcp"`
@@ -278,6 +281,15 @@ func (v *validator) policy(raw *file) *Policy {
 	if raw.TCP == nil {
 		v.fail("$", "missing the tcp section: say which ports accept connections (tcp.allow)")
 		return p
+	}
+	if raw.Mode != nil {
+		switch *raw.Mode {
+		case "enforce":
+		case "monitor":
+			p.Monitor = true
+		default:
+			v.fail("$.mode", "%q: want enforce or monitor", *raw.Mode)
+		}
 	}
 	p.AllowTCP = v.allowList("$.tcp.allow", raw.TCP.Allow, ProtoTCP, p)
 	if i := raw.ICMP; i != nil && i.Echo != nil {
@@ -459,6 +471,9 @@ func (p *Policy) Digest() [32]byte {
 	}
 	put(uint64(p.MaxSources))
 	put(uint64(p.Ban))
+	if p.Monitor {
+		h.Write([]byte("monitor"))
+	}
 	if p.UDP != nil {
 		h.Write([]byte(fmt.Sprint("udp", p.UDP.Allow, p.UDP.Replies, p.UDP.RepliesAuto)))
 	}
@@ -482,6 +497,9 @@ func (p *Policy) Summary() string {
 		ports = append(ports, r.String())
 	}
 	s := "tcp allow [" + strings.Join(ports, ",") + "]"
+	if p.Monitor {
+		s = "MONITOR ONLY (nothing is dropped); " + s
+	}
 	if p.SYN != nil {
 		s += fmt.Sprintf("; syn per source %d/s burst %d (table %d)", p.SYN.Rate, p.SYN.Burst, p.MaxSources)
 		if p.Ban > 0 {

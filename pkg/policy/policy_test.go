@@ -313,3 +313,14 @@ func TestICMPSection(t *testing.T) {
 		t.Fatalf("rate 0: %v", err)
 	}
 }
+
+func TestMode(t *testing.T) {
+	m, err := Parse("p", []byte("mode: monitor\ntcp:\n  allow: [22]\n"))
+	e, _ := Parse("p", []byte("mode: enforce\ntcp:\n  allow: [22]\n"))
+	if err != nil || !m.Monitor || e.Monitor || m.Digest() == e.Digest() || !strings.HasPrefix(m.Summary(), "MONITOR ONLY") {
+		t.Fatalf("%+v %+v %v", m, e, err)
+	}
+	if _, err := Parse("p", []byte("mode: audit\ntcp:\n  allow: [22]\n")); err == nil || !strings.Contains(err.Error(), `p:1:1: mode: "audit": want enforce or monitor`) {
+		t.Fatalf("bad mode: %v", err)
+	}
+}

@@ -372,3 +372,25 @@ func TestUDPOverVeth(t *testing.T) {
 		t.Errorf("UDP metrics:\n%s", grep(m, "udp"))
 	}
 }
+
+// A policy tried in monitor mode drops nothing but counts what it would
+// drop; switching it to enforce applies it.
+func TestMonitorThenEnforce(t *testing.T) {
+	l, d := startLab(t, "mode: monitor\n"+labPolicy)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open", 8080: "open"})
+	m := d.Scrape()
+	if Metric(m, "xdpguard_monitor_mode") != 1 || Metric(m, "xdpguard_monitored_drops_total", `reason="port_not_allowed"`) < 1 ||
+		Metric(m, "xdpguard_drops_total", `reason="port_not_allowed"`) != 0 {
+		t.Errorf("monitor metrics:\n%s", grep(m, "monitor")+"\n"+grep(m, "drops_total"))
+	}
+	if s := l.Status(); !strings.Contains(s, `"monitor": true`) {
+		t.Errorf("status does not show monitor mode:\n%s", s)
+	}
+	d.Mark()
+	l.WritePolicy(labPolicy)
+	d.WaitLog(`policy reloaded`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
+	if Metric(d.Scrape(), "xdpguard_monitor_mode") != 0 {
+		t.Error("monitor_mode still 1 after switching to enforce")
+	}
+}
