@@ -2,20 +2,26 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/xdpguard/xdpguard/pkg/listening"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
 func newCheckCmd() *cobra.Command {
-	var path string
+	var (
+		path  string
+		force bool
+	)
 	cmd := &cobra.Command{
 		Use:   "check --policy FILE",
 		Short: "Validate a policy file without touching the kernel",
 		Long: `check parses and validates a policy file the way 'run' does and prints what
 it means. On errors it prints each with file, line, column and field, and exits
-non-zero.
+non-zero. Run from an SSH session, it also refuses a policy that would refuse
+that session's port to its client, or deny its address (--force overrides).
 
 Policy format:
 
@@ -29,6 +35,8 @@ Policy format:
       - ports: 30000-32767
         from: [10.0.0.0/8, "fd00::/8"]
     # allow_empty: true               # required to accept an empty list
+    # allow_listening: true           # also open every port a local socket listens on
+    # deny_ports: [6379]              # ... except these
   ratelimit:
     syn:              # per source (IPv4 address, IPv6 /64); omit for none
       rate: 100       # SYNs per second
@@ -51,12 +59,25 @@ Policy format:
 			if err != nil {
 				return err
 			}
+			eff := p
+			if p.AllowListening {
+				// Judge lock-out by the ports listening here and now.
+				if ports, err := listening.Ports(); err == nil {
+					eff = p.WithListening(ports)
+				}
+			}
+			if !force {
+				if err := eff.LockOut(os.Getenv("SSH_CONNECTION")); err != nil {
+					return fmt.Errorf("%s: %w", path, err)
+				}
+			}
 			d := p.Digest()
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (digest %x)\n%s\n", path, d[:6], p.Summary())
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&path, "policy", "", "policy file to check")
+	cmd.Flags().BoolVar(&force, "force", false, "accept a policy that would refuse the SSH session running this command")
 	_ = cmd.MarkFlagRequired("policy")
 	return cmd
 }

@@ -40,6 +40,7 @@ On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 				h = slog.NewJSONHandler(cmd.ErrOrStderr(), nil)
 			}
 			cfg.Logger = slog.New(h)
+			cfg.SSHConnection = os.Getenv("SSH_CONNECTION")
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return daemon.Run(ctx, cfg)
@@ -53,6 +54,7 @@ On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 	f.IntVar(&cfg.TopPorts, "metrics-top-ports", 50, "export per-port drops for at most this many ports (most drops first)")
 	f.StringVar(&cfg.ReadyFile, "ready-file", "", "write the daemon's PID here once it is attached and serving")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	f.BoolVar(&cfg.Force, "force", false, "start even if the policy would refuse the SSH session running this command")
 	_ = cmd.MarkFlagRequired("iface")
 	_ = cmd.MarkFlagRequired("policy")
 	return cmd

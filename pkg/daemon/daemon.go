@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/xdpguard/xdpguard/pkg/listening"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/metrics"
 	"github.com/xdpguard/xdpguard/pkg/policy"
@@ -35,7 +37,11 @@ type Config struct {
 	BPFFS       string
 	TopPorts    int
 	ReadyFile   string // written once attached and serving; for scripts and tests
-	Logger      *slog.Logger
+	// SSHConnection is $SSH_CONNECTION of the shell that started us: a
+	// policy refusing that session is not started unless Force.
+	SSHConnection string
+	Force         bool
+	Logger        *slog.Logger
 }
 
 // Validate checks the configuration without touching the kernel.
@@ -76,7 +82,9 @@ type Daemon struct {
 	// which use map handles a reload closes.
 	mu      sync.RWMutex
 	guards  []*loader.Guard
-	current *policy.Policy
+	base    *policy.Policy // as the file says
+	current *policy.Policy // in force: base plus listening ports
+	ports   []uint16       // listening ports, with allow_listening
 	reloads *metrics.Reloads
 }
 
@@ -96,15 +104,27 @@ func Run(ctx context.Context, cfg Config) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	pol, err := policy.Load(cfg.PolicyPath)
+	base, err := policy.Load(cfg.PolicyPath)
 	if err != nil {
 		return err
 	}
+	d := &Daemon{cfg: cfg, log: log, base: base, reloads: metrics.NewReloads()}
+	if base.AllowListening {
+		if d.ports, err = listening.Ports(); err != nil {
+			return err
+		}
+	}
+	pol := base.WithListening(d.ports)
+	if !cfg.Force {
+		if err := pol.LockOut(cfg.SSHConnection); err != nil {
+			return err
+		}
+	}
+	d.current = pol
 	pinRoot, err := loader.ResolvePinRoot(cfg.BPFFS)
 	if err != nil {
 		return err
 	}
-	d := &Daemon{cfg: cfg, log: log, current: pol, reloads: metrics.NewReloads()}
 
 	// Everything that can fail is set up before the kernel is touched, so a
 	// failed start leaves the interfaces as they were.
@@ -143,6 +163,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// Editors and config managers write in several steps (truncate, write,
 	// rename); wait for the file to settle before reading it.
 	var debounce <-chan time.Time
+	// allow_listening follows sockets as services start and stop.
+	rescan := time.NewTicker(time.Second)
+	defer rescan.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -159,6 +182,8 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-debounce:
 			debounce = nil
 			d.Reload("file changed")
+		case <-rescan.C:
+			d.rescanListening()
 		}
 	}
 }
@@ -214,10 +239,49 @@ func (d *Daemon) Reload(why string) error {
 // reload switches to the file's policy; changed is false when its meaning
 // equals the policy in force (the generation then stays as it is).
 func (d *Daemon) reload() (changed bool, err error) {
-	pol, err := policy.Load(d.cfg.PolicyPath)
+	base, err := policy.Load(d.cfg.PolicyPath)
 	if err != nil {
 		return false, err
 	}
+	if base.AllowListening && !d.base.AllowListening {
+		if d.ports, err = listening.Ports(); err != nil {
+			return false, err
+		}
+	}
+	changed, err = d.switchTo(base.WithListening(d.ports))
+	if err == nil {
+		d.base = base
+	}
+	return changed, err
+}
+
+// rescanListening follows the listening sockets under allow_listening.
+func (d *Daemon) rescanListening() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.base.AllowListening {
+		return
+	}
+	ports, err := listening.Ports()
+	if err != nil {
+		d.log.Warn("listing listening sockets", "err", err)
+		return
+	}
+	if slices.Equal(ports, d.ports) {
+		return
+	}
+	old := d.ports
+	d.ports = ports
+	if changed, err := d.switchTo(d.base.WithListening(ports)); err != nil {
+		d.ports = old
+		d.log.Error("listening ports changed but the switch failed; the previous policy stays", "err", err)
+	} else if changed {
+		d.log.Info("listening ports changed", "listening", ports, "summary", d.current.Summary())
+	}
+}
+
+// switchTo puts pol in force on every interface, or on none.
+func (d *Daemon) switchTo(pol *policy.Policy) (changed bool, err error) {
 	if pol.Digest() == d.current.Digest() {
 		return false, nil
 	}

@@ -43,6 +43,11 @@ type Policy struct {
 	// AllowTCP lists the TCP port ranges that accept new connections,
 	// sorted and merged.
 	AllowTCP []PortRange
+	// AllowListening opens, besides AllowTCP, every port a local socket
+	// listens on (outside loopback), minus DenyPorts; the daemon keeps the
+	// set current (WithListening).
+	AllowListening bool
+	DenyPorts      []PortRange
 	// Scoped rules open ports to listed sources only.
 	Scoped []ScopedRule
 	// AllowEmpty records that the operator asked for an empty allow-list.
@@ -124,8 +129,10 @@ func (e *Error) Error() string {
 type file struct {
 	Mode *string `yaml:"mode"`
 	TCP  *struct {
-		Allow      []any `yaml:"allow"`
-		AllowEmpty bool  `yaml:"allow_empty"`
+		Allow          []any `yaml:"allow"`
+		AllowEmpty     bool  `yaml:"allow_empty"`
+		AllowListening bool  `yaml:"allow_listening"`
+		DenyPorts      []any `yaml:"deny_ports"`
 	} `yaml:"tcp"`
 	RateLimit *struct {
 		SYN *struct {
@@ -310,8 +317,25 @@ func (v *validator) policy(raw *file) *Policy {
 		}
 	}
 	p.AllowEmpty = raw.TCP.AllowEmpty
+	p.AllowListening = raw.TCP.AllowListening
+	for i, item := range raw.TCP.DenyPorts {
+		if r, ok := v.portRange(fmt.Sprintf("$.tcp.deny_ports[%d]", i), item); ok {
+			p.DenyPorts = append(p.DenyPorts, r)
+		}
+	}
+	p.DenyPorts = mergeRanges(p.DenyPorts)
+	if len(p.DenyPorts) > 0 && !p.AllowListening {
+		v.fail("$.tcp.deny_ports", "only means something with allow_listening: true")
+	}
+	for _, d := range p.DenyPorts {
+		for _, a := range p.AllowTCP {
+			if d.First <= a.Last && a.First <= d.Last {
+				v.fail("$.tcp.deny_ports", "%s overlaps allowed %s", d, a)
+			}
+		}
+	}
 	switch {
-	case len(raw.TCP.Allow) == 0 && !p.AllowEmpty:
+	case len(raw.TCP.Allow) == 0 && !p.AllowEmpty && !p.AllowListening:
 		v.fail("$.tcp.allow", "empty allow-list would refuse every new TCP connection, SSH included; "+
 			"set tcp.allow_empty: true if that is what you want")
 	case len(raw.TCP.Allow) > 0 && p.AllowEmpty:
@@ -471,6 +495,7 @@ func (p *Policy) Digest() [32]byte {
 	}
 	put(uint64(p.MaxSources))
 	put(uint64(p.Ban))
+	h.Write([]byte(fmt.Sprint("listening", p.AllowListening, p.DenyPorts)))
 	if p.Monitor {
 		h.Write([]byte("monitor"))
 	}
@@ -512,6 +537,12 @@ func (p *Policy) Summary() string {
 		s += fmt.Sprintf("; syn per port %d/s burst %d", p.SYNTotal.Rate, p.SYNTotal.Burst)
 	} else {
 		s += "; syn per port unlimited"
+	}
+	if p.AllowListening {
+		s += "; plus listening ports"
+		if len(p.DenyPorts) > 0 {
+			s += fmt.Sprint(" except ", p.DenyPorts)
+		}
 	}
 	if p.ICMPEcho != nil {
 		s += fmt.Sprintf("; icmp echo per source %d/s burst %d", p.ICMPEcho.Rate, p.ICMPEcho.Burst)

@@ -324,3 +324,50 @@ func TestMode(t *testing.T) {
 		t.Fatalf("bad mode: %v", err)
 	}
 }
+
+func TestAllowListening(t *testing.T) {
+	p, err := Parse("p", []byte("tcp:\n  allow: [22]\n  allow_listening: true\n  deny_ports: [6379, 9000-9100]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eff := p.WithListening([]uint16{80, 443, 6379, 9050, 23})
+	if fmt.Sprint(eff.AllowTCP) != "[22-23 80 443]" || fmt.Sprint(p.AllowTCP) != "[22]" {
+		t.Fatalf("effective %v, base %v (must stay untouched)", eff.AllowTCP, p.AllowTCP)
+	}
+	off, _ := Parse("p", []byte("tcp:\n  allow: [22]\n"))
+	if fmt.Sprint(off.WithListening([]uint16{80}).AllowTCP) != "[22]" {
+		t.Error("listening ports opened without allow_listening")
+	}
+	if _, err := Parse("p", []byte("tcp:\n  allow_listening: true\n")); err != nil {
+		t.Errorf("allow_listening with no explicit ports: %v", err)
+	}
+	for doc, want := range map[string]string{
+		"tcp:\n  allow: [22]\n  deny_ports: [80]\n":                          "tcp.deny_ports: only means something with allow_listening",
+		"tcp:\n  allow: [22]\n  allow_listening: true\n  deny_ports: [22]\n": "tcp.deny_ports: 22 overlaps allowed 22",
+	} {
+		if _, err := Parse("p", []byte(doc)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v", doc, err)
+		}
+	}
+}
+
+func TestLockOut(t *testing.T) {
+	p, _ := Parse("p", []byte("tcp:\n  allow:\n    - 80\n    - port: 22\n      from: [10.0.0.0/8]\nsources:\n  deny: [192.0.2.0/24]\n"))
+	for conn, want := range map[string]string{
+		"10.1.2.3 50000 10.0.0.1 22":       "",
+		"172.16.0.9 50000 10.0.0.1 22":     "refuse new connections to port 22 from 172.16.0.9",
+		"192.0.2.5 50000 10.0.0.1 80":      "sources.deny holds 192.0.2.5",
+		"2001:db8::1 50000 2001:db8::2 80": "",
+		"":                                 "",
+		"garbage":                          "",
+	} {
+		err := p.LockOut(conn)
+		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("%q: %v, want %q", conn, err, want)
+		}
+	}
+	m, _ := Parse("p", []byte("mode: monitor\ntcp:\n  allow: [80]\n"))
+	if err := m.LockOut("172.16.0.9 50000 10.0.0.1 22"); err != nil {
+		t.Errorf("monitor mode locks nobody out: %v", err)
+	}
+}

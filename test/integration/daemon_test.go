@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -393,4 +395,48 @@ func TestMonitorThenEnforce(t *testing.T) {
 	if Metric(d.Scrape(), "xdpguard_monitor_mode") != 0 {
 		t.Error("monitor_mode still 1 after switching to enforce")
 	}
+}
+
+// allow_listening opens ports as services start listening and closes them
+// when they stop; loopback-only listeners and deny_ports open nothing.
+func TestAllowListeningFollowsSockets(t *testing.T) {
+	l := NewLab(t)
+	l.WritePolicy("tcp:\n  allow: [8022]\n  allow_listening: true\n  deny_ports: [6666]\n")
+	l.Listen(8022)
+	d := l.StartDaemon()
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered"})
+
+	d.Mark()
+	var lns []net.Listener
+	for _, addr := range []string{"[::]:7777", "[::]:6666", "127.0.0.1:6000"} {
+		lns = append(lns, l.ListenAddr(addr))
+	}
+	d.WaitLog(`listening ports changed`)
+	// 6000 listens on loopback only: XDP lets the SYN through only if the
+	// port was opened, and the stack then refuses it; filtered means closed.
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open", 6666: "filtered", 6000: "filtered"})
+	expectPorts(t, l, l.CliV6, l.SrvV6, map[int]string{7777: "open"})
+
+	d.Mark()
+	lns[0].Close()
+	d.WaitLog(`listening ports changed`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8022: "open"})
+}
+
+// Started from an SSH session, run refuses a policy that would refuse that
+// session, unless --force.
+func TestLockOutProtection(t *testing.T) {
+	l := NewLab(t)
+	l.WritePolicy(labPolicy) // 22 is not allowed
+	cmd := exec.Command("ip", "netns", "exec", l.Server, xdpguardBin, "run", "--iface", l.SrvIf, "--policy", l.dir+"/policy.yaml", "--metrics-addr", "")
+	cmd.Env = append(os.Environ(), "SSH_CONNECTION="+l.CliV4+" 50000 "+l.SrvV4+" 22")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "would refuse new connections to port 22 from "+l.CliV4) {
+		t.Fatalf("lock-out not refused: %v\n%s", err, out)
+	}
+	if s := l.Status(); strings.TrimSpace(s) != "[]" {
+		t.Errorf("refused start left state: %s", s)
+	}
+	t.Setenv("SSH_CONNECTION", l.CliV4+" 50000 "+l.SrvV4+" 22")
+	l.StartDaemon("--force") // the lab's daemon inherits the environment
 }

@@ -199,23 +199,30 @@ func (l *Lab) InNS(ns string, fn func()) {
 // Listen starts TCP echo servers in the server namespace on the ports.
 func (l *Lab) Listen(ports ...int) {
 	for _, p := range ports {
-		var ln net.Listener
-		var err error
-		l.InNS(l.Server, func() { ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", p)) })
-		if err != nil {
-			l.t.Fatal(err)
-		}
-		l.t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-			}
-		}()
+		l.ListenAddr(fmt.Sprintf("[::]:%d", p))
 	}
+}
+
+// ListenAddr starts a TCP echo server in the server namespace on addr; it
+// stops when the returned listener is closed or the test ends.
+func (l *Lab) ListenAddr(addr string) net.Listener {
+	var ln net.Listener
+	var err error
+	l.InNS(l.Server, func() { ln, err = net.Listen("tcp", addr) })
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	return ln
 }
 
 // Connect dials from the client namespace, from source address src, and

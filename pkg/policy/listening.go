@@ -1,0 +1,59 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// WithListening is the policy in force when ports have listening sockets:
+// with allow_listening, those not in DenyPorts join AllowTCP. The result
+// shares nothing mutable with p.
+func (p *Policy) WithListening(ports []uint16) *Policy {
+	q := *p
+	q.AllowTCP = append([]PortRange(nil), p.AllowTCP...)
+	if !p.AllowListening {
+		return &q
+	}
+	for _, port := range ports {
+		denied := false
+		for _, d := range p.DenyPorts {
+			denied = denied || (d.First <= port && port <= d.Last)
+		}
+		if !denied {
+			q.AllowTCP = append(q.AllowTCP, PortRange{port, port})
+		}
+	}
+	q.AllowTCP = mergeRanges(q.AllowTCP)
+	return &q
+}
+
+// LockOut checks a policy against the SSH session that runs the command
+// ($SSH_CONNECTION: "client-ip client-port server-ip server-port"). It
+// returns an error when the policy would refuse that session's port to its
+// client, so a typo cannot cut the operator off. An unset or malformed
+// value checks nothing.
+func (p *Policy) LockOut(sshConnection string) error {
+	f := strings.Fields(sshConnection)
+	if len(f) != 4 {
+		return nil
+	}
+	client, err1 := netip.ParseAddr(f[0])
+	port, err2 := strconv.ParseUint(f[3], 10, 16)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	if p.Monitor {
+		return nil
+	}
+	if Contains(p.Deny, client) {
+		return fmt.Errorf("sources.deny holds %s, the client of the SSH session running this command: "+
+			"it would be cut off at once; remove it, or pass --force", client.Unmap())
+	}
+	if p.AllowsFrom(uint16(port), client) {
+		return nil
+	}
+	return fmt.Errorf("this policy would refuse new connections to port %d from %s, the SSH session running this command "+
+		"(established sessions survive, but you could not log in again); allow the port, or pass --force", port, client.Unmap())
+}
