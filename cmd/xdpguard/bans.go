@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"text/tabwriter"
@@ -29,14 +28,10 @@ rate while ratelimit.syn.ban is set, and when each ban ends. Bans end on their
 own, in the data path; 'xdpguard unban' ends one early.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("--output: want text or json, got %q", output)
-			}
-			root, err := loader.ResolvePinRoot(bpffsFlag(cmd))
-			if err != nil {
+			if err := checkOutput(output); err != nil {
 				return err
 			}
-			ifaces, err := loader.Interfaces(root)
+			root, ifaces, err := pinnedInterfaces(cmd)
 			if err != nil {
 				return err
 			}
@@ -59,9 +54,7 @@ own, in the data path; 'xdpguard unban' ends one early.`,
 			}
 			w := cmd.OutOrStdout()
 			if output == "json" {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(out)
+				return writeJSON(w, out)
 			}
 			if len(out) == 0 {
 				fmt.Fprintln(w, "no sources are banned")

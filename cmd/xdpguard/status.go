@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"text/tabwriter"
@@ -50,14 +49,10 @@ network namespace: attach mode, program id, policy generation, digest and
 age, and counters. It works whether or not the daemon is running.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("--output: want text or json, got %q", output)
-			}
-			root, err := loader.ResolvePinRoot(bpffsFlag(cmd))
-			if err != nil {
+			if err := checkOutput(output); err != nil {
 				return err
 			}
-			ifaces, err := loader.Interfaces(root)
+			root, ifaces, err := pinnedInterfaces(cmd)
 			if err != nil {
 				return err
 			}
@@ -67,12 +62,10 @@ age, and counters. It works whether or not the daemon is running.`,
 			}
 			w := cmd.OutOrStdout()
 			if output == "json" {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
 				if out == nil {
 					out = []ifaceStatus{}
 				}
-				return enc.Encode(out)
+				return writeJSON(w, out)
 			}
 			if len(out) == 0 {
 				fmt.Fprintln(w, "xdpguard is not attached to any interface in this network namespace")
