@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -34,6 +35,10 @@ Policy format:
         from: [172.16.0.0/12]
       - ports: 30000-32767
         from: [10.0.0.0/8, "fd00::/8"]
+      - port: 8080                    # named, temporary, scheduled (from optional)
+        name: test-team
+        expires: 2026-12-01T18:00:00Z
+        schedule: {days: [mon-fri], from: "09:00", to: "18:00", tz: Asia/Shanghai}
     # allow_empty: true               # required to accept an empty list
     # allow_listening: true           # also open every port a local socket listens on
     # deny_ports: [6379]              # ... except these
@@ -59,11 +64,12 @@ Policy format:
 			if err != nil {
 				return err
 			}
-			eff := p
+			now := time.Now()
+			eff := p.At(now)
 			if p.AllowListening {
 				// Judge lock-out by the ports listening here and now.
 				if ports, err := listening.Ports(); err == nil {
-					eff = p.WithListening(ports)
+					eff = eff.WithListening(ports)
 				}
 			}
 			if !force {
@@ -73,6 +79,9 @@ Policy format:
 			}
 			d := p.Digest()
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (digest %x)\n%s\n", path, d[:6], p.Summary())
+			for _, line := range p.TimedRules(now) {
+				fmt.Fprintln(cmd.OutOrStdout(), line)
+			}
 			return nil
 		},
 	}

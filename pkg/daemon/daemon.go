@@ -114,7 +114,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	pol := base.WithListening(d.ports)
+	pol := d.inForce(base)
 	if !cfg.Force {
 		if err := pol.LockOut(cfg.SSHConnection); err != nil {
 			return err
@@ -166,6 +166,10 @@ func Run(ctx context.Context, cfg Config) error {
 	// allow_listening follows sockets as services start and stop.
 	rescan := time.NewTicker(time.Second)
 	defer rescan.Stop()
+	if rules := base.TimedRules(time.Now()); len(rules) > 0 {
+		log.Info("timed rules", "rules", rules)
+	}
+	timed := d.nextChange()
 	for {
 		select {
 		case <-ctx.Done():
@@ -173,6 +177,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		case <-hup:
 			d.Reload("SIGHUP")
+			timed = d.nextChange()
 		case ev := <-watcher.Events:
 			if filepath.Clean(ev.Name) == filepath.Clean(cfg.PolicyPath) || filepath.Base(ev.Name) == "..data" {
 				debounce = time.After(200 * time.Millisecond)
@@ -182,8 +187,12 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-debounce:
 			debounce = nil
 			d.Reload("file changed")
+			timed = d.nextChange()
 		case <-rescan.C:
 			d.rescanListening()
+		case <-timed:
+			d.retime()
+			timed = d.nextChange()
 		}
 	}
 }
@@ -248,11 +257,41 @@ func (d *Daemon) reload() (changed bool, err error) {
 			return false, err
 		}
 	}
-	changed, err = d.switchTo(base.WithListening(d.ports))
+	changed, err = d.switchTo(d.inForce(base))
 	if err == nil {
 		d.base = base
 	}
 	return changed, err
+}
+
+// inForce is the policy in force now for the file's policy base: its
+// timed rules that apply now, plus listening ports under allow_listening.
+func (d *Daemon) inForce(base *policy.Policy) *policy.Policy {
+	return base.At(time.Now()).WithListening(d.ports)
+}
+
+// retime switches when a timed rule starts or stops applying.
+func (d *Daemon) retime() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	changed, err := d.switchTo(d.inForce(d.base))
+	switch {
+	case err != nil:
+		d.log.Error("timed rules changed but the switch failed; the previous policy stays", "err", err)
+	case changed:
+		d.log.Info("timed rules changed", "rules", d.base.TimedRules(time.Now()), "summary", d.current.Summary())
+	}
+}
+
+// nextChange fires when the next timed rule starts or stops; nil if none.
+func (d *Daemon) nextChange() <-chan time.Time {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	next := d.base.NextChange(time.Now())
+	if next.IsZero() {
+		return nil
+	}
+	return time.After(time.Until(next) + 10*time.Millisecond)
 }
 
 // rescanListening follows the listening sockets under allow_listening.
@@ -272,7 +311,7 @@ func (d *Daemon) rescanListening() {
 	}
 	old := d.ports
 	d.ports = ports
-	if changed, err := d.switchTo(d.base.WithListening(ports)); err != nil {
+	if changed, err := d.switchTo(d.inForce(d.base)); err != nil {
 		d.ports = old
 		d.log.Error("listening ports changed but the switch failed; the previous policy stays", "err", err)
 	} else if changed {

@@ -219,6 +219,9 @@ func (g *Guard) load(pol *policy.Policy) (*generation, error) {
 // pinned there (created and pinned if missing); with dir empty every map is
 // private to the program (tests and benchmarks).
 func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) {
+	// Compile only rules that apply now (callers normally pass At's result
+	// already; At is idempotent).
+	pol = pol.At(time.Now())
 	spec, err := loadXdpguard()
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)

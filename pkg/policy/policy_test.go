@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const issueExample = `tcp:
@@ -67,7 +68,7 @@ func TestErrorsNameLineAndField(t *testing.T) {
 		{"tcp:\n  allow: [-1]\n", "p.yaml:2:11: tcp.allow[0]: port -1 is out of range"},
 		{"tcp:\n  allow:\n    - 22\n    - 80-70\n", "p.yaml:4:7: tcp.allow[1]: range \"80-70\" is reversed: write 70-80"},
 		{"tcp:\n  allow: [ssh]\n", "p.yaml:2:11: tcp.allow[0]: \"ssh\": \"ssh\" is not a port number"},
-		{"tcp:\n  allow: [{port: 1}]\n", "p.yaml:2:11: tcp.allow[0]: missing from"},
+		{"tcp:\n  allow: [{port: 1, from: 5}]\n", "p.yaml:2:21: tcp.allow[0].from: want a non-empty list"},
 		{"tcp:\n  allow: [[1, 2]]\n", "tcp.allow[0]: want a port like 443"},
 		{"tcp:\n  allow: []\n", "p.yaml:2:3: tcp.allow: empty allow-list would refuse every new TCP connection"},
 		{"ratelimit:\n  syn: {rate: 1, burst: 1}\n", "p.yaml:1:1: missing the tcp section"},
@@ -243,13 +244,14 @@ func TestScopedRules(t *testing.T) {
 
 func TestScopedRuleErrors(t *testing.T) {
 	for _, tc := range []struct{ item, want string }{
-		{"{port: 3306}", "tcp.allow[0]: missing from"},
-		{"{port: 3306, from: []}", "missing from"},
+		{"{port: 3306, from: []}", "tcp.allow[0].from: want a non-empty list of CIDRs"},
+		{"{port: 3306, from: 10.0.0.0/8}", "tcp.allow[0].from: want a non-empty list of CIDRs"},
 		{"{port: 3306, ports: 1-2, from: [10.0.0.0/8]}", "give exactly one of port and ports"},
 		{"{port: 1-2, from: [10.0.0.0/8]}", `"1-2" is a range: use ports`},
 		{"{ports: 9-1, from: [10.0.0.0/8]}", "tcp.allow[0].ports: range \"9-1\" is reversed"},
 		{"{port: 3306, from: [10.0.0.1/8]}", `tcp.allow[0].from[0]: "10.0.0.1/8" has host bits set`},
-		{"{port: 3306, from: [10.0.0.0/8], name: x}", `tcp.allow[0].name: unknown field "name"`},
+		{"{port: 3306, from: [10.0.0.0/8], bogus: x}", `tcp.allow[0].bogus: unknown field "bogus"`},
+		{"{port: 3306, name: \"\"}", `tcp.allow[0].name: want a non-empty string`},
 		{"{port: 3306, from: [5]}", "tcp.allow[0].from[0]: want a CIDR string"},
 	} {
 		_, err := Parse("p.yaml", []byte("tcp:\n  allow:\n    - "+tc.item+"\n"))
@@ -369,5 +371,78 @@ func TestLockOut(t *testing.T) {
 	m, _ := Parse("p", []byte("mode: monitor\ntcp:\n  allow: [80]\n"))
 	if err := m.LockOut("172.16.0.9 50000 10.0.0.1 22"); err != nil {
 		t.Errorf("monitor mode locks nobody out: %v", err)
+	}
+}
+
+func TestNamedRuleOpenToAll(t *testing.T) {
+	p, err := Parse("p", []byte("tcp:\n  allow:\n    - {port: 3306, name: db}\n"))
+	if err != nil || fmt.Sprint(p.AllowTCP) != "[3306]" || len(p.Scoped) != 0 {
+		t.Fatalf("%+v %v", p, err)
+	}
+}
+
+func TestTimedRules(t *testing.T) {
+	doc := `tcp:
+  allow:
+    - 22
+    - port: 8080
+      name: test-team
+      from: [10.0.0.0/8]
+      expires: 2099-12-01T18:00:00Z
+    - port: 9090
+      name: office-hours
+      schedule: {days: [mon-fri], from: "09:00", to: "18:00", tz: Asia/Shanghai}
+`
+	p, err := Parse("p", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shanghai, _ := time.LoadLocation("Asia/Shanghai")
+	wedMorning := time.Date(2099, 11, 25, 10, 0, 0, 0, shanghai) // a Wednesday
+	at := p.At(wedMorning)
+	src := netip.MustParseAddr("10.1.1.1")
+	if !at.AllowsFrom(8080, src) || !at.Allows(9090) || at.AllowsFrom(8080, netip.MustParseAddr("11.1.1.1")) {
+		t.Errorf("Wednesday 10:00: %v %+v", at.AllowTCP, at.Scoped)
+	}
+	sat := p.At(time.Date(2099, 11, 28, 10, 0, 0, 0, shanghai))
+	if sat.Allows(9090) || !sat.AllowsFrom(8080, src) {
+		t.Errorf("Saturday: 9090 open=%v", sat.Allows(9090))
+	}
+	after := p.At(time.Date(2099, 12, 2, 10, 0, 0, 0, shanghai))
+	if after.AllowsFrom(8080, src) {
+		t.Error("expired rule still applies")
+	}
+	if next := p.NextChange(wedMorning); !next.Equal(time.Date(2099, 11, 25, 18, 0, 0, 0, shanghai)) {
+		t.Errorf("next change after Wed 10:00: %v, want 18:00 that day", next)
+	}
+	if next := p.NextChange(time.Date(2099, 11, 27, 19, 0, 0, 0, shanghai)); !next.Equal(time.Date(2099, 11, 30, 9, 0, 0, 0, shanghai)) {
+		t.Errorf("next change after Friday 19:00: %v, want Monday 09:00", next)
+	}
+	lines := strings.Join(p.TimedRules(wedMorning), "\n")
+	if !strings.Contains(lines, "rule test-team: tcp 8080 from [10.0.0.0/8]: ACTIVE (until 2099-12-01T18:00:00Z)") ||
+		!strings.Contains(lines, "rule office-hours: tcp 9090 from all: ACTIVE (in schedule Mon,Tue,Wed,Thu,Fri 09:00-18:00 Asia/Shanghai)") {
+		t.Errorf("timed rules:\n%s", lines)
+	}
+	if p.At(wedMorning).Digest() == p.At(time.Date(2099, 11, 28, 10, 0, 0, 0, shanghai)).Digest() {
+		t.Error("policies in force on Wednesday and Saturday have one digest")
+	}
+}
+
+func TestTimedRuleErrors(t *testing.T) {
+	for item, want := range map[string]string{
+		"{port: 1, expires: 2001-01-01T00:00:00Z}":                                             "tcp.allow[0].expires: 2001-01-01T00:00:00Z is in the past",
+		"{port: 1, expires: tomorrow}":                                                         `tcp.allow[0].expires: "tomorrow": want a time like`,
+		"{port: 1, schedule: {days: [funday], from: \"09:00\", to: \"10:00\"}}":                `tcp.allow[0].schedule.days[0]: "funday" is not a day`,
+		"{port: 1, schedule: {days: [mon], from: \"9am\", to: \"10:00\"}}":                     `tcp.allow[0].schedule.from: "9am": want a time like`,
+		"{port: 1, schedule: {days: [mon], from: \"22:00\", to: \"06:00\"}}":                   "split a window across midnight into two rules",
+		"{port: 1, schedule: {days: [mon], from: \"09:00\", to: \"10:00\", tz: Mars/Olympus}}": `tcp.allow[0].schedule.tz: "Mars/Olympus" is not a time zone`,
+		"{port: 1, schedule: {from: \"09:00\", to: \"10:00\"}}":                                "tcp.allow[0].schedule: missing days",
+		"{port: 1, schedule: {days: [mon], from: \"09:00\", to: \"10:00\", every: 2}}":         `tcp.allow[0].schedule.every: unknown field "every"`,
+	} {
+		_, err := Parse("p.yaml", []byte("tcp:\n  allow:\n    - 22\n    - "+strings.Replace(item, "tcp.allow[0]", "tcp.allow[1]", 1)+"\n"))
+		want = strings.Replace(want, "tcp.allow[0]", "tcp.allow[1]", 1)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s:\n got %v\nwant %s", item, err, want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // MaxScopedGroups bounds the distinct port sets that source-scoped rules
@@ -23,7 +24,11 @@ const (
 type ScopedRule struct {
 	Proto uint8
 	Ports PortRange
-	From  []netip.Prefix
+	From  []netip.Prefix // nil: open to all (a named or timed rule)
+	Name  string
+	// Expires and Schedule limit when the rule applies; see Policy.At.
+	Expires  time.Time
+	Schedule *Schedule
 }
 
 // allowList parses an allow list of ports, ranges and scoped rules: the
@@ -33,7 +38,12 @@ func (v *validator) allowList(path string, items []any, proto uint8, p *Policy) 
 	for i, item := range items {
 		at := fmt.Sprintf("%s[%d]", path, i)
 		if m, isRule := item.(map[string]any); isRule {
-			if r, ok := v.scopedRule(at, m); ok {
+			r, ok := v.scopedRule(at, m)
+			switch {
+			case !ok:
+			case r.From == nil && !r.timed():
+				open = append(open, r.Ports) // just a port, named
+			default:
 				r.Proto = proto
 				p.Scoped = append(p.Scoped, r)
 			}
@@ -51,8 +61,27 @@ func (v *validator) scopedRule(path string, m map[string]any) (ScopedRule, bool)
 	var r ScopedRule
 	ok := true
 	for k := range m {
-		if k != "port" && k != "ports" && k != "from" {
-			v.fail(path+"."+k, "unknown field %q (a rule has port or ports, and from)", k)
+		switch k {
+		case "port", "ports", "from", "name", "expires", "schedule":
+		default:
+			v.fail(path+"."+k, "unknown field %q (a rule has port or ports, and optionally from, name, expires, schedule)", k)
+			ok = false
+		}
+	}
+	if n, has := m["name"]; has {
+		r.Name, _ = n.(string)
+		if r.Name == "" {
+			v.fail(path+".name", "want a non-empty string")
+			ok = false
+		}
+	}
+	if e, has := m["expires"]; has {
+		before := len(v.errs)
+		r.Expires = v.expires(path+".expires", e, time.Now())
+		ok = ok && len(v.errs) == before
+	}
+	if sc, has := m["schedule"]; has {
+		if r.Schedule = v.schedule(path+".schedule", sc); r.Schedule == nil {
 			ok = false
 		}
 	}
@@ -78,9 +107,13 @@ func (v *validator) scopedRule(path string, m map[string]any) (ScopedRule, bool)
 			ok = false
 		}
 	}
-	from, hasFrom := m["from"].([]any)
-	if !hasFrom || len(from) == 0 {
-		v.fail(path, "missing from: the sources this rule opens the port to (list of CIDRs)")
+	rawFrom, hasFrom := m["from"]
+	if !hasFrom {
+		return r, ok // open to all
+	}
+	from, isList := rawFrom.([]any)
+	if !isList || len(from) == 0 {
+		v.fail(path+".from", "want a non-empty list of CIDRs (omit from to open the port to all)")
 		return r, false
 	}
 	var strs []string
@@ -191,7 +224,7 @@ func (p *Policy) ScopedTable() ScopedTable {
 func (p *Policy) scopedDigest() string {
 	var parts []string
 	for _, r := range p.Scoped {
-		parts = append(parts, fmt.Sprint(r.Proto, r.Ports, r.From))
+		parts = append(parts, fmt.Sprint(r.Proto, r.Ports, r.From, r.Name, r.Expires.UnixNano(), r.Schedule))
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, ";")

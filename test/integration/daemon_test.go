@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -439,4 +440,20 @@ func TestLockOutProtection(t *testing.T) {
 	}
 	t.Setenv("SSH_CONNECTION", l.CliV4+" 50000 "+l.SrvV4+" 22")
 	l.StartDaemon("--force") // the lab's daemon inherits the environment
+}
+
+// A temporary rule opens its port until it expires; the daemon withdraws
+// it on time by itself.
+func TestTemporaryRuleExpires(t *testing.T) {
+	l := NewLab(t)
+	l.Listen(8022, 7777)
+	until := time.Now().Add(4 * time.Second).UTC().Format(time.RFC3339)
+	l.WritePolicy(fmt.Sprintf("tcp:\n  allow:\n    - 8022\n    - port: 7777\n      name: test-team\n      from: [%s]\n      expires: %s\n", l.CliV4, until))
+	d := l.StartDaemon()
+	d.WaitLog(`timed rules.*rule test-team: tcp 7777 from \[` + regexp.QuoteMeta(l.CliV4) + `/32\]: ACTIVE`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open"})
+	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{7777: "filtered"})
+	d.Mark()
+	d.WaitLog(`timed rules changed.*inactive \(expired`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8022: "open"})
 }
