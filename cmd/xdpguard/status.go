@@ -37,6 +37,7 @@ type portStatus struct {
 	NotAllowed      uint64 `json:"port_not_allowed"`
 	RateLimited     uint64 `json:"rate_limited"`
 	PortRateLimited uint64 `json:"port_rate_limited"`
+	UDPNotAllowed   uint64 `json:"udp_port_not_allowed"`
 }
 
 func newStatusCmd() *cobra.Command {
@@ -119,7 +120,7 @@ func readStatus(root, iface string) ifaceStatus {
 			if i == 10 {
 				break
 			}
-			s.TopPorts = append(s.TopPorts, portStatus{pd.Port, pd.NotAllowed, pd.RateLimited, pd.PortRateLimited})
+			s.TopPorts = append(s.TopPorts, portStatus{pd.Port, pd.NotAllowed, pd.RateLimited, pd.PortRateLimited, pd.UdpNotAllowed})
 		}
 	}
 	s.Sources, _ = maps.CountEntries(p.SrcBuckets)
@@ -176,7 +177,7 @@ func printStatus(w interface{ Write([]byte) (int, error) }, s ifaceStatus) {
 	}
 	fmt.Fprintf(tw, "rate limiter\t%d of %d sources tracked\n", s.Sources, s.SourcesCap)
 	for _, p := range s.TopPorts {
-		fmt.Fprintf(tw, "  port %d\tnot allowed %d, rate limited %d, port rate limited %d\n", p.Port, p.NotAllowed, p.RateLimited, p.PortRateLimited)
+		fmt.Fprintf(tw, "  port %d\tnot allowed %d, rate limited %d, port rate limited %d, udp not allowed %d\n", p.Port, p.NotAllowed, p.RateLimited, p.PortRateLimited, p.UDPNotAllowed)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

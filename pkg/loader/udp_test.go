@@ -6,6 +6,7 @@ import (
 
 	"github.com/xdpguard/xdpguard/internal/testpkt"
 	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/maps"
 )
 
 const udpPolicy = basePolicy + `udp:
@@ -52,6 +53,17 @@ func TestUDPAllowList(t *testing.T) {
 		if _, got := run(t, d, tc.frame.Bytes()); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got.Name(), tc.want.Name())
 		}
+	}
+}
+
+func TestUDPPortDropCounters(t *testing.T) {
+	d := load(t, mustPolicy(t, udpPolicy))
+	for i := 0; i < 3; i++ {
+		run(t, d, udpFrame("192.0.2.1", 161).Bytes())
+	}
+	drops, err := maps.ReadPortDrops(d.PortDrops)
+	if err != nil || len(drops) != 1 || drops[0].Port != 161 || drops[0].UdpNotAllowed != 3 || drops[0].Total() != 3 {
+		t.Fatalf("port drops %+v %v", drops, err)
 	}
 }
 

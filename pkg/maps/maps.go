@@ -67,7 +67,9 @@ type PortDrops struct {
 }
 
 // Total is the port's drops of every reason.
-func (p PortDrops) Total() uint64 { return p.NotAllowed + p.RateLimited + p.PortRateLimited }
+func (p PortDrops) Total() uint64 {
+	return p.NotAllowed + p.RateLimited + p.PortRateLimited + p.UdpNotAllowed
+}
 
 // ReadPortDrops returns every port with drops, most drops first, summed over
 // CPUs. It reads the whole table in a few batch syscalls.
@@ -90,6 +92,7 @@ func ReadPortDrops(m *ebpf.Map) ([]PortDrops, error) {
 				sum.NotAllowed += v.NotAllowed
 				sum.RateLimited += v.RateLimited
 				sum.PortRateLimited += v.PortRateLimited
+				sum.UdpNotAllowed += v.UdpNotAllowed
 			}
 			if sum.Total() > 0 {
 				out = append(out, sum)

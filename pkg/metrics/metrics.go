@@ -61,7 +61,7 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 		passed:      d("passed_total", "Packets passed, by reason.", "interface", "reason"),
 		monitored:   d("monitored_drops_total", "Packets the policy would have dropped but passed because it is in monitor mode, by reason.", "interface", "reason"),
 		monitorMode: d("monitor_mode", "1 while the policy in force only monitors (mode: monitor).", "interface"),
-		portDrops:   d("port_drops_total", "SYNs dropped per destination port (the ports with the most drops), by reason.", "interface", "port", "reason"),
+		portDrops:   d("port_drops_total", "SYNs (and, under udp.allow, datagrams) dropped per destination port, for the ports with the most drops, by reason.", "interface", "port", "reason"),
 		sources:     d("ratelimit_sources", "Sources in the per-source SYN limiter table.", "interface"),
 		sourcesCap:  d("ratelimit_sources_capacity", "Size of the per-source SYN limiter table.", "interface"),
 		bans:        d("banned_sources", "Sources (IPv4 addresses, IPv6 /64s) serving a ban.", "interface"),
@@ -134,6 +134,7 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 			counter(c.portDrops, p.NotAllowed, t.Iface, port, loader.DropPortNotAllowed.Name())
 			counter(c.portDrops, p.RateLimited, t.Iface, port, loader.DropRateLimited.Name())
 			counter(c.portDrops, p.PortRateLimited, t.Iface, port, loader.DropPortRateLimited.Name())
+			counter(c.portDrops, p.UdpNotAllowed, t.Iface, port, loader.DropUDPPortNotAllowed.Name())
 		}
 	}
 	if n, err := maps.CountEntries(t.Maps.SrcBuckets); err != nil {

@@ -371,7 +371,8 @@ func TestUDPOverVeth(t *testing.T) {
 		}
 	}
 	m := d.Scrape()
-	if Metric(m, "xdpguard_drops_total", `reason="udp_port_not_allowed"`) < 2 || Metric(m, "xdpguard_passed_total", `reason="udp_reply"`) < 2 {
+	if Metric(m, "xdpguard_drops_total", `reason="udp_port_not_allowed"`) < 2 || Metric(m, "xdpguard_passed_total", `reason="udp_reply"`) < 2 ||
+		Metric(m, "xdpguard_port_drops_total", `port="1161"`, `reason="udp_port_not_allowed"`) < 2 {
 		t.Errorf("UDP metrics:\n%s", grep(m, "udp"))
 	}
 }
