@@ -74,34 +74,25 @@ struct {
 /* Source lists of the generation in force: created, filled and frozen by Go
  * for each generation (never pinned), so they switch with the program.
  * Looked up only when the list is non-empty (has_deny, has_trust). */
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1);
-	__type(key, struct xdpg_lpm_key);
-	__type(value, __u8);
-	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
-} xdpg_deny SEC(".maps");
+/* A source trie of the generation in force. max_entries is set by Go. */
+#define XDPG_SOURCE_TRIE(name, value_type)                             \
+	struct {                                                       \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                   \
+		__uint(max_entries, 1);                                \
+		__type(key, struct xdpg_lpm_key);                      \
+		__type(value, value_type);                             \
+		__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG); \
+	} name SEC(".maps")
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1);
-	__type(key, struct xdpg_lpm_key);
-	__type(value, __u8);
-	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
-} xdpg_trust SEC(".maps");
+XDPG_SOURCE_TRIE(xdpg_deny, __u8);
+XDPG_SOURCE_TRIE(xdpg_trust, __u8);
 
 /* Source-scoped port rules of the generation in force (per generation,
  * frozen, never pinned, like the source lists): the source's longest
  * matching rule prefix gives a group; xdpg_group_ports holds each group's
  * 65536-bit TCP then UDP port bitmaps as 1024 words each, at
  * group * 2048 + (udp ? 1024 : 0) + port / 64. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 1);
-	__type(key, struct xdpg_lpm_key);
-	__type(value, __u32);
-	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
-} xdpg_scoped_src SEC(".maps");
+XDPG_SOURCE_TRIE(xdpg_scoped_src, __u32);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -1,8 +1,9 @@
 //go:build ignore
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* xdpguard: drop TCP SYNs to ports the policy does not allow, and SYNs over
- * the per-source and per-port rates. Everything that cannot open a TCP
- * connection passes without touching the limiter maps. */
+ * the per-source and per-port rates. Optionally: denied and banned sources,
+ * UDP by destination port, ICMP echo rates. Established TCP never touches a
+ * limiter map; what the policy does not mention passes. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
