@@ -76,7 +76,7 @@ step "metrics (curl 127.0.0.1:9477/metrics inside $SRV)"
 metrics=$(in_srv curl -s 127.0.0.1:9477/metrics)
 grep -E '^xdpguard_(drops_total|passed_total|packets_total)' <<<"$metrics" | grep -v ' 0$'
 echo "-- top ports by drops (of $(grep -c '^xdpguard_port_drops_total' <<<"$metrics") port series):"
-grep -E '^xdpguard_port_drops_total' <<<"$metrics" | grep -v ' 0$' | sort -k2 -nr | head -5
+grep -E '^xdpguard_port_drops_total' <<<"$metrics" | grep -v ' 0$' | sort -k2 -nr | sed -n 1,5p # sed reads all: no SIGPIPE under pipefail
 
 step "summary"
 in_srv "$BIN" status --output json | python3 -c '
