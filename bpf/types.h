@@ -65,6 +65,7 @@ struct xdpg_meta {
 	__u64 generation;
 	__u64 loaded_unix_ns;
 	__u8 policy_digest[32];
+	char policy_path[256]; /* the file the daemon reads, for `status` */
 };
 
 #endif

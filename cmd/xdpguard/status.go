@@ -8,8 +8,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/xdpguard/xdpguard/pkg/listening"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/maps"
+	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
 // ifaceStatus is one interface in `status` output (and its JSON form).
@@ -20,6 +22,9 @@ type ifaceStatus struct {
 	Enforcing    bool              `json:"enforcing"`
 	Generation   uint64            `json:"generation"`
 	Monitor      bool              `json:"monitor"`
+	PolicyFile   string            `json:"policy_file"`
+	FileInForce  bool              `json:"policy_file_in_force"`
+	TimedRules   []string          `json:"timed_rules"`
 	Monitored    map[string]uint64 `json:"monitored_drops"`
 	PolicyDigest string            `json:"policy_digest"`
 	LoadedAt     time.Time         `json:"loaded_at"`
@@ -93,6 +98,8 @@ func readStatus(root, iface string) ifaceStatus {
 	if meta, err := loader.ReadMeta(p.Generation); err == nil {
 		s.Generation = meta.Generation
 		s.Monitor = meta.Flags&loader.MetaMonitor != 0
+		s.PolicyFile = meta.Path()
+		readPolicyFile(&s, meta)
 		s.PolicyDigest = fmt.Sprintf("%x", meta.PolicyDigest[:6])
 		s.LoadedAt = time.Unix(0, int64(meta.LoadedUnixNs)).UTC()
 	}
@@ -155,6 +162,31 @@ func readStatus(root, iface string) ifaceStatus {
 	return s
 }
 
+// readPolicyFile evaluates the daemon's policy file now, as the daemon does:
+// which timed rules apply, and whether the file is what is in force.
+func readPolicyFile(s *ifaceStatus, meta loader.Meta) {
+	if s.PolicyFile == "" {
+		return
+	}
+	pol, err := policy.Load(s.PolicyFile)
+	if err != nil {
+		s.Problem = "policy file: " + err.Error()
+		return
+	}
+	now := time.Now()
+	eff := pol.At(now)
+	if pol.AllowListening {
+		if ports, err := listening.Ports(); err == nil {
+			eff = eff.WithListening(ports)
+		}
+	}
+	s.FileInForce = eff.Digest() == meta.PolicyDigest
+	s.TimedRules = pol.TimedRules(now)
+	if !s.FileInForce {
+		s.Problem = "the policy file differs from the policy in force: not reloaded yet, or refused (see the daemon's log)"
+	}
+}
+
 func printStatus(w interface{ Write([]byte) (int, error) }, s ifaceStatus) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "interface\t%s\n", s.Interface)
@@ -166,6 +198,12 @@ func printStatus(w interface{ Write([]byte) (int, error) }, s ifaceStatus) {
 	fmt.Fprintf(tw, "policy\tgeneration %d, digest %s, loaded %s (%s ago)\n", s.Generation, s.PolicyDigest, s.LoadedAt.Format(time.RFC3339), age)
 	if s.Monitor {
 		fmt.Fprintf(tw, "mode\tMONITOR: nothing is dropped; would have dropped %v\n", s.Monitored)
+	}
+	if s.PolicyFile != "" {
+		fmt.Fprintf(tw, "policy file\t%s (in force: %v)\n", s.PolicyFile, s.FileInForce)
+	}
+	for _, r := range s.TimedRules {
+		fmt.Fprintf(tw, "  %s\t\n", r)
 	}
 	fmt.Fprintf(tw, "packets\t%d seen, %d dropped\n", s.Packets, s.Dropped)
 	for _, r := range loader.AllReasons() {

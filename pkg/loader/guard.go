@@ -343,6 +343,10 @@ func (gen *generation) commit(dir string, pol *policy.Policy) error {
 	meta.Generation++
 	meta.LoadedUnixNs = uint64(time.Now().UnixNano())
 	meta.PolicyDigest = pol.Digest()
+	meta.PolicyPath = [256]int8{}
+	for i := 0; i < len(pol.Path) && i < len(meta.PolicyPath)-1; i++ {
+		meta.PolicyPath[i] = int8(pol.Path[i])
+	}
 	meta.Flags = 0
 	if pol.Monitor {
 		meta.Flags |= MetaMonitor

@@ -141,3 +141,15 @@ func Detach(pinRoot, iface string) error {
 	_ = os.Remove(pinRoot) // only succeeds once no interface is left
 	return errors.Join(errs...)
 }
+
+// Path is the policy file recorded with the generation, if any.
+func (m *Meta) Path() string {
+	b := make([]byte, 0, len(m.PolicyPath))
+	for _, c := range m.PolicyPath {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return string(b)
+}

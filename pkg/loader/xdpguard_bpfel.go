@@ -27,6 +27,7 @@ type xdpguardXdpgMeta struct {
 	Generation    uint64
 	LoadedUnixNs  uint64
 	PolicyDigest  [32]uint8
+	PolicyPath    [256]int8
 }
 
 type xdpguardXdpgPortCounters struct {

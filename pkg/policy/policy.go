@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,6 +41,8 @@ const (
 
 // Policy is the validated content of a policy file.
 type Policy struct {
+	// Path is the file it was loaded from ("" when parsed from memory).
+	Path string
 	// AllowTCP lists the TCP port ranges that accept new connections,
 	// sorted and merged.
 	AllowTCP []PortRange
@@ -183,7 +186,13 @@ func Load(path string) (*Policy, error) {
 	if _, err := f.ReadAt(data, 0); err != nil && st.Size() > 0 {
 		return nil, fmt.Errorf("policy: read %s: %w", path, err)
 	}
-	return Parse(path, data)
+	p, err := Parse(path, data)
+	if p != nil {
+		if abs, aerr := filepath.Abs(path); aerr == nil {
+			p.Path = abs
+		}
+	}
+	return p, err
 }
 
 // Parse validates a policy document; name is used in errors.

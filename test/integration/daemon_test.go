@@ -90,6 +90,9 @@ func TestReloadOnSIGHUPAndFileChange(t *testing.T) {
 	if Metric(m, "xdpguard_policy_reloads_total", `result="failure"`) < 1 || Metric(m, "xdpguard_policy_last_reload_success") != 0 {
 		t.Errorf("reload metrics after a refused reload:\n%s", grep(m, "reload"))
 	}
+	if s := l.Status(); !strings.Contains(s, "policy file: ") || !strings.Contains(s, "is reversed") {
+		t.Errorf("status does not show the refused file's error:\n%s", s)
+	}
 
 	// Saving the file is enough: no signal.
 	d.Mark()
