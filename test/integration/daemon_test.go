@@ -461,3 +461,57 @@ func TestTemporaryRuleExpires(t *testing.T) {
 	d.WaitLog(`timed rules changed.*inactive \(expired`)
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8022: "open"})
 }
+
+var (
+	documentedMetric = regexp.MustCompile("(?m)^\\| `(xdpguard_[a-z_]+)` \\|\\s*([a-z, ]*?)\\s*\\| (.*)\\|$")
+	servedMetric     = regexp.MustCompile(`(?m)^# TYPE (xdpguard_[a-z_]+) `)
+	reasonLabel      = regexp.MustCompile(`^(xdpguard_(?:drops|passed)_total)\{.*reason="([a-z_]+)"`)
+)
+
+// docs/metrics.md lists exactly the metrics /metrics serves, with their
+// labels, and the reason values of drops_total and passed_total.
+func TestMetricsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]string{} // name -> row
+	for _, m := range documentedMetric.FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]] = m[2] + "|" + m[3]
+	}
+	l, d := startLab(t, labPolicy)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered"}) // per-port series appear with drops
+	body := d.Scrape()
+	served := map[string]bool{}
+	for _, m := range servedMetric.FindAllStringSubmatch(body, -1) {
+		served[m[1]] = true
+		if _, ok := documented[m[1]]; !ok {
+			t.Errorf("%s is served but not in docs/metrics.md", m[1])
+		}
+	}
+	for name, row := range documented {
+		if !served[name] {
+			t.Errorf("%s is in docs/metrics.md but not served", name)
+		}
+		// Every label a served sample carries is documented.
+		for _, line := range strings.Split(body, "\n") {
+			if !strings.HasPrefix(line, name+"{") {
+				continue
+			}
+			for _, kv := range strings.Split(line[len(name)+1:strings.IndexByte(line, '}')], ",") {
+				label := kv[:strings.IndexByte(kv, '=')]
+				if !strings.Contains(strings.SplitN(row, "|", 2)[0], label) {
+					t.Errorf("%s carries label %q, not documented", name, label)
+				}
+			}
+		}
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if m := reasonLabel.FindStringSubmatch(line); m != nil && !strings.Contains(documented[m[1]], "`"+m[2]+"`") {
+			t.Errorf("%s reason %q is not documented", m[1], m[2])
+		}
+	}
+	if len(documented) < 15 {
+		t.Fatalf("only %d metrics parsed from docs/metrics.md: the table format changed?", len(documented))
+	}
+}
