@@ -77,6 +77,8 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 		return nil, false, fmt.Errorf("remove memlock limit: %w", err)
 	}
 	g := &Guard{Iface: iface, Ifindex: nl.Attrs().Index, Dir: filepath.Join(pinRoot, iface)}
+	_, statErr := os.Stat(g.Dir)
+	created := errors.Is(statErr, os.ErrNotExist)
 	if err := os.MkdirAll(g.Dir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("pin directory: %w", err)
 	}
@@ -86,6 +88,12 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 	defer func() {
 		if err != nil {
 			g.Close()
+			// A first attach that fails leaves nothing behind: the maps
+			// it pinned would outlive it with no filter to serve.
+			if created {
+				_ = os.RemoveAll(g.Dir)
+				_ = os.Remove(pinRoot)
+			}
 		}
 	}()
 	if err := checkSchema(g.Dir); err != nil {

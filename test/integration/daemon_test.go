@@ -11,6 +11,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 )
 
 const labPolicy = `tcp:
@@ -513,5 +518,45 @@ func TestMetricsDocumented(t *testing.T) {
 	}
 	if len(documented) < 15 {
 		t.Fatalf("only %d metrics parsed from docs/metrics.md: the table format changed?", len(documented))
+	}
+}
+
+// An interface already running someone else's XDP program is reported,
+// not clobbered: run fails with a clear message and the program stays.
+func TestForeignXDPProgramNotClobbered(t *testing.T) {
+	l := NewLab(t)
+	l.WritePolicy(labPolicy)
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}, // XDP_PASS
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	l.InNS(l.Server, func() {
+		link, lerr := netlink.LinkByName(l.SrvIf)
+		if lerr == nil {
+			lerr = netlink.LinkSetXdpFdWithFlags(link, prog.FD(), nl.XDP_FLAGS_SKB_MODE) // a netlink attach, as `ip link set xdp` does
+		}
+		err = lerr
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runIn(l, "run", "--iface", l.SrvIf, "--policy", l.dir+"/policy.yaml", "--metrics-addr", "")
+	if err == nil || !strings.Contains(out, "another XDP program is attached") {
+		t.Fatalf("run over a foreign program: %v\n%s", err, out)
+	}
+	var attached bool
+	l.InNS(l.Server, func() {
+		link, lerr := netlink.LinkByName(l.SrvIf)
+		attached = lerr == nil && link.Attrs().Xdp != nil && link.Attrs().Xdp.Attached
+	})
+	if !attached {
+		t.Error("the foreign program was removed")
+	}
+	if s := l.Status(); strings.TrimSpace(s) != "[]" {
+		t.Errorf("failed start left pins: %s", s)
 	}
 }
