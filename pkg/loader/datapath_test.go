@@ -214,7 +214,7 @@ func TestDataPathTable(t *testing.T) {
 			if ret != wantRet {
 				t.Fatalf("verdict %d, want %d", ret, wantRet)
 			}
-			if ref := reference.Classify(frame, pol, nil); ref.Reason != tc.want {
+			if ref := reference.Classify(frame, pol); ref.Reason != tc.want {
 				t.Fatalf("reference says %s, want %s", ref.Reason.Name(), tc.want.Name())
 			}
 		})
@@ -240,7 +240,7 @@ func TestDataPathTruncatedAtEveryByte(t *testing.T) {
 			if !reason.Dropped() {
 				t.Errorf("%s cut to %d bytes: %s passes", name, cut, reason.Name())
 			}
-			if ref := reference.Classify(full[:cut], pol, nil); ref.Reason != reason {
+			if ref := reference.Classify(full[:cut], pol); ref.Reason != reason {
 				t.Errorf("%s cut to %d: BPF %s, reference %s", name, cut, reason.Name(), ref.Reason.Name())
 			}
 		}

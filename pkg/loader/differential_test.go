@@ -145,7 +145,7 @@ func TestDifferential(t *testing.T) {
 	scopedOpen, scopedShut := 0, 0
 	for i := 0; i < n; i++ {
 		frame := randomFrame(r)
-		ref := reference.Classify(frame, pol, nil)
+		ref := reference.Classify(frame, pol)
 		checkAgainstReference(t, d, frame, ref)
 		seen[ref.Reason]++
 		if !pol.Allows(ref.Port) {
@@ -193,6 +193,6 @@ func FuzzDataPath(f *testing.F) {
 			}
 			return
 		}
-		checkAgainstReference(t, d, frame, reference.Classify(frame, pol, nil))
+		checkAgainstReference(t, d, frame, reference.Classify(frame, pol))
 	})
 }

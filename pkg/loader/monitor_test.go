@@ -23,7 +23,7 @@ func TestMonitorModePassesAndCounts(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
 	for i := 0; i < 3000; i++ {
 		frame := randomFrame(r)
-		want := reference.Classify(frame, pol, nil).Reason
+		want := reference.Classify(frame, pol).Reason
 		before, _ := maps.ReadReasons(d.Stats)
 		monBefore, _ := maps.ReadMonitored(d.Stats)
 		ret, err := d.Program.Run(&ebpf.RunOptions{Data: frame})

@@ -1,5 +1,6 @@
 // Package reference is the specification of xdpguard's data path written as
-// plain Go: what verdict, and why, every frame gets under a policy. The BPF
+// plain Go: what verdict, and why, every frame gets under a policy (rate
+// limits and bans aside: they are stateful, and tested by the BPF tables). The BPF
 // program must agree with it on every frame; the differential and fuzz tests
 // in pkg/loader check that. It is written from docs/ARCHITECTURE.md, not
 // translated from the C, so that a mistake in one shows up as a mismatch.
@@ -20,34 +21,24 @@ const (
 	MaxHdrOff   = 4096
 )
 
-// Limiter decides a SYN to an allowed port. It returns PassSYNAllowed,
-// DropRateLimited or DropPortRateLimited.
-type Limiter interface {
-	Take(src [16]byte, port uint16) loader.Reason
-}
-
-// ICMPLimiter, when a Limiter implements it, decides echo requests under
-// icmp.echo: PassNotTCP or DropICMPRateLimited.
-type ICMPLimiter interface {
-	TakeICMP(src [16]byte) loader.Reason
-}
-
 // Verdict is the outcome for one frame.
 type Verdict struct {
 	Reason loader.Reason
-	// Port is the destination port of a SYN that reached the port check.
+	// Port is the destination port of a SYN that reached the port check,
+	// or of a UDP datagram under udp.allow.
 	Port uint16
-	// Source is the limiter key of that SYN: an IPv4 address as
-	// ::ffff:a.b.c.d, an IPv6 address cut to its /64.
-	Source [16]byte
 	// Addr is the packet's source address, for IP packets.
 	Addr netip.Addr
 }
 
-// Classify judges one frame. lim may be nil: no rate limits.
-func Classify(frame []byte, pol *policy.Policy, lim Limiter) Verdict {
+// Classify judges one frame. It states the stateless rules only: rate
+// limits, bans and ICMP echo limits depend on what came before, so a SYN or
+// echo request the policy lets through is a pass here; the BPF tables test
+// the limiters against the data path itself (a policy without limits, or
+// with limits that are never reached, compares exactly).
+func Classify(frame []byte, pol *policy.Policy) Verdict {
 	p := pkt{b: frame}
-	v := p.classify(pol, lim)
+	v := p.classify(pol)
 	if v.Reason != PendingSYN {
 		return v
 	}
@@ -56,9 +47,6 @@ func Classify(frame []byte, pol *policy.Policy, lim Limiter) Verdict {
 		return v
 	}
 	v.Reason = loader.PassSYNAllowed
-	if lim != nil && !policy.Contains(pol.Trust, v.Addr) {
-		v.Reason = lim.Take(v.Source, v.Port)
-	}
 	return v
 }
 
@@ -77,7 +65,6 @@ type l3 struct {
 	proto                uint8
 	firstFrag, laterFrag bool
 	fragOffOne           bool
-	source               [16]byte
 	addr                 netip.Addr
 	v6                   bool
 }
@@ -85,7 +72,7 @@ type l3 struct {
 func isVLAN(t int) bool { return t == 0x8100 || t == 0x88A8 }
 
 // classify applies every rule but the TCP port and limits.
-func (p pkt) classify(pol *policy.Policy, lim Limiter) Verdict {
+func (p pkt) classify(pol *policy.Policy) Verdict {
 	if !p.has(0, 14) {
 		return Verdict{Reason: loader.DropMalformed}
 	}
@@ -133,13 +120,9 @@ func (p pkt) classify(pol *policy.Policy, lim Limiter) Verdict {
 			}
 			return Verdict{Reason: loader.DropMalformed}
 		}
-		// Echo requests are limited per source (see ICMPLimiter); all other
-		// ICMP passes.
-		echo := (h.v6 && p.b[h.l4Off] == 128) || (!h.v6 && p.b[h.l4Off] == 8)
-		if il, ok := lim.(ICMPLimiter); ok && echo && !policy.Contains(pol.Trust, h.addr) {
-			return Verdict{Reason: il.TakeICMP(h.source), Addr: h.addr, Source: h.source}
-		}
-		return Verdict{Reason: loader.PassNotTCP}
+		// Only the type byte must be there; echo requests are then limited
+		// (stateful, not modelled) and everything else passes.
+		return Verdict{Reason: loader.PassNotTCP, Addr: h.addr}
 	}
 	if h.proto != 6 {
 		return Verdict{Reason: loader.PassNotTCP}
@@ -162,7 +145,7 @@ func (p pkt) classify(pol *policy.Policy, lim Limiter) Verdict {
 	if flags&(fin|rst) != 0 {
 		return Verdict{Reason: loader.DropInvalidFlags}
 	}
-	return Verdict{Reason: PendingSYN, Port: uint16(p.u16(h.l4Off + 2)), Source: h.source, Addr: h.addr}
+	return Verdict{Reason: PendingSYN, Port: uint16(p.u16(h.l4Off + 2)), Addr: h.addr}
 }
 
 // udp judges a datagram under udp.allow: open (to this source), a reply
@@ -205,8 +188,6 @@ func (p pkt) ipv4(off int) (l3, bool) {
 	h.fragOffOne = frag&0x1fff == 1
 	h.firstFrag = frag&0x1fff == 0 && frag&0x2000 != 0
 	h.proto = p.b[off+9]
-	h.source[10], h.source[11] = 0xff, 0xff
-	copy(h.source[12:], p.b[off+12:off+16])
 	h.addr = netip.AddrFrom4([4]byte(p.b[off+12 : off+16]))
 	h.l4Off, h.l4Len = off+hlen, tot-hlen
 	return h, true
@@ -227,7 +208,6 @@ func (p pkt) ipv6(off int) (l3, bool) {
 		return h, false
 	}
 	next := p.b[off+6]
-	copy(h.source[:8], p.b[off+8:off+16])
 	h.addr = netip.AddrFrom16([16]byte(p.b[off+8 : off+24]))
 	h.v6 = true
 	off += 40
