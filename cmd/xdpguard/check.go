@@ -65,13 +65,8 @@ Policy format:
 				return err
 			}
 			now := time.Now()
-			eff := p.At(now)
-			if p.AllowListening {
-				// Judge lock-out by the ports listening here and now.
-				if ports, err := listening.Ports(); err == nil {
-					eff = eff.WithListening(ports)
-				}
-			}
+			// Judge lock-out by what would be in force here and now.
+			eff := listening.InForce(p, now)
 			if !force {
 				if err := eff.LockOut(os.Getenv("SSH_CONNECTION")); err != nil {
 					return fmt.Errorf("%s: %w", path, err)

@@ -174,13 +174,7 @@ func readPolicyFile(s *ifaceStatus, meta loader.Meta) {
 		return
 	}
 	now := time.Now()
-	eff := pol.At(now)
-	if pol.AllowListening {
-		if ports, err := listening.Ports(); err == nil {
-			eff = eff.WithListening(ports)
-		}
-	}
-	s.FileInForce = eff.Digest() == meta.PolicyDigest
+	s.FileInForce = listening.InForce(pol, now).Digest() == meta.PolicyDigest
 	s.TimedRules = pol.TimedRules(now)
 	if !s.FileInForce {
 		s.Problem = "the policy file differs from the policy in force: not reloaded yet, or refused (see the daemon's log)"
