@@ -31,36 +31,29 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdpg_port_drops SEC(".maps");
 
-/* GCRA theoretical arrival time (ns, ktime) per source. Shared by all CPUs
- * and updated with compare-and-swap; max_entries comes from the policy. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct xdpg_src_key);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} xdpg_src_buckets SEC(".maps");
+/* A pinned per-source table: struct xdpg_src_key (IPv4 /32, IPv6 /64) to a
+ * u64 in ns of ktime, an LRU so a spoofed flood cannot grow it. */
+#define XDPG_SOURCE_TABLE(name)                             \
+	struct {                                            \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);        \
+		__uint(max_entries, 65536);                 \
+		__type(key, struct xdpg_src_key);           \
+		__type(value, __u64);                       \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);        \
+	} name SEC(".maps")
+
+/* GCRA theoretical arrival time of SYNs per source. Shared by all CPUs and
+ * updated with compare-and-swap; max_entries comes from the policy. */
+XDPG_SOURCE_TABLE(xdpg_src_buckets);
 
 /* GCRA theoretical arrival time of ICMP/ICMPv6 echo requests per source
- * (icmp.echo), same key and clock as xdpg_src_buckets. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct xdpg_src_key);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} xdpg_icmp_buckets SEC(".maps");
+ * (icmp.echo). */
+XDPG_SOURCE_TABLE(xdpg_icmp_buckets);
 
-/* Banned sources (same key as xdpg_src_buckets) -> ban expiry (ns, ktime).
- * Written by XDP when a source exceeds its SYN rate and ratelimit.syn.ban is
- * set; expired entries are deleted by XDP itself; `xdpguard unban` deletes. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct xdpg_src_key);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} xdpg_bans SEC(".maps");
+/* Banned sources -> ban expiry. Written by XDP when a source exceeds its SYN
+ * rate and ratelimit.syn.ban is set; expired entries are deleted by XDP
+ * itself; `xdpguard unban` deletes. */
+XDPG_SOURCE_TABLE(xdpg_bans);
 
 /* GCRA theoretical arrival time per destination port, all sources together. */
 struct {
