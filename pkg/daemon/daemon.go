@@ -296,11 +296,14 @@ func (d *Daemon) nextChange() <-chan time.Time {
 
 // rescanListening follows the listening sockets under allow_listening.
 func (d *Daemon) rescanListening() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	// d.base is written only by this goroutine (reloads run in Run's
+	// loop too), so this check needs no lock: without allow_listening the
+	// tick costs nothing and never blocks a scrape.
 	if !d.base.AllowListening {
 		return
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	ports, err := listening.Ports()
 	if err != nil {
 		d.log.Warn("listing listening sockets", "err", err)
