@@ -51,8 +51,12 @@ type Policy struct {
 	// set current (WithListening).
 	AllowListening bool
 	DenyPorts      []PortRange
-	// Scoped rules open ports to listed sources only.
-	Scoped []ScopedRule
+	// Open lists the rules that open their ports to all (TCP and UDP), in
+	// file order: they name the counters of AllowTCP and UDP.Allow.
+	Open []Rule
+	// Scoped lists the rules that open ports to listed sources only, and
+	// the timed rules (see At).
+	Scoped []Rule
 	// AllowEmpty records that the operator asked for an empty allow-list.
 	AllowEmpty bool
 	// SYN limits each source (IPv4 /32, IPv6 /64); nil means unlimited.
@@ -378,6 +382,10 @@ func (v *validator) policy(raw *file) *Policy {
 			p.SYNTotal = v.limit("$.ratelimit.syn_total", s.Rate, s.Burst)
 		}
 	}
+	if n := len(p.RuleNames()) - len(ImplicitRules); n > MaxRules {
+		v.fail("$.tcp.allow", "%d distinct rule names; at most %d: each item without a name is a rule of its own "+
+			"(tcp/22, tcp/80, ...); write ranges, or give items a shared name (name: web) to count them together", n, MaxRules)
+	}
 	if n := len(p.ScopedTable().Groups); n > MaxScopedGroups {
 		v.fail("$.tcp.allow", "source-scoped rules give %d distinct port sets; at most %d", n, MaxScopedGroups)
 	}
@@ -512,6 +520,11 @@ func (p *Policy) Digest() [32]byte {
 		h.Write([]byte(fmt.Sprint("udp", p.UDP.Allow, p.UDP.Replies, p.UDP.RepliesAuto)))
 	}
 	h.Write([]byte(p.scopedDigest()))
+	// Which rule counts each open port (names and overlaps, not the order
+	// of the file).
+	h.Write([]byte(fmt.Sprint("open", p.OpenRules())))
+	st := p.ScopedTable()
+	h.Write([]byte(fmt.Sprint("scoped", st.Rules, st.Monitor)))
 	for _, list := range [][]netip.Prefix{p.Deny, p.Trust} {
 		put(uint64(len(list)))
 		for _, pr := range list {

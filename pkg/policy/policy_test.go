@@ -48,9 +48,14 @@ func TestRangesMergeAndDigestIgnoresLayout(t *testing.T) {
 	if got := a.Summary(); !strings.HasPrefix(got, "tcp allow [5-21,443]") {
 		t.Fatalf("merged: %s", got)
 	}
-	b, _ := Parse("b", []byte("# comment\ntcp:\n  allow:\n    - 443\n    - 5-21\n"))
+	b, _ := Parse("b", []byte("# comment\ntcp:\n  allow:\n    - 443\n    - 5-9\n    - 10-20\n    - 21\n    - 15\n"))
 	if a.Digest() != b.Digest() {
 		t.Fatal("same meaning, different digest")
+	}
+	// The same ports under other rules count differently: another policy.
+	merged, _ := Parse("m", []byte("tcp:\n  allow: [443, 5-21]\n"))
+	if a.Digest() == merged.Digest() {
+		t.Fatal("rules renamed, same digest")
 	}
 	c, _ := Parse("c", []byte("tcp:\n  allow: [443, 5-22]\n"))
 	if a.Digest() == c.Digest() {
@@ -253,6 +258,10 @@ func TestScopedRuleErrors(t *testing.T) {
 		{"{port: 3306, from: [10.0.0.0/8], bogus: x}", `tcp.allow[0].bogus: unknown field "bogus"`},
 		{"{port: 3306, name: \"\"}", `tcp.allow[0].name: want a non-empty string`},
 		{"{port: 3306, from: [5]}", "tcp.allow[0].from[0]: want a CIDR string"},
+		{"{port: 3306, name: a/b}", `tcp.allow[0].name: "a/b": a name may not contain /`},
+		{"{port: 3306, name: " + strings.Repeat("x", 64) + "}", "tcp.allow[0].name: 64 bytes; at most 63"},
+		{"{port: 3306, mode: monitor}", "tcp.allow[0].mode: monitor needs from"},
+		{"{port: 3306, from: [10.0.0.0/8], mode: dry-run}", "tcp.allow[0].mode: dry-run: want enforce or monitor"},
 	} {
 		_, err := Parse("p.yaml", []byte("tcp:\n  allow:\n    - "+tc.item+"\n"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -444,5 +453,70 @@ func TestTimedRuleErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s:\n got %v\nwant %s", item, err, want)
 		}
+	}
+}
+
+// Every allow item is a rule with a name: the operator's, or one made from
+// what it says. The first rule naming a port counts it.
+func TestRuleNamesAndAttribution(t *testing.T) {
+	p, err := Parse("p.yaml", []byte(`tcp:
+  allow:
+    - 22
+    - {ports: 8000-8010, name: web}
+    - {port: 8005, name: late}
+    - {port: 3306, from: [10.0.0.0/8, 172.16.0.0/12]}
+    - {port: 3306, from: [10.1.0.0/16], name: office, mode: monitor}
+  allow_listening: true
+udp:
+  allow: [53, {port: 53, name: dns}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(append([]string(nil), ImplicitRules...), "tcp/22", "web", "late", "tcp/3306 from 10.0.0.0/8 +1", "office", "udp/53", "dns")
+	if got := p.RuleNames(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("names\n got %q\nwant %q", got, want)
+	}
+	open := p.WithListening([]uint16{9000, 22}).OpenRules()
+	if got := fmt.Sprint(open); got != "[[22=tcp/22 8000-8010=web 9000=tcp/listening] [53=udp/53]]" {
+		t.Errorf("open rules %s", got)
+	}
+	tab := p.ScopedTable()
+	if got := fmt.Sprint(tab.Monitor); got != "[[3306=office] []]" {
+		t.Errorf("monitor %s", got)
+	}
+	for i, pf := range tab.Prefixes {
+		if got := fmt.Sprint(tab.Rules[tab.Group[i]]); pf.String() == "10.1.0.0/16" && got != "[[3306=tcp/3306 from 10.0.0.0/8 +1] []]" {
+			t.Errorf("10.1/16 counts 3306 under %s, want the first rule", got)
+		}
+	}
+	if p.MonitorRule(ProtoTCP, 3306).Name != "office" || p.MonitorRule(ProtoTCP, 22) != nil {
+		t.Error("MonitorRule")
+	}
+	renamed, _ := Parse("p.yaml", []byte("tcp:\n  allow: [{port: 22, name: ssh}]\n"))
+	plain, _ := Parse("p.yaml", []byte("tcp:\n  allow: [22]\n"))
+	if renamed.Digest() == plain.Digest() {
+		t.Error("renaming a rule must change the digest (a reload must relabel its counters)")
+	}
+}
+
+func TestTooManyRules(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("tcp:\n  allow:\n")
+	for i := 1; i <= MaxRules+1; i++ {
+		fmt.Fprintf(&b, "    - %d\n", i)
+	}
+	_, err := Parse("p.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d distinct rule names; at most %d", MaxRules+1, MaxRules)) {
+		t.Fatalf("got %v", err)
+	}
+	// Shared names do not count twice.
+	b.Reset()
+	b.WriteString("tcp:\n  allow:\n")
+	for i := 1; i <= MaxRules+1; i++ {
+		fmt.Fprintf(&b, "    - {port: %d, name: many}\n", i)
+	}
+	if _, err := Parse("p.yaml", []byte(b.String())); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -19,59 +19,87 @@ const (
 	ProtoUDP = 17
 )
 
-// ScopedRule opens Ports of Proto (TCP: to new connections) to the sources
-// in From only.
-type ScopedRule struct {
+// Rule is one item of an allow list: it opens Ports of Proto (TCP: to new
+// connections) to the sources in From, or to all when From is nil.
+type Rule struct {
 	Proto uint8
 	Ports PortRange
-	From  []netip.Prefix // nil: open to all (a named or timed rule)
-	Name  string
+	From  []netip.Prefix // nil: open to all
+	// Name labels the rule's counters: the operator's name, or one made
+	// from the rule (DefaultRuleName). Rules may share a name, and then
+	// their counters.
+	Name string
+	// Monitor (mode: monitor on a rule with from): SYNs or datagrams from
+	// other sources pass, counted as what the rule would drop.
+	Monitor bool
 	// Expires and Schedule limit when the rule applies; see Policy.At.
 	Expires  time.Time
 	Schedule *Schedule
 }
 
-// allowList parses an allow list of ports, ranges and scoped rules: the
-// ports open to all are returned merged, the scoped rules appended to p.
+// allowList parses an allow list of ports, ranges and rules: the ports open
+// to all are returned merged and their rules appended to p.Open; rules
+// with from or a time condition are appended to p.Scoped.
 func (v *validator) allowList(path string, items []any, proto uint8, p *Policy) []PortRange {
 	var open []PortRange
 	for i, item := range items {
 		at := fmt.Sprintf("%s[%d]", path, i)
+		var r Rule
 		if m, isRule := item.(map[string]any); isRule {
-			r, ok := v.scopedRule(at, m)
-			switch {
-			case !ok:
-			case r.From == nil && !r.timed():
-				open = append(open, r.Ports) // just a port, named
-			default:
-				r.Proto = proto
-				p.Scoped = append(p.Scoped, r)
+			var ok bool
+			if r, ok = v.scopedRule(at, m); !ok {
+				continue
 			}
+		} else if pr, ok := v.portRange(at, item); ok {
+			r.Ports = pr
+		} else {
 			continue
 		}
-		if r, ok := v.portRange(at, item); ok {
-			open = append(open, r)
+		r.Proto = proto
+		if r.Name == "" {
+			r.Name = DefaultRuleName(r)
 		}
+		if r.From == nil && !r.timed() {
+			open = append(open, r.Ports)
+			p.Open = append(p.Open, r)
+			continue
+		}
+		p.Scoped = append(p.Scoped, r)
 	}
 	return mergeRanges(open)
 }
 
 // scopedRule parses {port: N | ports: "a-b", from: [CIDR, ...]}.
-func (v *validator) scopedRule(path string, m map[string]any) (ScopedRule, bool) {
-	var r ScopedRule
+func (v *validator) scopedRule(path string, m map[string]any) (Rule, bool) {
+	var r Rule
 	ok := true
 	for k := range m {
 		switch k {
-		case "port", "ports", "from", "name", "expires", "schedule":
+		case "port", "ports", "from", "name", "mode", "expires", "schedule":
 		default:
-			v.fail(path+"."+k, "unknown field %q (a rule has port or ports, and optionally from, name, expires, schedule)", k)
+			v.fail(path+"."+k, "unknown field %q (a rule has port or ports, and optionally from, name, mode, expires, schedule)", k)
 			ok = false
 		}
 	}
 	if n, has := m["name"]; has {
 		r.Name, _ = n.(string)
-		if r.Name == "" {
-			v.fail(path+".name", "want a non-empty string")
+		if err := checkRuleName(r.Name); err != nil {
+			v.fail(path+".name", "%v", err)
+			ok = false
+		}
+	}
+	if mode, has := m["mode"]; has {
+		switch mode {
+		case "enforce":
+		case "monitor":
+			r.Monitor = true
+			if _, hasFrom := m["from"]; !hasFrom {
+				v.fail(path+".mode", "monitor needs from: a rule open to all drops nothing to monitor "+
+					"(to try restricting a port, give it from and mode: monitor)")
+				ok = false
+			}
+		default:
+			v.fail(path+".mode", "%v: want enforce or monitor", mode)
 			ok = false
 		}
 	}
@@ -160,6 +188,18 @@ func (p *Policy) scopedAllows(proto uint8, port uint16, src netip.Addr) bool {
 	return false
 }
 
+// MonitorRule is the first monitor-mode rule of proto that names port: a
+// SYN or datagram to port that no rule opens to its source passes, counted
+// as this rule's would-be drop. Nil when none does.
+func (p *Policy) MonitorRule(proto uint8, port uint16) *Rule {
+	for i, r := range p.Scoped {
+		if r.Monitor && r.Proto == proto && r.Ports.First <= port && port <= r.Ports.Last {
+			return &p.Scoped[i]
+		}
+	}
+	return nil
+}
+
 // ScopedTable is the data path's form of the scoped rules: every prefix
 // named by a rule maps to a group, and a group is the set of ports open to
 // a source whose longest matching prefix is that one. Prefixes that contain
@@ -169,7 +209,13 @@ type ScopedTable struct {
 	Prefixes []netip.Prefix
 	Group    []int            // Group[i] is Prefixes[i]'s group
 	Groups   [][2][]PortRange // TCP and UDP ports of each group, merged
-	Ports    [2][]PortRange   // every TCP and UDP port some scoped rule names
+	// Rules says, for each group, which rule a TCP or UDP port is
+	// counted under: the first in the file that opens it to the group.
+	Rules [][2][]RuleRange
+	Ports [2][]PortRange // every TCP and UDP port some scoped rule names
+	// Monitor holds the TCP and UDP ports of monitor-mode rules, each
+	// under the first such rule naming it.
+	Monitor [2][]RuleRange
 }
 
 // protoIndex is a protocol's half in ScopedTable: 0 TCP, 1 UDP.
@@ -184,9 +230,13 @@ func protoIndex(proto uint8) int {
 func (p *Policy) ScopedTable() ScopedTable {
 	var t ScopedTable
 	seen := map[netip.Prefix]bool{}
+	var monitor [2][]RuleRange
 	for _, r := range p.Scoped {
 		i := protoIndex(r.Proto)
 		t.Ports[i] = append(t.Ports[i], r.Ports)
+		if r.Monitor {
+			monitor[i] = append(monitor[i], RuleRange{r.Ports, r.Name})
+		}
 		for _, f := range r.From {
 			if !seen[f] {
 				seen[f] = true
@@ -195,26 +245,37 @@ func (p *Policy) ScopedTable() ScopedTable {
 		}
 	}
 	t.Ports[0], t.Ports[1] = mergeRanges(t.Ports[0]), mergeRanges(t.Ports[1])
+	t.Monitor = [2][]RuleRange{firstWins(monitor[0]), firstWins(monitor[1])}
 	sort.Slice(t.Prefixes, func(i, j int) bool { return t.Prefixes[i].String() < t.Prefixes[j].String() })
 	index := map[string]int{}
 	for _, pf := range t.Prefixes {
-		var ports [2][]PortRange
+		var rules [2][]RuleRange
 		for _, r := range p.Scoped {
 			for _, f := range r.From {
 				if f.Bits() <= pf.Bits() && f.Contains(pf.Addr()) {
 					i := protoIndex(r.Proto)
-					ports[i] = append(ports[i], r.Ports)
+					rules[i] = append(rules[i], RuleRange{r.Ports, r.Name})
 					break
 				}
 			}
 		}
-		ports[0], ports[1] = mergeRanges(ports[0]), mergeRanges(ports[1])
-		key := fmt.Sprint(ports)
+		rules = [2][]RuleRange{firstWins(rules[0]), firstWins(rules[1])}
+		// Prefixes share a group when they open the same ports under the
+		// same rules (so counters stay exact).
+		key := fmt.Sprint(rules)
 		g, ok := index[key]
 		if !ok {
 			g = len(t.Groups)
 			index[key] = g
+			var ports [2][]PortRange
+			for i := range rules {
+				for _, rr := range rules[i] {
+					ports[i] = append(ports[i], rr.Ports)
+				}
+				ports[i] = mergeRanges(ports[i])
+			}
 			t.Groups = append(t.Groups, ports)
+			t.Rules = append(t.Rules, rules)
 		}
 		t.Group = append(t.Group, g)
 	}
@@ -224,7 +285,7 @@ func (p *Policy) ScopedTable() ScopedTable {
 func (p *Policy) scopedDigest() string {
 	var parts []string
 	for _, r := range p.Scoped {
-		parts = append(parts, fmt.Sprint(r.Proto, r.Ports, r.From, r.Name, r.Expires.UnixNano(), r.Schedule))
+		parts = append(parts, fmt.Sprint(r.Proto, r.Ports, r.From, r.Name, r.Monitor, r.Expires.UnixNano(), r.Schedule))
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, ";")

@@ -149,10 +149,10 @@ func (v *validator) expires(path string, raw any, now time.Time) time.Time {
 }
 
 // timed reports whether the rule has a time condition.
-func (r *ScopedRule) timed() bool { return !r.Expires.IsZero() || r.Schedule != nil }
+func (r *Rule) timed() bool { return !r.Expires.IsZero() || r.Schedule != nil }
 
 // ActiveAt reports whether the rule applies at t, and why (for operators).
-func (r *ScopedRule) ActiveAt(t time.Time) (bool, string) {
+func (r *Rule) ActiveAt(t time.Time) (bool, string) {
 	var why []string
 	active := true
 	if !r.Expires.IsZero() {
@@ -185,6 +185,7 @@ func (p *Policy) At(t time.Time) *Policy {
 		u.Allow = append([]PortRange(nil), p.UDP.Allow...)
 		q.UDP = &u
 	}
+	q.Open = append([]Rule(nil), p.Open...)
 	q.Scoped = nil
 	for _, r := range p.Scoped {
 		if active, _ := r.ActiveAt(t); !active {
@@ -196,8 +197,10 @@ func (p *Policy) At(t time.Time) *Policy {
 			q.Scoped = append(q.Scoped, r)
 		case r.Proto == ProtoUDP && q.UDP != nil:
 			q.UDP.Allow = mergeRanges(append(q.UDP.Allow, r.Ports))
+			q.Open = append(q.Open, r)
 		case r.Proto == ProtoTCP:
 			q.AllowTCP = mergeRanges(append(q.AllowTCP, r.Ports))
+			q.Open = append(q.Open, r)
 		}
 	}
 	return &q
@@ -241,9 +244,6 @@ func (p *Policy) TimedRules(t time.Time) []string {
 			proto = "udp"
 		}
 		name := r.Name
-		if name == "" {
-			name = "(unnamed)"
-		}
 		from := "all"
 		if r.From != nil {
 			from = fmt.Sprint(r.From)

@@ -1,0 +1,134 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"unicode"
+)
+
+// Names of the rules every policy has implicitly, in the data path's fixed
+// counter slots (bpf/types.h enum xdpg_rule_slot, in this order).
+const (
+	RuleTCPClosed    = "tcp/closed"    // SYNs to ports no rule opens to the source
+	RuleUDPClosed    = "udp/closed"    // datagrams to ports udp.allow does not open
+	RuleUDPReplies   = "udp/replies"   // datagrams to the ephemeral range (replies)
+	RuleSourcesDeny  = "sources/deny"  // every packet from sources.deny
+	RuleTCPListening = "tcp/listening" // SYNs to ports opened by allow_listening only
+)
+
+// ImplicitRules lists the implicit rules in slot order.
+var ImplicitRules = []string{RuleTCPClosed, RuleUDPClosed, RuleUDPReplies, RuleSourcesDeny, RuleTCPListening}
+
+// MaxRules bounds the distinct rule names of a policy. The data path has
+// room for twice as many (plus the implicit ones), so a reload can bring
+// an entirely new set while the old one still counts.
+const MaxRules = 500
+
+// MaxRuleName bounds an operator's rule name, in bytes.
+const MaxRuleName = 63
+
+// RuleRange is a port range counted under a rule.
+type RuleRange struct {
+	Ports PortRange
+	Rule  string
+}
+
+func (r RuleRange) String() string { return r.Ports.String() + "=" + r.Rule }
+
+// DefaultRuleName names a rule the operator did not name, from what it
+// says: "tcp/22", "udp/5353 from 10.0.0.0/8", "tcp/3306 from 172.16.0.0/12 +1"
+// (and one more prefix). The slash keeps these apart from operators' names.
+func DefaultRuleName(r Rule) string {
+	proto := "tcp"
+	if r.Proto == ProtoUDP {
+		proto = "udp"
+	}
+	s := proto + "/" + r.Ports.String()
+	if len(r.From) > 0 {
+		s += " from " + r.From[0].String()
+		if len(r.From) > 1 {
+			s += fmt.Sprintf(" +%d", len(r.From)-1)
+		}
+	}
+	return s
+}
+
+// checkRuleName accepts what reads well as a Prometheus label value and on
+// a terminal: printable, no slash (reserved for default and implicit names).
+func checkRuleName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("want a non-empty string")
+	case len(name) > MaxRuleName:
+		return fmt.Errorf("%d bytes; at most %d", len(name), MaxRuleName)
+	case strings.Contains(name, "/"):
+		return fmt.Errorf("%q: a name may not contain / (kept for the names xdpguard gives)", name)
+	case strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
+		return fmt.Errorf("%q: only printable characters", name)
+	}
+	return nil
+}
+
+// firstWins resolves overlapping ranges: each port is counted under the
+// first rule (in the order given) that names it. The result is sorted,
+// disjoint, and adjacent ranges of one rule are joined.
+func firstWins(in []RuleRange) []RuleRange {
+	var cuts []uint32
+	for _, r := range in {
+		cuts = append(cuts, uint32(r.Ports.First), uint32(r.Ports.Last)+1)
+	}
+	slices.Sort(cuts)
+	cuts = slices.Compact(cuts)
+	var out []RuleRange
+	for i := 0; i+1 < len(cuts); i++ {
+		lo, hi := cuts[i], cuts[i+1]-1
+		for _, r := range in {
+			if uint32(r.Ports.First) <= lo && hi <= uint32(r.Ports.Last) {
+				if n := len(out); n > 0 && out[n-1].Rule == r.Rule && uint32(out[n-1].Ports.Last)+1 == lo {
+					out[n-1].Ports.Last = uint16(hi)
+				} else {
+					out = append(out, RuleRange{PortRange{uint16(lo), uint16(hi)}, r.Rule})
+				}
+				break
+			}
+		}
+	}
+	return out
+}
+
+// OpenRules says which rule each port open to all is counted under, for TCP
+// and UDP: the first open rule in the file naming it; TCP ports open only
+// because a socket listens on them count under tcp/listening.
+func (p *Policy) OpenRules() [2][]RuleRange {
+	var in [2][]RuleRange
+	for _, r := range p.Open {
+		i := protoIndex(r.Proto)
+		in[i] = append(in[i], RuleRange{r.Ports, r.Name})
+	}
+	for _, r := range p.AllowTCP {
+		in[0] = append(in[0], RuleRange{r, RuleTCPListening}) // last: only what no rule names
+	}
+	return [2][]RuleRange{firstWins(in[0]), firstWins(in[1])}
+}
+
+// RuleNames lists the policy's rules: the implicit ones, then every rule
+// name in file order (TCP, then UDP), each once.
+func (p *Policy) RuleNames() []string {
+	names := slices.Clone(ImplicitRules)
+	seen := map[string]bool{}
+	for _, n := range names {
+		seen[n] = true
+	}
+	all := append(slices.Clone(p.Open), p.Scoped...)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Proto < all[j].Proto })
+	for _, r := range all {
+		if !seen[r.Name] {
+			seen[r.Name] = true
+			names = append(names, r.Name)
+		}
+	}
+	return names
+}
