@@ -95,6 +95,44 @@ struct {
 	__uint(map_flags, BPF_F_RDONLY_PROG);
 } xdpg_group_ports SEC(".maps");
 
+/* Packets per rule slot (enum xdpg_rule_slot), per CPU, and the slots'
+ * names: pinned, so a rule's counters live as long as its name. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XDPG_RULE_MAX);
+	__type(key, __u32);
+	__type(value, struct xdpg_rule_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_rule_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XDPG_RULE_MAX);
+	__type(key, __u32);
+	__type(value, struct xdpg_rule_name);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_rule_names SEC(".maps");
+
+/* Per generation (never pinned): the rule slot of each port open to all,
+ * or, for a port closed to all, of its monitor-mode rule; TCP ports then
+ * UDP ports. Filled by Go before the program is switched in. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * XDPG_PORTS);
+	__type(key, __u32);
+	__type(value, __u16);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
+} xdpg_port_rule SEC(".maps");
+
+/* Per generation: the rule slot that opens a port to a scoped group. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1);
+	__type(key, struct xdpg_group_rule_key);
+	__type(value, __u16);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
+} xdpg_group_rule SEC(".maps");
+
 /* One entry describing the generation in force. Written by Go only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -7,7 +7,7 @@
 
 /* Bump when a pinned map's layout or meaning changes: a daemon refuses to
  * adopt pins written under another schema instead of misreading them. */
-#define XDPG_SCHEMA_VERSION 1
+#define XDPG_SCHEMA_VERSION 2
 
 /* Why a packet got its verdict. Passes come first, then drops; Go keeps the
  * names and verdicts (pkg/loader/reasons.go) and a test checks they match. */
@@ -30,6 +30,42 @@ enum xdpg_reason {
 	XDPG_DROP_UDP_PORT_NOT_ALLOWED, /* UDP to a port udp.allow does not open */
 	XDPG_DROP_ICMP_RATE_LIMITED, /* echo request over the source's icmp.echo rate */
 	XDPG_REASON_MAX,
+};
+
+/* Counter slots of the rules (xdpg_rule_stats, xdpg_rule_names). The
+ * implicit rules have fixed slots; Go gives each named rule of the policy a
+ * slot from XDPG_RULE_FIRST_NAMED on, kept across reloads while the name
+ * stays (pkg/loader/rules.go). */
+enum xdpg_rule_slot {
+	XDPG_RULE_TCP_CLOSED = 0,  /* tcp/closed */
+	XDPG_RULE_UDP_CLOSED,      /* udp/closed */
+	XDPG_RULE_UDP_REPLIES,     /* udp/replies */
+	XDPG_RULE_SOURCES_DENY,    /* sources/deny */
+	XDPG_RULE_TCP_LISTENING,   /* tcp/listening */
+	XDPG_RULE_FIRST_NAMED = 8,
+	XDPG_RULE_MAX = 1024,
+	XDPG_RULE_NONE = 0xffff,   /* the verdict is not a rule's */
+};
+
+/* What a rule's packets became: passed, dropped, or passed although the
+ * rule (or the policy) would drop them, in monitor mode. Per CPU. */
+struct xdpg_rule_counters {
+	__u64 passed;
+	__u64 dropped;
+	__u64 monitored;
+};
+
+/* A rule's name, for `status` and /metrics. Written by Go only. */
+struct xdpg_rule_name {
+	char name[96];
+};
+
+/* Key of xdpg_group_rule: which rule opens a port to a scoped group. data
+ * is big-endian: group (15 bits), UDP (1 bit), port (16 bits); prefixlen
+ * is 16 + the port prefix, so a port range is a few entries. */
+struct xdpg_group_rule_key {
+	__u32 prefixlen;
+	__u8 data[4];
 };
 
 /* Per-destination-port drop counts (per CPU; Go sums them). */

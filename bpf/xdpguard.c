@@ -36,6 +36,12 @@ volatile const __u64 icmp_interval_ns;
 volatile const __u64 icmp_limit_ns;
 /* Monitor mode: judge and count as usual, but pass everything. */
 volatile const __u8 monitor;
+/* Ports named by a monitor-mode rule (TCP, UDP): a SYN or datagram there
+ * that no rule opens to its source passes, counted as the rule's would-be
+ * drop. has_rule_monitor is non-zero when any rule monitors. */
+volatile const __u8 has_rule_monitor;
+volatile const __u64 monitor_ports[XDPG_PORTS / 64];
+volatile const __u64 udp_monitor_ports[XDPG_PORTS / 64];
 /* Ban length in ns (ratelimit.syn.ban); 0 disables bans. */
 volatile const __u64 ban_ns;
 /* Non-zero when sources.deny / sources.trust have entries. */
@@ -46,6 +52,16 @@ volatile const __u8 has_trust;
 const enum xdpg_reason *unused_reason __attribute__((unused));
 const struct xdpg_meta *unused_meta __attribute__((unused));
 const struct xdpg_lpm_key *unused_lpm_key __attribute__((unused));
+const enum xdpg_rule_slot *unused_rule_slot __attribute__((unused));
+
+/* A packet's outcome besides its reason: the destination port (SYN, UDP),
+ * the rule it is counted under, and whether a monitor-mode rule let a
+ * would-be drop pass. */
+struct verdict {
+	__u16 dport;
+	__u16 rule;
+	__u8 monitored;
+};
 
 /* Look the packet's source up in one of the generation's LPM tries. */
 static __always_inline void *source_lookup(void *trie, struct l4_info *l4)
@@ -72,11 +88,23 @@ static __always_inline int bit(volatile const __u64 *bitmap, __u16 port)
 	return (bitmap[port >> 6] >> (port & 63)) & 1;
 }
 
-/* Is port, closed to the world, open to this source by a scoped rule?
- * Ports no scoped rule names cost one bit test here, nothing more. */
-static __always_inline int scoped_allows(struct l4_info *l4, __u16 port, int udp)
+/* The rule slot of a port open to all, or of its monitor-mode rule. */
+static __always_inline __u16 port_rule(__u16 port, int udp)
 {
-	__u32 *group, idx;
+	__u32 idx = port + (udp ? XDPG_PORTS : 0);
+	__u16 *slot = bpf_map_lookup_elem(&xdpg_port_rule, &idx);
+
+	return slot ? *slot : XDPG_RULE_NONE;
+}
+
+/* Is port, closed to the world, open to this source by a scoped rule? If
+ * so, *rule is the rule that opens it. Ports no scoped rule names cost one
+ * bit test here, nothing more. */
+static __always_inline int scoped_allows(struct l4_info *l4, __u16 port, int udp, __u16 *rule)
+{
+	struct xdpg_group_rule_key key = { .prefixlen = 32 };
+	__u32 *group, idx, data;
+	__u16 *slot;
 	__u64 *word;
 
 	if (!has_scoped || !bit(udp ? udp_scoped_ports : scoped_ports, port))
@@ -86,12 +114,35 @@ static __always_inline int scoped_allows(struct l4_info *l4, __u16 port, int udp
 		return 0;
 	idx = *group * 2 * (XDPG_PORTS / 64) + (udp ? XDPG_PORTS / 64 : 0) + (port >> 6);
 	word = bpf_map_lookup_elem(&xdpg_group_ports, &idx);
-	return word && ((*word >> (port & 63)) & 1);
+	if (!word || !((*word >> (port & 63)) & 1))
+		return 0;
+	data = (*group << 17) | (udp ? 1 << 16 : 0) | port;
+	key.data[0] = data >> 24;
+	key.data[1] = data >> 16;
+	key.data[2] = data >> 8;
+	key.data[3] = data;
+	slot = bpf_map_lookup_elem(&xdpg_group_rule, &key);
+	*rule = slot ? *slot : XDPG_RULE_NONE;
+	return 1;
 }
 
-static __always_inline int port_allowed(__u16 port)
+/* Which rule lets a SYN or datagram to port in, if any: one open to all,
+ * one scoped to this source, or (with v->monitored set) a monitor-mode
+ * rule that would drop it but lets it pass. */
+static __always_inline int port_admits(struct l4_info *l4, __u16 port, int udp, struct verdict *v)
 {
-	return bit(allow_ports, port);
+	if (bit(udp ? udp_allow_ports : allow_ports, port)) {
+		v->rule = port_rule(port, udp);
+		return 1;
+	}
+	if (scoped_allows(l4, port, udp, &v->rule))
+		return 1;
+	if (has_rule_monitor && bit(udp ? udp_monitor_ports : monitor_ports, port)) {
+		v->rule = port_rule(port, udp);
+		v->monitored = 1;
+		return 1;
+	}
+	return 0;
 }
 
 /* Would one more SYN now fit the bucket? Read-only: sheds a flood at a
@@ -208,19 +259,25 @@ static __always_inline enum xdpg_reason judge_icmp(void *data, void *data_end, s
 }
 
 /* Decide a TCP SYN (SYN set, ACK clear) to dport. */
-static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dport)
+static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dport, struct verdict *v)
 {
+	/* What an admitted SYN becomes when no limit stops it. */
+	enum xdpg_reason admitted = XDPG_PASS_SYN_ALLOWED;
 	__u64 *port_tat = NULL;
 	__u64 now;
 
 	/* Closed ports drop before any clock read or limiter write, so a
 	 * port scan costs one bit test. */
-	if (!port_allowed(dport) && !scoped_allows(l4, dport, 0))
+	if (!port_admits(l4, dport, 0, v)) {
+		v->rule = XDPG_RULE_TCP_CLOSED;
 		return XDPG_DROP_PORT_NOT_ALLOWED;
+	}
+	if (v->monitored)
+		admitted = XDPG_DROP_PORT_NOT_ALLOWED; /* passes: see record() */
 	if (!src_interval_ns && !port_interval_ns)
-		return XDPG_PASS_SYN_ALLOWED;
+		return admitted;
 	if (has_trust && source_in(&xdpg_trust, l4))
-		return XDPG_PASS_SYN_ALLOWED; /* trusted: no rate limits */
+		return admitted; /* trusted: no rate limits */
 
 	now = bpf_ktime_get_coarse_ns();
 	if (port_interval_ns) {
@@ -245,12 +302,12 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 	}
 	if (port_tat && !gcra_take(port_tat, now, port_interval_ns, port_limit_ns))
 		return XDPG_DROP_PORT_RATE_LIMITED;
-	return XDPG_PASS_SYN_ALLOWED;
+	return admitted;
 }
 
 /* Decide a UDP datagram under udp.allow. */
 static __always_inline enum xdpg_reason judge_udp(void *data, void *data_end, struct hdr_cursor *c,
-						  struct l4_info *l4, __u16 *dport_out)
+						  struct l4_info *l4, struct verdict *v)
 {
 	__u8 *udp;
 	__u16 dport;
@@ -260,15 +317,29 @@ static __always_inline enum xdpg_reason judge_udp(void *data, void *data_end, st
 	if (!udp || l4->l4_len < 8)
 		return l4->first_frag ? XDPG_DROP_FRAGMENT : XDPG_DROP_MALFORMED;
 	dport = ((__u16)udp[2] << 8) | udp[3];
-	*dport_out = dport;
-	if (bit(udp_allow_ports, dport) || scoped_allows(l4, dport, 1))
+	v->dport = dport;
+	/* Replies are checked before monitor-mode rules: what enforcing
+	 * would let in is never a would-be drop. */
+	if (bit(udp_allow_ports, dport)) {
+		v->rule = port_rule(dport, 1);
 		return XDPG_PASS_UDP_ALLOWED;
-	if (dport >= udp_reply_first && dport <= udp_reply_last)
+	}
+	if (scoped_allows(l4, dport, 1, &v->rule))
+		return XDPG_PASS_UDP_ALLOWED;
+	if (dport >= udp_reply_first && dport <= udp_reply_last) {
+		v->rule = XDPG_RULE_UDP_REPLIES;
 		return XDPG_PASS_UDP_REPLY;
+	}
+	if (has_rule_monitor && bit(udp_monitor_ports, dport)) {
+		v->rule = port_rule(dport, 1);
+		v->monitored = 1;
+	} else {
+		v->rule = XDPG_RULE_UDP_CLOSED;
+	}
 	return XDPG_DROP_UDP_PORT_NOT_ALLOWED;
 }
 
-static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, __u16 *dport_out)
+static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, struct verdict *v)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -291,8 +362,10 @@ static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, __u16 *dpor
 		return XDPG_PASS_NOT_IP;
 	if (rc != XDPG_PARSE_OK)
 		return XDPG_DROP_MALFORMED;
-	if (has_deny && source_in(&xdpg_deny, &l4))
+	if (has_deny && source_in(&xdpg_deny, &l4)) {
+		v->rule = XDPG_RULE_SOURCES_DENY;
 		return XDPG_DROP_SOURCE_DENIED;
+	}
 	/* Trusted sources are exempt from bans, even inside a banned IPv6 /64;
 	 * the trie is consulted only for sources that hit a ban. */
 	if (ban_ns && banned(&l4) && !(has_trust && source_in(&xdpg_trust, &l4)))
@@ -301,7 +374,7 @@ static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, __u16 *dpor
 	if (l4.later_frag)
 		return (l4.frag_off_one && l4.proto == IPPROTO_TCP) ? XDPG_DROP_FRAGMENT : XDPG_PASS_FRAGMENT;
 	if (l4.proto == IPPROTO_UDP && has_udp)
-		return judge_udp(data, data_end, &c, &l4, dport_out);
+		return judge_udp(data, data_end, &c, &l4, v);
 	if (icmp_interval_ns && l4.proto == (l4.is_v6 ? XDPG_IPPROTO_ICMPV6 : IPPROTO_ICMP))
 		return judge_icmp(data, data_end, &c, &l4);
 	if (l4.proto != IPPROTO_TCP)
@@ -323,19 +396,49 @@ static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, __u16 *dpor
 	if (flags & (XDPG_TCP_FIN | XDPG_TCP_RST))
 		return XDPG_DROP_INVALID_FLAGS;
 
-	*dport_out = ((__u16)tcp[2] << 8) | tcp[3];
-	return judge_syn(&l4, *dport_out);
+	v->dport = ((__u16)tcp[2] << 8) | tcp[3];
+	return judge_syn(&l4, v->dport, v);
 }
 
-static __always_inline void record(enum xdpg_reason reason, __u16 dport)
+/* Does the packet pass? Drops pass in monitor mode, and so do the would-be
+ * drops of a monitor-mode rule (their reason is the drop they escaped; a
+ * rate limit still drops). */
+static __always_inline int passes(enum xdpg_reason reason, struct verdict *v)
 {
-	/* In monitor mode a drop is counted apart: what would have dropped. */
-	__u32 idx = reason + ((monitor && reason >= XDPG_DROP_PORT_NOT_ALLOWED) ? XDPG_REASON_MAX : 0);
+	return reason < XDPG_DROP_PORT_NOT_ALLOWED || monitor ||
+	       (v->monitored && (reason == XDPG_DROP_PORT_NOT_ALLOWED || reason == XDPG_DROP_UDP_PORT_NOT_ALLOWED));
+}
+
+static __always_inline void record_rule(enum xdpg_reason reason, struct verdict *v)
+{
+	struct xdpg_rule_counters *rc;
+	__u32 idx = v->rule;
+
+	if (v->rule == XDPG_RULE_NONE)
+		return;
+	rc = bpf_map_lookup_elem(&xdpg_rule_stats, &idx);
+	if (!rc)
+		return;
+	if (reason < XDPG_DROP_PORT_NOT_ALLOWED)
+		rc->passed++;
+	else if (passes(reason, v))
+		rc->monitored++;
+	else
+		rc->dropped++;
+}
+
+static __always_inline void record(enum xdpg_reason reason, struct verdict *v)
+{
+	/* A drop that passes (monitor mode) is counted apart: what would have
+	 * dropped. */
+	__u32 idx = reason + ((reason >= XDPG_DROP_PORT_NOT_ALLOWED && passes(reason, v)) ? XDPG_REASON_MAX : 0);
 	__u64 *cnt = bpf_map_lookup_elem(&xdpg_stats, &idx);
 	struct xdpg_port_counters *pc;
+	__u16 dport = v->dport;
 
 	if (cnt)
 		*cnt += 1;
+	record_rule(reason, v);
 	if (reason != XDPG_DROP_PORT_NOT_ALLOWED && reason != XDPG_DROP_RATE_LIMITED &&
 	    reason != XDPG_DROP_PORT_RATE_LIMITED && reason != XDPG_DROP_UDP_PORT_NOT_ALLOWED)
 		return;
@@ -356,11 +459,11 @@ static __always_inline void record(enum xdpg_reason reason, __u16 dport)
 SEC("xdp")
 int xdpguard(struct xdp_md *ctx)
 {
-	__u16 dport = 0;
-	enum xdpg_reason reason = classify(ctx, &dport);
+	struct verdict v = { .rule = XDPG_RULE_NONE };
+	enum xdpg_reason reason = classify(ctx, &v);
 
-	record(reason, dport);
-	return (reason >= XDPG_DROP_PORT_NOT_ALLOWED && !monitor) ? XDP_DROP : XDP_PASS;
+	record(reason, &v);
+	return passes(reason, &v) ? XDP_PASS : XDP_DROP;
 }
 
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -35,8 +35,11 @@ Policy format:
         from: [172.16.0.0/12]
       - ports: 30000-32767
         from: [10.0.0.0/8, "fd00::/8"]
-      - port: 8080                    # named, temporary, scheduled (from optional)
-        name: test-team
+      - port: 5432                    # mode: monitor: others pass, counted as the
+        from: [10.0.0.0/8]            # rule's would-be drops
+        mode: monitor
+      - port: 8080                    # named (the label of its counters; default
+        name: test-team               # tcp/8080), temporary, scheduled (from optional)
         expires: 2026-12-01T18:00:00Z
         schedule: {days: [mon-fri], from: "09:00", to: "18:00", tz: Asia/Shanghai}
     # allow_empty: true               # required to accept an empty list

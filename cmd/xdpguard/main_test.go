@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xdpguard/xdpguard/pkg/loader"
 )
 
 func execute(t *testing.T, args ...string) (string, error) {
@@ -83,7 +86,7 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Fatalf("check --help does not document the format:\n%s", out)
 	}
 	out, err = execute(t, "version")
-	if err != nil || !strings.HasPrefix(out, "xdpguard ") || !strings.Contains(out, "pin schema 1") {
+	if err != nil || !strings.HasPrefix(out, "xdpguard ") || !strings.Contains(out, fmt.Sprintf("pin schema %d", loader.SchemaVersion)) {
 		t.Fatalf("version: %v %s", err, out)
 	}
 }

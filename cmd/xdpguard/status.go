@@ -32,6 +32,7 @@ type ifaceStatus struct {
 	Dropped      uint64            `json:"dropped"`
 	Reasons      map[string]uint64 `json:"reasons"`
 	TopPorts     []portStatus      `json:"top_dropped_ports"`
+	Rules        []maps.Rule       `json:"rules"`
 	Sources      int               `json:"ratelimit_sources"`
 	SourcesCap   uint32            `json:"ratelimit_sources_capacity"`
 	Problem      string            `json:"problem,omitempty"`
@@ -130,6 +131,9 @@ func readStatus(root, iface string) ifaceStatus {
 			s.TopPorts = append(s.TopPorts, portStatus{pd.Port, pd.NotAllowed, pd.RateLimited, pd.PortRateLimited, pd.UdpNotAllowed})
 		}
 	}
+	if rules, err := maps.ReadRules(p.RuleNames, p.RuleStats); err == nil {
+		s.Rules = rules
+	}
 	s.Sources, _ = maps.CountEntries(p.SrcBuckets)
 	s.SourcesCap = p.SrcBuckets.MaxEntries()
 
@@ -206,6 +210,10 @@ func printStatus(w interface{ Write([]byte) (int, error) }, s ifaceStatus) {
 			key = "drop_" + r.Name()
 		}
 		fmt.Fprintf(tw, "  %s\t%d\n", key, s.Reasons[key])
+	}
+	fmt.Fprintf(tw, "rules\tpassed / dropped / monitored (would drop, passed)\n")
+	for _, r := range s.Rules {
+		fmt.Fprintf(tw, "  %s\t%d / %d / %d\n", r.Name, r.Passed, r.Dropped, r.Monitored)
 	}
 	fmt.Fprintf(tw, "rate limiter\t%d of %d sources tracked\n", s.Sources, s.SourcesCap)
 	for _, p := range s.TopPorts {

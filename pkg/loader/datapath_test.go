@@ -1,6 +1,7 @@
 package loader_test
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -43,29 +44,36 @@ func load(t testing.TB, pol *policy.Policy) *loader.Detached {
 // reason whose counter moved (exactly one must).
 func run(t testing.TB, d *loader.Detached, frame []byte) (uint32, loader.Reason) {
 	t.Helper()
-	before, err := maps.ReadReasons(d.Stats)
-	if err != nil {
-		t.Fatal(err)
+	// Both halves of the reason counters: a drop that a monitor-mode rule
+	// lets pass is counted in the monitored half.
+	read := func() (out [2]maps.Reasons) {
+		var err1, err2 error
+		out[0], err1 = maps.ReadReasons(d.Stats)
+		out[1], err2 = maps.ReadMonitored(d.Stats)
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatal(err)
+		}
+		return out
 	}
+	before := read()
 	ret, err := d.Program.Run(&ebpf.RunOptions{Data: frame})
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	after, err := maps.ReadReasons(d.Stats)
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := read()
 	moved := loader.Reason(255)
-	for i := range after {
-		switch after[i] - before[i] {
-		case 0:
-		case 1:
-			if moved != 255 {
-				t.Fatalf("two counters moved: %s and %s", moved.Name(), loader.Reason(i).Name())
+	for half := range after {
+		for i := range after[half] {
+			switch after[half][i] - before[half][i] {
+			case 0:
+			case 1:
+				if moved != 255 {
+					t.Fatalf("two counters moved: %s and %s", moved.Name(), loader.Reason(i).Name())
+				}
+				moved = loader.Reason(i)
+			default:
+				t.Fatalf("counter %s moved by %d", loader.Reason(i).Name(), after[half][i]-before[half][i])
 			}
-			moved = loader.Reason(i)
-		default:
-			t.Fatalf("counter %s moved by %d", loader.Reason(i).Name(), after[i]-before[i])
 		}
 	}
 	if moved == 255 {

@@ -29,6 +29,7 @@ func LoadDetached(pol *policy.Policy) (*Detached, error) {
 	o := gen.objs
 	return &Detached{Program: o.Xdpguard, objs: o, StateMaps: StateMaps{
 		Stats: o.XdpgStats, PortDrops: o.XdpgPortDrops, SrcBuckets: o.XdpgSrcBuckets, Generation: o.XdpgGeneration, Bans: o.XdpgBans,
+		RuleStats: o.XdpgRuleStats, RuleNames: o.XdpgRuleNames,
 	}}, nil
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/xdpguard/xdpguard/internal/testpkt"
 	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/maps"
+	"github.com/xdpguard/xdpguard/pkg/policy"
 	"github.com/xdpguard/xdpguard/pkg/reference"
 )
 
@@ -55,7 +57,7 @@ func randomFrame(r *rand.Rand) []byte {
 			f.Payload = []byte{byte(pick(8, 128, 0, 129, 135, 3)), 0, 0, 0, 0, 0, 0, 0}
 		}
 	}
-	f.DPort = pick(22, 80, 443, 9000, 9001, 9002, 9003, 8080, 0, 65535, 3306, 3305, 3311, 31000, 31001, 53, 5000, 5001, 40005, 40011, uint16(r.IntN(65536)))
+	f.DPort = pick(22, 80, 443, 9000, 9001, 9002, 9003, 8080, 8443, 0, 65535, 3306, 3305, 3311, 31000, 31001, 53, 5000, 5001, 5353, 40005, 40011, uint16(r.IntN(65536)))
 	f.SPort = uint16(r.IntN(65536))
 	f.Flags = uint8(r.IntN(256))
 	if r.IntN(2) == 0 {
@@ -94,10 +96,47 @@ func randomFrame(r *rand.Rand) []byte {
 // and fails on any disagreement in reason or verdict.
 func checkAgainstReference(t testing.TB, d *loader.Detached, frame []byte, ref reference.Verdict) {
 	t.Helper()
-	_, got := run(t, d, frame)
+	ret, got := run(t, d, frame)
 	if got != ref.Reason {
 		t.Fatalf("BPF %s, reference %s, frame %x", got.Name(), ref.Reason.Name(), frame)
 	}
+	// The policies compared here enforce; only a monitor-mode rule lets a
+	// drop through.
+	if wantPass := !ref.Reason.Dropped() || ref.Monitored; (ret == xdpPass) != wantPass {
+		t.Fatalf("BPF verdict %d for %s (monitored by a rule: %v), frame %x", ret, got.Name(), ref.Monitored, frame)
+	}
+}
+
+// ruleCounts are the per-rule counters, by name.
+func ruleCounts(t testing.TB, d *loader.Detached) map[string]maps.Rule {
+	t.Helper()
+	rules, err := maps.ReadRules(d.RuleNames, d.RuleStats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]maps.Rule{}
+	for _, r := range rules {
+		out[r.Name] = r
+	}
+	return out
+}
+
+// count adds a verdict to the per-rule counts the program should show.
+func count(want map[string]maps.Rule, ref reference.Verdict) {
+	if ref.Rule == "" {
+		return
+	}
+	r := want[ref.Rule]
+	r.Name = ref.Rule
+	switch {
+	case !ref.Reason.Dropped():
+		r.Passed++
+	case ref.Monitored:
+		r.Monitored++
+	default:
+		r.Dropped++
+	}
+	want[ref.Rule] = r
 }
 
 // TestDifferential compares the program with the reference classifier on
@@ -118,6 +157,14 @@ const diffPolicy = `tcp:
       from: [10.0.0.0/8]
     - ports: 31000-31001
       from: [10.1.128.0/17, "2001::/16"]
+      name: nodeports
+    - port: 8080
+      from: [10.1.0.0/16]
+      mode: monitor
+      name: trial-8080
+    - port: 443
+      name: https-again # counts nothing: tcp/443 comes first
+  allow_listening: true
 icmp:
   echo: {rate: 100000000, burst: 1000000000}
 udp:
@@ -125,15 +172,23 @@ udp:
     - 53
     - ports: 5000-5001
       from: [10.1.0.0/16]
+    - port: 5353
+      from: ["2001::/16"]
+      mode: monitor
   replies: 40000-40010
 sources:
   deny: [10.3.0.0/16, "2001:0:0:3::/64", "::/8"]
   trust: [10.2.0.0/16]
 `
 
+// diffListening is a port opened by a listening socket in the differential
+// policy, so the tcp/listening rule is exercised.
+const diffListening = 8443
+
 func TestDifferential(t *testing.T) {
-	pol := mustPolicy(t, diffPolicy)
+	pol := mustPolicy(t, diffPolicy).WithListening([]uint16{diffListening, 22})
 	d := load(t, pol)
+	wantRules := map[string]maps.Rule{}
 	n := 20000
 	if s := os.Getenv("XDPGUARD_DIFF_N"); s != "" {
 		n, _ = strconv.Atoi(s)
@@ -147,6 +202,7 @@ func TestDifferential(t *testing.T) {
 		frame := randomFrame(r)
 		ref := reference.Classify(frame, pol)
 		checkAgainstReference(t, d, frame, ref)
+		count(wantRules, ref)
 		seen[ref.Reason]++
 		if !pol.Allows(ref.Port) {
 			switch {
@@ -156,6 +212,30 @@ func TestDifferential(t *testing.T) {
 				scopedShut++
 			}
 		}
+	}
+	// Every frame was counted under the rule the reference names, and no
+	// rule counted anything else.
+	got := ruleCounts(t, d)
+	for name, want := range wantRules {
+		if got[name] != want {
+			t.Errorf("rule %q: BPF %+v, reference %+v", name, got[name], want)
+		}
+	}
+	for name, r := range got {
+		if _, ok := wantRules[name]; !ok && r.Passed+r.Dropped+r.Monitored > 0 {
+			t.Errorf("rule %q counted %+v; the reference counts nothing there", name, r)
+		}
+	}
+	for _, name := range append(policy.ImplicitRules, "tcp/22", "tcp/443", "nodeports", "trial-8080", "udp/5353 from 2001::/16") {
+		if r := wantRules[name]; r.Passed+r.Dropped+r.Monitored == 0 {
+			t.Errorf("no frame counted under rule %q", name)
+		}
+	}
+	if _, ok := got["https-again"]; !ok {
+		t.Error("rule https-again has no counter slot")
+	}
+	if wantRules["trial-8080"].Monitored == 0 || wantRules["udp/5353 from 2001::/16"].Monitored == 0 {
+		t.Errorf("monitor-mode rules let no would-be drop through: %+v", wantRules)
 	}
 	if scopedOpen == 0 || scopedShut == 0 {
 		t.Errorf("scoped rules barely exercised: %d SYNs opened by them, %d refused", scopedOpen, scopedShut)

@@ -169,6 +169,7 @@ func (g *Guard) State() (StateMaps, error) {
 	return StateMaps{
 		Stats: g.objs.XdpgStats, PortDrops: g.objs.XdpgPortDrops,
 		SrcBuckets: g.objs.XdpgSrcBuckets, Generation: g.objs.XdpgGeneration, Bans: g.objs.XdpgBans,
+		RuleStats: g.objs.XdpgRuleStats, RuleNames: g.objs.XdpgRuleNames,
 	}, nil
 }
 
@@ -214,9 +215,16 @@ type generation struct {
 	// newSrc is set when the source table was resized: the new, unpinned
 	// table replaces the pinned one once the program is switched.
 	newSrc bool
+	rules  *ruleSlotTable
 }
 
-func (gen *generation) Close() error { return gen.objs.Close() }
+// Close abandons a generation that was not switched in.
+func (gen *generation) Close() error {
+	if gen.rules != nil {
+		gen.rules.release()
+	}
+	return gen.objs.Close()
+}
 
 // load builds a generation of pol against the pinned state maps.
 func (g *Guard) load(pol *policy.Policy) (*generation, error) {
@@ -265,6 +273,9 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		xdpguardVarMonitor:        flag(pol.Monitor),
 		xdpguardVarIcmpIntervalNs: icmp.IntervalNs,
 		xdpguardVarIcmpLimitNs:    icmp.LimitNs,
+		xdpguardVarHasRuleMonitor: flag(len(scoped.Monitor[0])+len(scoped.Monitor[1]) > 0),
+		xdpguardVarMonitorPorts:    portBitmap(rulePorts(scoped.Monitor[0])),
+		xdpguardVarUdpMonitorPorts: portBitmap(rulePorts(scoped.Monitor[1])),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -293,6 +304,7 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 	defer scopedSrc.Close()
 	defer groupPorts.Close()
 
+	spec.Maps[xdpguardMapXdpgGroupRule].MaxEntries = uint32(max(groupRuleEntries(scoped), 1))
 	gen := &generation{objs: new(xdpguardObjects)}
 	srcSpec := spec.Maps[srcBucketsPin]
 	srcSpec.MaxEntries = pol.MaxSources
@@ -327,7 +339,25 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 	if err != nil {
 		return nil, fmt.Errorf("load BPF objects: %w", err)
 	}
+	if err := gen.fillRules(pol, scoped); err != nil {
+		gen.Close()
+		return nil, fmt.Errorf("rule counters: %w", err)
+	}
 	return gen, nil
+}
+
+// fillRules gives the generation's rules their counter slots and tells the
+// program which rule counts each open port and scoped group's port.
+func (gen *generation) fillRules(pol *policy.Policy, scoped policy.ScopedTable) error {
+	rules, err := assignRuleSlots(gen.objs.XdpgRuleNames, gen.objs.XdpgRuleStats, pol.RuleNames())
+	if err != nil {
+		return err
+	}
+	gen.rules = rules
+	if err := rules.fillPortRules(gen.objs.XdpgPortRule, pol.OpenRules(), scoped.Monitor); err != nil {
+		return err
+	}
+	return rules.fillGroupRules(gen.objs.XdpgGroupRule, scoped)
 }
 
 // commit records the generation now in force and pins a resized source table.
@@ -361,6 +391,9 @@ func (gen *generation) commit(dir string, pol *policy.Policy) error {
 	}
 	if err := gen.objs.XdpgGeneration.Put(key, &meta); err != nil {
 		return fmt.Errorf("write generation: %w", err)
+	}
+	if err := gen.rules.retire(); err != nil {
+		return fmt.Errorf("free the counters of removed rules: %w", err)
 	}
 	return nil
 }

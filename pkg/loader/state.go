@@ -20,6 +20,9 @@ type StateMaps struct {
 	SrcBuckets *ebpf.Map
 	Generation *ebpf.Map
 	Bans       *ebpf.Map
+	// RuleStats and RuleNames: per-rule counters and the rules' names.
+	RuleStats *ebpf.Map
+	RuleNames *ebpf.Map
 }
 
 // Pinned is a read-only view of an interface's pinned filter, for `status`.
@@ -33,7 +36,7 @@ type Pinned struct {
 // Close releases the handles; the filter is untouched.
 func (p *Pinned) Close() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{p.Stats, p.PortDrops, p.SrcBuckets, p.Generation, p.Bans} {
+	for _, m := range []*ebpf.Map{p.Stats, p.PortDrops, p.SrcBuckets, p.Generation, p.Bans, p.RuleStats, p.RuleNames} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
@@ -73,6 +76,7 @@ func OpenPinned(pinRoot, iface string, writable bool) (*Pinned, error) {
 	for name, dst := range map[string]**ebpf.Map{
 		"xdpg_stats": &p.Stats, "xdpg_port_drops": &p.PortDrops,
 		srcBucketsPin: &p.SrcBuckets, generationPin: &p.Generation, xdpguardMapXdpgBans: &p.Bans,
+		xdpguardMapXdpgRuleStats: &p.RuleStats, xdpguardMapXdpgRuleNames: &p.RuleNames,
 	} {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(p.Dir, name), opts)
 		if err != nil {

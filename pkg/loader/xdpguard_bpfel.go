@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xdpguardXdpgGroupRuleKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Data      [4]uint8
+}
+
 type xdpguardXdpgLpmKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -61,6 +67,31 @@ const (
 	xdpguardXdpgReasonXDPG_REASON_MAX                xdpguardXdpgReason = 17
 )
 
+type xdpguardXdpgRuleCounters struct {
+	_         structs.HostLayout
+	Passed    uint64
+	Dropped   uint64
+	Monitored uint64
+}
+
+type xdpguardXdpgRuleName struct {
+	_    structs.HostLayout
+	Name [96]int8
+}
+
+type xdpguardXdpgRuleSlot uint32
+
+const (
+	xdpguardXdpgRuleSlotXDPG_RULE_TCP_CLOSED    xdpguardXdpgRuleSlot = 0
+	xdpguardXdpgRuleSlotXDPG_RULE_UDP_CLOSED    xdpguardXdpgRuleSlot = 1
+	xdpguardXdpgRuleSlotXDPG_RULE_UDP_REPLIES   xdpguardXdpgRuleSlot = 2
+	xdpguardXdpgRuleSlotXDPG_RULE_SOURCES_DENY  xdpguardXdpgRuleSlot = 3
+	xdpguardXdpgRuleSlotXDPG_RULE_TCP_LISTENING xdpguardXdpgRuleSlot = 4
+	xdpguardXdpgRuleSlotXDPG_RULE_FIRST_NAMED   xdpguardXdpgRuleSlot = 8
+	xdpguardXdpgRuleSlotXDPG_RULE_MAX           xdpguardXdpgRuleSlot = 1024
+	xdpguardXdpgRuleSlotXDPG_RULE_NONE          xdpguardXdpgRuleSlot = 65535
+)
+
 type xdpguardXdpgSrcKey struct {
 	_    structs.HostLayout
 	Addr [4]uint32
@@ -74,9 +105,13 @@ const (
 	xdpguardMapXdpgDeny        = "xdpg_deny"
 	xdpguardMapXdpgGeneration  = "xdpg_generation"
 	xdpguardMapXdpgGroupPorts  = "xdpg_group_ports"
+	xdpguardMapXdpgGroupRule   = "xdpg_group_rule"
 	xdpguardMapXdpgIcmpBuckets = "xdpg_icmp_buckets"
 	xdpguardMapXdpgPortBuckets = "xdpg_port_buckets"
 	xdpguardMapXdpgPortDrops   = "xdpg_port_drops"
+	xdpguardMapXdpgPortRule    = "xdpg_port_rule"
+	xdpguardMapXdpgRuleNames   = "xdpg_rule_names"
+	xdpguardMapXdpgRuleStats   = "xdpg_rule_stats"
 	xdpguardMapXdpgScopedSrc   = "xdpg_scoped_src"
 	xdpguardMapXdpgSrcBuckets  = "xdpg_src_buckets"
 	xdpguardMapXdpgStats       = "xdpg_stats"
@@ -85,24 +120,28 @@ const (
 	xdpguardVarAllowPorts      = "allow_ports"
 	xdpguardVarBanNs           = "ban_ns"
 	xdpguardVarHasDeny         = "has_deny"
+	xdpguardVarHasRuleMonitor  = "has_rule_monitor"
 	xdpguardVarHasScoped       = "has_scoped"
 	xdpguardVarHasTrust        = "has_trust"
 	xdpguardVarHasUdp          = "has_udp"
 	xdpguardVarIcmpIntervalNs  = "icmp_interval_ns"
 	xdpguardVarIcmpLimitNs     = "icmp_limit_ns"
 	xdpguardVarMonitor         = "monitor"
+	xdpguardVarMonitorPorts    = "monitor_ports"
 	xdpguardVarPortIntervalNs  = "port_interval_ns"
 	xdpguardVarPortLimitNs     = "port_limit_ns"
 	xdpguardVarScopedPorts     = "scoped_ports"
 	xdpguardVarSrcIntervalNs   = "src_interval_ns"
 	xdpguardVarSrcLimitNs      = "src_limit_ns"
 	xdpguardVarUdpAllowPorts   = "udp_allow_ports"
+	xdpguardVarUdpMonitorPorts = "udp_monitor_ports"
 	xdpguardVarUdpReplyFirst   = "udp_reply_first"
 	xdpguardVarUdpReplyLast    = "udp_reply_last"
 	xdpguardVarUdpScopedPorts  = "udp_scoped_ports"
 	xdpguardVarUnusedLpmKey    = "unused_lpm_key"
 	xdpguardVarUnusedMeta      = "unused_meta"
 	xdpguardVarUnusedReason    = "unused_reason"
+	xdpguardVarUnusedRuleSlot  = "unused_rule_slot"
 )
 
 // loadXdpguard returns the embedded CollectionSpec for xdpguard.
@@ -158,9 +197,13 @@ type xdpguardMapSpecs struct {
 	XdpgDeny        *ebpf.MapSpec `ebpf:"xdpg_deny"`
 	XdpgGeneration  *ebpf.MapSpec `ebpf:"xdpg_generation"`
 	XdpgGroupPorts  *ebpf.MapSpec `ebpf:"xdpg_group_ports"`
+	XdpgGroupRule   *ebpf.MapSpec `ebpf:"xdpg_group_rule"`
 	XdpgIcmpBuckets *ebpf.MapSpec `ebpf:"xdpg_icmp_buckets"`
 	XdpgPortBuckets *ebpf.MapSpec `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.MapSpec `ebpf:"xdpg_port_drops"`
+	XdpgPortRule    *ebpf.MapSpec `ebpf:"xdpg_port_rule"`
+	XdpgRuleNames   *ebpf.MapSpec `ebpf:"xdpg_rule_names"`
+	XdpgRuleStats   *ebpf.MapSpec `ebpf:"xdpg_rule_stats"`
 	XdpgScopedSrc   *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
 	XdpgSrcBuckets  *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.MapSpec `ebpf:"xdpg_stats"`
@@ -171,27 +214,31 @@ type xdpguardMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardVariableSpecs struct {
-	AllowPorts     *ebpf.VariableSpec `ebpf:"allow_ports"`
-	BanNs          *ebpf.VariableSpec `ebpf:"ban_ns"`
-	HasDeny        *ebpf.VariableSpec `ebpf:"has_deny"`
-	HasScoped      *ebpf.VariableSpec `ebpf:"has_scoped"`
-	HasTrust       *ebpf.VariableSpec `ebpf:"has_trust"`
-	HasUdp         *ebpf.VariableSpec `ebpf:"has_udp"`
-	IcmpIntervalNs *ebpf.VariableSpec `ebpf:"icmp_interval_ns"`
-	IcmpLimitNs    *ebpf.VariableSpec `ebpf:"icmp_limit_ns"`
-	Monitor        *ebpf.VariableSpec `ebpf:"monitor"`
-	PortIntervalNs *ebpf.VariableSpec `ebpf:"port_interval_ns"`
-	PortLimitNs    *ebpf.VariableSpec `ebpf:"port_limit_ns"`
-	ScopedPorts    *ebpf.VariableSpec `ebpf:"scoped_ports"`
-	SrcIntervalNs  *ebpf.VariableSpec `ebpf:"src_interval_ns"`
-	SrcLimitNs     *ebpf.VariableSpec `ebpf:"src_limit_ns"`
-	UdpAllowPorts  *ebpf.VariableSpec `ebpf:"udp_allow_ports"`
-	UdpReplyFirst  *ebpf.VariableSpec `ebpf:"udp_reply_first"`
-	UdpReplyLast   *ebpf.VariableSpec `ebpf:"udp_reply_last"`
-	UdpScopedPorts *ebpf.VariableSpec `ebpf:"udp_scoped_ports"`
-	UnusedLpmKey   *ebpf.VariableSpec `ebpf:"unused_lpm_key"`
-	UnusedMeta     *ebpf.VariableSpec `ebpf:"unused_meta"`
-	UnusedReason   *ebpf.VariableSpec `ebpf:"unused_reason"`
+	AllowPorts      *ebpf.VariableSpec `ebpf:"allow_ports"`
+	BanNs           *ebpf.VariableSpec `ebpf:"ban_ns"`
+	HasDeny         *ebpf.VariableSpec `ebpf:"has_deny"`
+	HasRuleMonitor  *ebpf.VariableSpec `ebpf:"has_rule_monitor"`
+	HasScoped       *ebpf.VariableSpec `ebpf:"has_scoped"`
+	HasTrust        *ebpf.VariableSpec `ebpf:"has_trust"`
+	HasUdp          *ebpf.VariableSpec `ebpf:"has_udp"`
+	IcmpIntervalNs  *ebpf.VariableSpec `ebpf:"icmp_interval_ns"`
+	IcmpLimitNs     *ebpf.VariableSpec `ebpf:"icmp_limit_ns"`
+	Monitor         *ebpf.VariableSpec `ebpf:"monitor"`
+	MonitorPorts    *ebpf.VariableSpec `ebpf:"monitor_ports"`
+	PortIntervalNs  *ebpf.VariableSpec `ebpf:"port_interval_ns"`
+	PortLimitNs     *ebpf.VariableSpec `ebpf:"port_limit_ns"`
+	ScopedPorts     *ebpf.VariableSpec `ebpf:"scoped_ports"`
+	SrcIntervalNs   *ebpf.VariableSpec `ebpf:"src_interval_ns"`
+	SrcLimitNs      *ebpf.VariableSpec `ebpf:"src_limit_ns"`
+	UdpAllowPorts   *ebpf.VariableSpec `ebpf:"udp_allow_ports"`
+	UdpMonitorPorts *ebpf.VariableSpec `ebpf:"udp_monitor_ports"`
+	UdpReplyFirst   *ebpf.VariableSpec `ebpf:"udp_reply_first"`
+	UdpReplyLast    *ebpf.VariableSpec `ebpf:"udp_reply_last"`
+	UdpScopedPorts  *ebpf.VariableSpec `ebpf:"udp_scoped_ports"`
+	UnusedLpmKey    *ebpf.VariableSpec `ebpf:"unused_lpm_key"`
+	UnusedMeta      *ebpf.VariableSpec `ebpf:"unused_meta"`
+	UnusedReason    *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedRuleSlot  *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
 }
 
 // xdpguardObjects contains all objects after they have been loaded into the kernel.
@@ -218,9 +265,13 @@ type xdpguardMaps struct {
 	XdpgDeny        *ebpf.Map `ebpf:"xdpg_deny"`
 	XdpgGeneration  *ebpf.Map `ebpf:"xdpg_generation"`
 	XdpgGroupPorts  *ebpf.Map `ebpf:"xdpg_group_ports"`
+	XdpgGroupRule   *ebpf.Map `ebpf:"xdpg_group_rule"`
 	XdpgIcmpBuckets *ebpf.Map `ebpf:"xdpg_icmp_buckets"`
 	XdpgPortBuckets *ebpf.Map `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.Map `ebpf:"xdpg_port_drops"`
+	XdpgPortRule    *ebpf.Map `ebpf:"xdpg_port_rule"`
+	XdpgRuleNames   *ebpf.Map `ebpf:"xdpg_rule_names"`
+	XdpgRuleStats   *ebpf.Map `ebpf:"xdpg_rule_stats"`
 	XdpgScopedSrc   *ebpf.Map `ebpf:"xdpg_scoped_src"`
 	XdpgSrcBuckets  *ebpf.Map `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.Map `ebpf:"xdpg_stats"`
@@ -233,9 +284,13 @@ func (m *xdpguardMaps) Close() error {
 		m.XdpgDeny,
 		m.XdpgGeneration,
 		m.XdpgGroupPorts,
+		m.XdpgGroupRule,
 		m.XdpgIcmpBuckets,
 		m.XdpgPortBuckets,
 		m.XdpgPortDrops,
+		m.XdpgPortRule,
+		m.XdpgRuleNames,
+		m.XdpgRuleStats,
 		m.XdpgScopedSrc,
 		m.XdpgSrcBuckets,
 		m.XdpgStats,
@@ -247,27 +302,31 @@ func (m *xdpguardMaps) Close() error {
 //
 // It can be passed to loadXdpguardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardVariables struct {
-	AllowPorts     *ebpf.Variable `ebpf:"allow_ports"`
-	BanNs          *ebpf.Variable `ebpf:"ban_ns"`
-	HasDeny        *ebpf.Variable `ebpf:"has_deny"`
-	HasScoped      *ebpf.Variable `ebpf:"has_scoped"`
-	HasTrust       *ebpf.Variable `ebpf:"has_trust"`
-	HasUdp         *ebpf.Variable `ebpf:"has_udp"`
-	IcmpIntervalNs *ebpf.Variable `ebpf:"icmp_interval_ns"`
-	IcmpLimitNs    *ebpf.Variable `ebpf:"icmp_limit_ns"`
-	Monitor        *ebpf.Variable `ebpf:"monitor"`
-	PortIntervalNs *ebpf.Variable `ebpf:"port_interval_ns"`
-	PortLimitNs    *ebpf.Variable `ebpf:"port_limit_ns"`
-	ScopedPorts    *ebpf.Variable `ebpf:"scoped_ports"`
-	SrcIntervalNs  *ebpf.Variable `ebpf:"src_interval_ns"`
-	SrcLimitNs     *ebpf.Variable `ebpf:"src_limit_ns"`
-	UdpAllowPorts  *ebpf.Variable `ebpf:"udp_allow_ports"`
-	UdpReplyFirst  *ebpf.Variable `ebpf:"udp_reply_first"`
-	UdpReplyLast   *ebpf.Variable `ebpf:"udp_reply_last"`
-	UdpScopedPorts *ebpf.Variable `ebpf:"udp_scoped_ports"`
-	UnusedLpmKey   *ebpf.Variable `ebpf:"unused_lpm_key"`
-	UnusedMeta     *ebpf.Variable `ebpf:"unused_meta"`
-	UnusedReason   *ebpf.Variable `ebpf:"unused_reason"`
+	AllowPorts      *ebpf.Variable `ebpf:"allow_ports"`
+	BanNs           *ebpf.Variable `ebpf:"ban_ns"`
+	HasDeny         *ebpf.Variable `ebpf:"has_deny"`
+	HasRuleMonitor  *ebpf.Variable `ebpf:"has_rule_monitor"`
+	HasScoped       *ebpf.Variable `ebpf:"has_scoped"`
+	HasTrust        *ebpf.Variable `ebpf:"has_trust"`
+	HasUdp          *ebpf.Variable `ebpf:"has_udp"`
+	IcmpIntervalNs  *ebpf.Variable `ebpf:"icmp_interval_ns"`
+	IcmpLimitNs     *ebpf.Variable `ebpf:"icmp_limit_ns"`
+	Monitor         *ebpf.Variable `ebpf:"monitor"`
+	MonitorPorts    *ebpf.Variable `ebpf:"monitor_ports"`
+	PortIntervalNs  *ebpf.Variable `ebpf:"port_interval_ns"`
+	PortLimitNs     *ebpf.Variable `ebpf:"port_limit_ns"`
+	ScopedPorts     *ebpf.Variable `ebpf:"scoped_ports"`
+	SrcIntervalNs   *ebpf.Variable `ebpf:"src_interval_ns"`
+	SrcLimitNs      *ebpf.Variable `ebpf:"src_limit_ns"`
+	UdpAllowPorts   *ebpf.Variable `ebpf:"udp_allow_ports"`
+	UdpMonitorPorts *ebpf.Variable `ebpf:"udp_monitor_ports"`
+	UdpReplyFirst   *ebpf.Variable `ebpf:"udp_reply_first"`
+	UdpReplyLast    *ebpf.Variable `ebpf:"udp_reply_last"`
+	UdpScopedPorts  *ebpf.Variable `ebpf:"udp_scoped_ports"`
+	UnusedLpmKey    *ebpf.Variable `ebpf:"unused_lpm_key"`
+	UnusedMeta      *ebpf.Variable `ebpf:"unused_meta"`
+	UnusedReason    *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedRuleSlot  *ebpf.Variable `ebpf:"unused_rule_slot"`
 }
 
 // xdpguardPrograms contains all programs after they have been loaded into the kernel.

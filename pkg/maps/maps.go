@@ -132,3 +132,43 @@ func CountEntries(m *ebpf.Map) (int, error) {
 		}
 	}
 }
+
+// Rule is one rule's counters, summed over CPUs.
+type Rule struct {
+	Name      string `json:"name"`
+	Passed    uint64 `json:"passed"`
+	Dropped   uint64 `json:"dropped"`
+	Monitored uint64 `json:"monitored"` // would-be drops let through (monitor mode)
+}
+
+// ReadRules returns the counters of every named rule slot, in slot order
+// (the implicit rules first).
+func ReadRules(names, stats *ebpf.Map) ([]Rule, error) {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]loader.RuleCounters, cpus)
+	var out []Rule
+	for i := uint32(0); i < names.MaxEntries(); i++ {
+		var n loader.RuleName
+		if err := names.Lookup(i, &n); err != nil {
+			return nil, fmt.Errorf("read rule name %d: %w", i, err)
+		}
+		name := n.String()
+		if name == "" {
+			continue
+		}
+		if err := stats.Lookup(i, &vals); err != nil {
+			return nil, fmt.Errorf("read rule %q: %w", name, err)
+		}
+		r := Rule{Name: name}
+		for _, v := range vals {
+			r.Passed += v.Passed
+			r.Dropped += v.Dropped
+			r.Monitored += v.Monitored
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

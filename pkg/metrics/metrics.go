@@ -39,7 +39,7 @@ type Collector struct {
 	packets, drops, passed, portDrops *prometheus.Desc
 	monitored, monitorMode            *prometheus.Desc
 	sources, sourcesCap, generation   *prometheus.Desc
-	bans                              *prometheus.Desc
+	bans, rulePackets                 *prometheus.Desc
 	loadedAt, attached                *prometheus.Desc
 }
 
@@ -65,6 +65,7 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 		sources:     d("ratelimit_sources", "Sources in the per-source SYN limiter table.", "interface"),
 		sourcesCap:  d("ratelimit_sources_capacity", "Size of the per-source SYN limiter table.", "interface"),
 		bans:        d("banned_sources", "Sources (IPv4 addresses, IPv6 /64s) serving a ban.", "interface"),
+		rulePackets: d("rule_packets_total", "Packets counted under each policy rule (its name, or one xdpguard gives), by verdict: passed, dropped, or monitored (would have dropped; passed in monitor mode).", "interface", "rule", "verdict"),
 		generation:  d("policy_generation", "Policy generation in force (increments on every switch).", "interface"),
 		loadedAt:    d("policy_loaded_timestamp_seconds", "When the policy in force was switched in.", "interface"),
 		attached:    d("attached", "1 while xdpguard's own program is the one attached, 0 if none or another is; mode is the XDP mode in effect.", "interface", "mode"),
@@ -74,7 +75,7 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.scrapeErrors.Describe(ch)
-	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.bans, c.generation, c.loadedAt, c.attached, c.monitored, c.monitorMode} {
+	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.bans, c.generation, c.loadedAt, c.attached, c.monitored, c.monitorMode, c.rulePackets} {
 		ch <- d
 	}
 }
@@ -135,6 +136,15 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 			counter(c.portDrops, p.RateLimited, t.Iface, port, loader.DropRateLimited.Name())
 			counter(c.portDrops, p.PortRateLimited, t.Iface, port, loader.DropPortRateLimited.Name())
 			counter(c.portDrops, p.UdpNotAllowed, t.Iface, port, loader.DropUDPPortNotAllowed.Name())
+		}
+	}
+	if rules, err := maps.ReadRules(t.Maps.RuleNames, t.Maps.RuleStats); err != nil {
+		c.scrapeErrors.Inc()
+	} else {
+		for _, r := range rules {
+			counter(c.rulePackets, r.Passed, t.Iface, r.Name, "passed")
+			counter(c.rulePackets, r.Dropped, t.Iface, r.Name, "dropped")
+			counter(c.rulePackets, r.Monitored, t.Iface, r.Name, "monitored")
 		}
 	}
 	if n, err := maps.CountEntries(t.Maps.SrcBuckets); err != nil {

@@ -29,6 +29,19 @@ type Verdict struct {
 	Port uint16
 	// Addr is the packet's source address, for IP packets.
 	Addr netip.Addr
+	// Rule is the rule the packet is counted under ("" for none): the
+	// first rule in the file that opens its port to its source (open
+	// rules before scoped ones), else tcp/listening for a port only a
+	// listening socket opens; for a drop, the monitor-mode rule that lets
+	// it pass, or the implicit rule that drops it.
+	Rule string
+	// Monitored: a monitor-mode rule let this drop pass.
+	Monitored bool
+}
+
+// Passes reports whether the frame goes on to the stack.
+func (v Verdict) Passes(pol *policy.Policy) bool {
+	return !v.Reason.Dropped() || pol.Monitor || v.Monitored
 }
 
 // Classify judges one frame. It states the stateless rules only: rate
@@ -42,12 +55,35 @@ func Classify(frame []byte, pol *policy.Policy) Verdict {
 	if v.Reason != PendingSYN {
 		return v
 	}
-	if !pol.AllowsFrom(v.Port, v.Addr) {
-		v.Reason = loader.DropPortNotAllowed
+	v.Reason = loader.PassSYNAllowed
+	if v.Rule = admittedBy(pol, policy.ProtoTCP, v.Port, v.Addr); v.Rule != "" {
 		return v
 	}
-	v.Reason = loader.PassSYNAllowed
+	v.Reason = loader.DropPortNotAllowed
+	v.Rule = policy.RuleTCPClosed
+	if m := pol.MonitorRule(policy.ProtoTCP, v.Port); m != nil {
+		v.Rule, v.Monitored = m.Name, true
+	}
 	return v
+}
+
+// admittedBy is the rule that opens port to src, "" when none does.
+func admittedBy(pol *policy.Policy, proto uint8, port uint16, src netip.Addr) string {
+	in := func(r policy.PortRange) bool { return r.First <= port && port <= r.Last }
+	for _, r := range pol.Open {
+		if r.Proto == proto && in(r.Ports) {
+			return r.Name
+		}
+	}
+	if proto == policy.ProtoTCP && pol.Allows(port) {
+		return policy.RuleTCPListening
+	}
+	for _, r := range pol.Scoped {
+		if r.Proto == proto && in(r.Ports) && policy.Contains(r.From, src) {
+			return r.Name
+		}
+	}
+	return ""
 }
 
 // PendingSYN marks a valid SYN whose port and limits are still to be judged.
@@ -102,7 +138,7 @@ func (p pkt) classify(pol *policy.Policy) Verdict {
 	}
 	// A denied source loses every IP packet, whatever it carries.
 	if policy.Contains(pol.Deny, h.addr) {
-		return Verdict{Reason: loader.DropSourceDenied, Addr: h.addr}
+		return Verdict{Reason: loader.DropSourceDenied, Addr: h.addr, Rule: policy.RuleSourcesDeny}
 	}
 	if h.laterFrag {
 		if h.fragOffOne && h.proto == 6 {
@@ -162,13 +198,16 @@ func (p pkt) udp(h l3, pol *policy.Policy) Verdict {
 	if pol.UDP.RepliesAuto {
 		replies, _ = loader.EphemeralPorts()
 	}
-	switch {
-	case pol.AllowsUDPFrom(v.Port, h.addr):
+	v.Rule = admittedBy(pol, policy.ProtoUDP, v.Port, h.addr)
+	switch m := pol.MonitorRule(policy.ProtoUDP, v.Port); {
+	case v.Rule != "":
 		v.Reason = loader.PassUDPAllowed
 	case replies.First != 0 && replies.First <= v.Port && v.Port <= replies.Last:
-		v.Reason = loader.PassUDPReply
+		v.Reason, v.Rule = loader.PassUDPReply, policy.RuleUDPReplies
+	case m != nil:
+		v.Reason, v.Rule, v.Monitored = loader.DropUDPPortNotAllowed, m.Name, true
 	default:
-		v.Reason = loader.DropUDPPortNotAllowed
+		v.Reason, v.Rule = loader.DropUDPPortNotAllowed, policy.RuleUDPClosed
 	}
 	return v
 }
