@@ -257,7 +257,15 @@ func (d *Daemon) reload() (changed bool, err error) {
 			return false, err
 		}
 	}
-	changed, err = d.switchTo(d.inForce(base))
+	pol := d.inForce(base)
+	// A daemon started from an SSH session guards that session on every
+	// reload too, not only at start (a daemon under systemd has none).
+	if !d.cfg.Force {
+		if err := pol.LockOut(d.cfg.SSHConnection); err != nil {
+			return false, err
+		}
+	}
+	changed, err = d.switchTo(pol)
 	if err == nil {
 		d.base = base
 	}

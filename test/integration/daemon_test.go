@@ -448,7 +448,20 @@ func TestLockOutProtection(t *testing.T) {
 		t.Errorf("refused start left state: %s", s)
 	}
 	t.Setenv("SSH_CONNECTION", l.CliV4+" 50000 "+l.SrvV4+" 22")
-	l.StartDaemon("--force") // the lab's daemon inherits the environment
+	forced := l.StartDaemon("--force") // the lab's daemon inherits the environment
+	forced.Stop()
+
+	// Started from a session on an allowed port, the daemon refuses a
+	// reload that would close it, and keeps the policy in force.
+	t.Setenv("SSH_CONNECTION", l.CliV4+" 50000 "+l.SrvV4+" 8022")
+	l.Listen(8022)
+	l.WritePolicy("tcp:\n  allow: [8022]\n")
+	d := l.StartDaemon()
+	d.Mark()
+	l.WritePolicy("tcp:\n  allow: [8080]\n")
+	d.Signal(syscall.SIGHUP)
+	d.WaitLog(`policy reload refused.*would refuse new connections to port 8022`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8022: "open"})
 }
 
 // A temporary rule opens its port until it expires; the daemon withdraws
