@@ -133,6 +133,31 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_RDONLY_PROG);
 } xdpg_group_rule SEC(".maps");
 
+/* Data path health counters (enum xdpg_health_counter), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XDPG_HEALTH_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_health SEC(".maps");
+
+/* Sampled drop events for the daemon (--events), within the budget set in
+ * xdpg_event_config. Pinned, so events flow across program generations. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xdpg_event_budget);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_event_config SEC(".maps");
+
 /* One entry describing the generation in force. Written by Go only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -68,6 +68,37 @@ struct xdpg_group_rule_key {
 	__u8 data[4];
 };
 
+/* Health counters of the data path (xdpg_health, per CPU). */
+enum xdpg_health_counter {
+	XDPG_HEALTH_EVENTS_OVER_BUDGET = 0, /* drop events not sent: over the events budget */
+	XDPG_HEALTH_EVENTS_RING_FULL,       /* drop events not sent: the ring buffer was full */
+	XDPG_HEALTH_SRC_INSERTS,            /* sources added to the SYN limiter table (evictions once full) */
+	XDPG_HEALTH_MAX,
+};
+
+/* A sampled drop, sent to the daemon through the xdpg_events ring buffer. */
+#define XDPG_EVENT_MONITORED 1 /* flags: the drop was let through (monitor mode) */
+
+struct xdpg_event {
+	__u64 ktime_ns;  /* bpf_ktime_get_coarse_ns() */
+	__u32 ifindex;
+	__u8 reason;     /* enum xdpg_reason */
+	__u8 flags;
+	__u8 family;     /* 4, 6, or 0 when the source is unknown (not IP, malformed) */
+	__u8 proto;
+	__u16 dport;     /* SYN and UDP drops, else 0 */
+	__u16 rule;      /* rule slot, or XDPG_RULE_NONE */
+	__u32 saddr[4];  /* as in struct l4_info */
+};
+
+/* The events budget (GCRA: interval and tolerance in ns, 0 = no events),
+ * written by the daemon that reads the events; tat is the data path's. */
+struct xdpg_event_budget {
+	__u64 interval_ns;
+	__u64 limit_ns;
+	__u64 tat;
+};
+
 /* Per-destination-port drop counts (per CPU; Go sums them). */
 struct xdpg_port_counters {
 	__u64 not_allowed;

@@ -53,6 +53,9 @@ const enum xdpg_reason *unused_reason __attribute__((unused));
 const struct xdpg_meta *unused_meta __attribute__((unused));
 const struct xdpg_lpm_key *unused_lpm_key __attribute__((unused));
 const enum xdpg_rule_slot *unused_rule_slot __attribute__((unused));
+const enum xdpg_health_counter *unused_health __attribute__((unused));
+const struct xdpg_event *unused_event __attribute__((unused));
+const struct xdpg_event_budget *unused_event_config __attribute__((unused));
 
 /* A packet's outcome besides its reason: the destination port (SYN, UDP),
  * the rule it is counted under, and whether a monitor-mode rule let a
@@ -210,6 +213,14 @@ static __always_inline int banned(struct l4_info *l4)
 	return 0;
 }
 
+static __always_inline void health_inc(__u32 idx)
+{
+	__u64 *cnt = bpf_map_lookup_elem(&xdpg_health, &idx);
+
+	if (cnt)
+		*cnt += 1;
+}
+
 /* Take a token from key's bucket in one of the per-source tables, creating
  * the bucket (with its first token taken) on a source's first packet. */
 static __always_inline int bucket_take(void *table, struct xdpg_src_key *key, __u64 now, __u64 interval,
@@ -220,8 +231,11 @@ static __always_inline int bucket_take(void *table, struct xdpg_src_key *key, __
 	if (!tat) {
 		__u64 first = now + interval;
 
-		if (bpf_map_update_elem(table, key, &first, BPF_NOEXIST) == 0)
+		if (bpf_map_update_elem(table, key, &first, BPF_NOEXIST) == 0) {
+			if (table == (void *)&xdpg_src_buckets)
+				health_inc(XDPG_HEALTH_SRC_INSERTS);
 			return 1;
+		}
 		/* Lost an insert race: use the winner's bucket. */
 		tat = bpf_map_lookup_elem(table, key);
 		if (!tat)
@@ -339,12 +353,11 @@ static __always_inline enum xdpg_reason judge_udp(void *data, void *data_end, st
 	return XDPG_DROP_UDP_PORT_NOT_ALLOWED;
 }
 
-static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, struct verdict *v)
+static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, struct l4_info *l4, struct verdict *v)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct hdr_cursor c = { .off = 0, .len = ctx->data_end - ctx->data };
-	struct l4_info l4 = {};
 	__u16 proto;
 	__u8 *tcp;
 	__u32 doff;
@@ -355,39 +368,39 @@ static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, struct verd
 	if (rc != XDPG_PARSE_OK)
 		return XDPG_DROP_MALFORMED;
 	if (proto == bpf_htons(ETH_P_IP))
-		rc = parse_ipv4(data, data_end, &c, &l4);
+		rc = parse_ipv4(data, data_end, &c, l4);
 	else if (proto == bpf_htons(ETH_P_IPV6))
-		rc = parse_ipv6(data, data_end, &c, &l4);
+		rc = parse_ipv6(data, data_end, &c, l4);
 	else
 		return XDPG_PASS_NOT_IP;
 	if (rc != XDPG_PARSE_OK)
 		return XDPG_DROP_MALFORMED;
-	if (has_deny && source_in(&xdpg_deny, &l4)) {
+	if (has_deny && source_in(&xdpg_deny, l4)) {
 		v->rule = XDPG_RULE_SOURCES_DENY;
 		return XDPG_DROP_SOURCE_DENIED;
 	}
 	/* Trusted sources are exempt from bans, even inside a banned IPv6 /64;
 	 * the trie is consulted only for sources that hit a ban. */
-	if (ban_ns && banned(&l4) && !(has_trust && source_in(&xdpg_trust, &l4)))
+	if (ban_ns && banned(l4) && !(has_trust && source_in(&xdpg_trust, l4)))
 		return XDPG_DROP_BANNED;
 
-	if (l4.later_frag)
-		return (l4.frag_off_one && l4.proto == IPPROTO_TCP) ? XDPG_DROP_FRAGMENT : XDPG_PASS_FRAGMENT;
-	if (l4.proto == IPPROTO_UDP && has_udp)
-		return judge_udp(data, data_end, &c, &l4, v);
-	if (icmp_interval_ns && l4.proto == (l4.is_v6 ? XDPG_IPPROTO_ICMPV6 : IPPROTO_ICMP))
-		return judge_icmp(data, data_end, &c, &l4);
-	if (l4.proto != IPPROTO_TCP)
+	if (l4->later_frag)
+		return (l4->frag_off_one && l4->proto == IPPROTO_TCP) ? XDPG_DROP_FRAGMENT : XDPG_PASS_FRAGMENT;
+	if (l4->proto == IPPROTO_UDP && has_udp)
+		return judge_udp(data, data_end, &c, l4, v);
+	if (icmp_interval_ns && l4->proto == (l4->is_v6 ? XDPG_IPPROTO_ICMPV6 : IPPROTO_ICMP))
+		return judge_icmp(data, data_end, &c, l4);
+	if (l4->proto != IPPROTO_TCP)
 		return XDPG_PASS_NOT_TCP;
 
 	/* The fixed TCP header holds the ports and flags. A first fragment
 	 * too short to show them must not reach reassembly (RFC 1858). */
-	c.off = l4.l4_off;
+	c.off = l4->l4_off;
 	tcp = cursor_ptr(data, &c, 20, data_end);
-	if (!tcp || l4.l4_len < 20)
-		return l4.first_frag ? XDPG_DROP_FRAGMENT : XDPG_DROP_MALFORMED;
+	if (!tcp || l4->l4_len < 20)
+		return l4->first_frag ? XDPG_DROP_FRAGMENT : XDPG_DROP_MALFORMED;
 	doff = (tcp[12] >> 4) * 4;
-	if (doff < 20 || (!l4.first_frag && doff > l4.l4_len))
+	if (doff < 20 || (!l4->first_frag && doff > l4->l4_len))
 		return XDPG_DROP_MALFORMED;
 
 	flags = tcp[13];
@@ -397,7 +410,7 @@ static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, struct verd
 		return XDPG_DROP_INVALID_FLAGS;
 
 	v->dport = ((__u16)tcp[2] << 8) | tcp[3];
-	return judge_syn(&l4, v->dport, v);
+	return judge_syn(l4, v->dport, v);
 }
 
 /* Does the packet pass? Drops pass in monitor mode, and so do the would-be
@@ -456,13 +469,52 @@ static __always_inline void record(enum xdpg_reason reason, struct verdict *v)
 		pc->udp_not_allowed++;
 }
 
+/* Send a drop to the daemon, within the events budget: a flood costs the
+ * ring buffer and the daemon at most the budget, and what is left out is
+ * counted. Off (one array lookup) unless a daemon asked for events. */
+static __always_inline void emit_event(struct xdp_md *ctx, enum xdpg_reason reason, struct l4_info *l4,
+				       struct verdict *v)
+{
+	struct xdpg_event_budget *cfg;
+	struct xdpg_event *e;
+	__u32 zero = 0;
+	__u64 now;
+
+	cfg = bpf_map_lookup_elem(&xdpg_event_config, &zero);
+	if (!cfg || !cfg->interval_ns)
+		return;
+	now = bpf_ktime_get_coarse_ns();
+	if (!gcra_take(&cfg->tat, now, cfg->interval_ns, cfg->limit_ns)) {
+		health_inc(XDPG_HEALTH_EVENTS_OVER_BUDGET);
+		return;
+	}
+	e = bpf_ringbuf_reserve(&xdpg_events, sizeof(*e), 0);
+	if (!e) {
+		health_inc(XDPG_HEALTH_EVENTS_RING_FULL);
+		return;
+	}
+	e->ktime_ns = now;
+	e->ifindex = ctx->ingress_ifindex;
+	e->reason = reason;
+	e->flags = passes(reason, v) ? XDPG_EVENT_MONITORED : 0;
+	e->family = l4->is_v6 ? 6 : (l4->saddr[2] == bpf_htonl(0xffff) ? 4 : 0);
+	e->proto = l4->proto;
+	e->dport = v->dport;
+	e->rule = v->rule;
+	__builtin_memcpy(e->saddr, l4->saddr, sizeof(e->saddr));
+	bpf_ringbuf_submit(e, 0);
+}
+
 SEC("xdp")
 int xdpguard(struct xdp_md *ctx)
 {
 	struct verdict v = { .rule = XDPG_RULE_NONE };
-	enum xdpg_reason reason = classify(ctx, &v);
+	struct l4_info l4 = {};
+	enum xdpg_reason reason = classify(ctx, &l4, &v);
 
 	record(reason, &v);
+	if (reason >= XDPG_DROP_PORT_NOT_ALLOWED)
+		emit_event(ctx, reason, &l4, &v);
 	return passes(reason, &v) ? XDP_PASS : XDP_DROP;
 }
 

@@ -28,9 +28,15 @@ on SIGHUP and whenever the file changes. A reload switches each interface to
 the new policy in one step; a policy with errors is refused and the previous
 one stays in force.
 
+With --events, drops are also logged one JSON object per line (time,
+interface, reason, source, proto, dport, rule, monitored), sampled in the
+kernel to --events-rate per interface, so a flood cannot overload the daemon
+or the disk; what the budget leaves out is counted, not logged.
+
 On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 		Example: `  xdpguard run --iface eth1 --policy /etc/xdpguard/policy.yaml
-  xdpguard run --iface eth1,eth2 --policy policy.yaml --metrics-addr 127.0.0.1:9477 --mode native`,
+  xdpguard run --iface eth1,eth2 --policy policy.yaml --metrics-addr 127.0.0.1:9477 --mode native
+  xdpguard run --iface eth1 --policy policy.yaml --events /var/log/xdpguard/drops.jsonl --events-rate 50`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Mode = loader.Mode(mode)
@@ -54,6 +60,9 @@ On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 	f.IntVar(&cfg.TopPorts, "metrics-top-ports", 50, "export per-port drops for at most this many ports (most drops first)")
 	f.StringVar(&cfg.ReadyFile, "ready-file", "", "write the daemon's PID here once it is attached and serving")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&cfg.EventsPath, "events", "", "write sampled drop events as JSON lines to this file (- for stdout); reopened on SIGHUP")
+	f.Uint64Var(&cfg.EventsRate, "events-rate", 100, "at most this many drop events per second per interface (the kernel counts the rest in xdpguard_events_lost_total)")
+	f.Uint64Var(&cfg.EventsBurst, "events-burst", 200, "events allowed in a burst above --events-rate")
 	f.BoolVar(&cfg.Force, "force", false, "start even if the policy would refuse the SSH session running this command")
 	_ = cmd.MarkFlagRequired("iface")
 	_ = cmd.MarkFlagRequired("policy")

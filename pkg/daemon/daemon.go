@@ -41,8 +41,21 @@ type Config struct {
 	// policy refusing that session is not started unless Force.
 	SSHConnection string
 	Force         bool
-	Logger        *slog.Logger
+	// EventsPath ("-" for stdout) receives sampled drop events as JSON
+	// lines, at most EventsRate per second and interface (burst
+	// EventsBurst); "" turns events off.
+	EventsPath  string
+	EventsRate  uint64
+	EventsBurst uint64
+	Logger      *slog.Logger
 }
+
+// Bounds of the events budget: enough to see an attack's shape, never
+// enough to let a flood load the daemon or fill a disk quickly.
+const (
+	MaxEventsRate  = 100_000
+	MaxEventsBurst = 1_000_000
+)
 
 // Validate checks the configuration without touching the kernel.
 func (c *Config) Validate() error {
@@ -68,6 +81,12 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("--metrics-addr: %w", err))
 		}
 	}
+	if c.EventsPath != "" && (c.EventsRate < 1 || c.EventsRate > MaxEventsRate) {
+		errs = append(errs, fmt.Errorf("--events-rate: %d is out of range [1, %d] events per second", c.EventsRate, MaxEventsRate))
+	}
+	if c.EventsPath != "" && (c.EventsBurst < 1 || c.EventsBurst > MaxEventsBurst) {
+		errs = append(errs, fmt.Errorf("--events-burst: %d is out of range [1, %d]", c.EventsBurst, MaxEventsBurst))
+	}
 	if c.TopPorts < 1 {
 		errs = append(errs, errors.New("--metrics-top-ports: must be at least 1"))
 	}
@@ -86,6 +105,7 @@ type Daemon struct {
 	current *policy.Policy // in force: base plus listening ports
 	ports   []uint16       // listening ports, with allow_listening
 	reloads *metrics.Reloads
+	events  *metrics.Events
 }
 
 // Run attaches, serves and reloads until ctx is done. The filter stays
@@ -108,7 +128,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{cfg: cfg, log: log, base: base, reloads: metrics.NewReloads()}
+	d := &Daemon{cfg: cfg, log: log, base: base, reloads: metrics.NewReloads(), events: metrics.NewEvents()}
 	if base.AllowListening {
 		if d.ports, err = listening.Ports(); err != nil {
 			return err
@@ -133,6 +153,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer watcher.Close()
+	var events *eventsLog
+	if cfg.EventsPath != "" {
+		if events, err = openEventsLog(cfg.EventsPath); err != nil {
+			return err
+		}
+	}
 	if cfg.MetricsAddr != "" {
 		srv, err := d.serveMetrics()
 		if err != nil {
@@ -152,6 +178,11 @@ func Run(ctx context.Context, cfg Config) error {
 		d.close()
 		d.mu.Unlock()
 	}()
+	// Events flow while we run, and stop with us: nobody would read them.
+	if err := d.startEvents(ctx, events); err != nil {
+		return err
+	}
+	defer d.stopEvents(events)
 
 	if cfg.ReadyFile != "" {
 		if err := os.WriteFile(cfg.ReadyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
@@ -176,6 +207,7 @@ func Run(ctx context.Context, cfg Config) error {
 			log.Info("stopping; the filter stays attached (`xdpguard detach` removes it)")
 			return nil
 		case <-hup:
+			events.reopen(log)
 			d.Reload("SIGHUP")
 			timed = d.nextChange()
 		case ev := <-watcher.Events:
@@ -382,6 +414,7 @@ func (d *Daemon) serveMetrics() (*http.Server, error) {
 		}, d.cfg.TopPorts),
 	)
 	d.reloads.Register(reg)
+	reg.MustRegister(d.events.Written)
 	ln, err := net.Listen("tcp", d.cfg.MetricsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr: %w", err)

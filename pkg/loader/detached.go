@@ -30,6 +30,7 @@ func LoadDetached(pol *policy.Policy) (*Detached, error) {
 	return &Detached{Program: o.Xdpguard, objs: o, StateMaps: StateMaps{
 		Stats: o.XdpgStats, PortDrops: o.XdpgPortDrops, SrcBuckets: o.XdpgSrcBuckets, Generation: o.XdpgGeneration, Bans: o.XdpgBans,
 		RuleStats: o.XdpgRuleStats, RuleNames: o.XdpgRuleNames,
+		Health: o.XdpgHealth, Events: o.XdpgEvents, EventBudget: o.XdpgEventConfig,
 	}}, nil
 }
 

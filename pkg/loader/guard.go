@@ -170,6 +170,7 @@ func (g *Guard) State() (StateMaps, error) {
 		Stats: g.objs.XdpgStats, PortDrops: g.objs.XdpgPortDrops,
 		SrcBuckets: g.objs.XdpgSrcBuckets, Generation: g.objs.XdpgGeneration, Bans: g.objs.XdpgBans,
 		RuleStats: g.objs.XdpgRuleStats, RuleNames: g.objs.XdpgRuleNames,
+		Health: g.objs.XdpgHealth, Events: g.objs.XdpgEvents, EventBudget: g.objs.XdpgEventConfig,
 	}, nil
 }
 
@@ -257,23 +258,23 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 	}
 	src, port, icmp := pol.SYN.GCRA(), pol.SYNTotal.GCRA(), pol.ICMPEcho.GCRA()
 	for name, v := range map[string]any{
-		xdpguardVarAllowPorts:     portBitmap(pol.AllowTCP),
-		xdpguardVarScopedPorts:    portBitmap(scoped.Ports[0]),
-		xdpguardVarUdpScopedPorts: portBitmap(scoped.Ports[1]),
-		xdpguardVarHasUdp:         flag(pol.UDP != nil),
-		xdpguardVarUdpAllowPorts:  portBitmap(udpOpen),
-		xdpguardVarUdpReplyFirst:  replies.First,
-		xdpguardVarUdpReplyLast:   replies.Last,
-		xdpguardVarHasScoped:      flag(len(scoped.Prefixes) > 0),
-		xdpguardVarSrcIntervalNs:  src.IntervalNs,
-		xdpguardVarSrcLimitNs:     src.LimitNs,
-		xdpguardVarPortIntervalNs: port.IntervalNs,
-		xdpguardVarPortLimitNs:    port.LimitNs,
-		xdpguardVarBanNs:          banNs(pol),
-		xdpguardVarMonitor:        flag(pol.Monitor),
-		xdpguardVarIcmpIntervalNs: icmp.IntervalNs,
-		xdpguardVarIcmpLimitNs:    icmp.LimitNs,
-		xdpguardVarHasRuleMonitor: flag(len(scoped.Monitor[0])+len(scoped.Monitor[1]) > 0),
+		xdpguardVarAllowPorts:      portBitmap(pol.AllowTCP),
+		xdpguardVarScopedPorts:     portBitmap(scoped.Ports[0]),
+		xdpguardVarUdpScopedPorts:  portBitmap(scoped.Ports[1]),
+		xdpguardVarHasUdp:          flag(pol.UDP != nil),
+		xdpguardVarUdpAllowPorts:   portBitmap(udpOpen),
+		xdpguardVarUdpReplyFirst:   replies.First,
+		xdpguardVarUdpReplyLast:    replies.Last,
+		xdpguardVarHasScoped:       flag(len(scoped.Prefixes) > 0),
+		xdpguardVarSrcIntervalNs:   src.IntervalNs,
+		xdpguardVarSrcLimitNs:      src.LimitNs,
+		xdpguardVarPortIntervalNs:  port.IntervalNs,
+		xdpguardVarPortLimitNs:     port.LimitNs,
+		xdpguardVarBanNs:           banNs(pol),
+		xdpguardVarMonitor:         flag(pol.Monitor),
+		xdpguardVarIcmpIntervalNs:  icmp.IntervalNs,
+		xdpguardVarIcmpLimitNs:     icmp.LimitNs,
+		xdpguardVarHasRuleMonitor:  flag(len(scoped.Monitor[0])+len(scoped.Monitor[1]) > 0),
 		xdpguardVarMonitorPorts:    portBitmap(rulePorts(scoped.Monitor[0])),
 		xdpguardVarUdpMonitorPorts: portBitmap(rulePorts(scoped.Monitor[1])),
 	} {

@@ -60,7 +60,9 @@ func TestRuleSlotsAcrossGenerations(t *testing.T) {
 		}
 		return n.String()
 	}
-	with := func(extra ...string) []string { return append(append([]string(nil), policy.ImplicitRules...), extra...) }
+	with := func(extra ...string) []string {
+		return append(append([]string(nil), policy.ImplicitRules...), extra...)
+	}
 
 	g1, err := assignRuleSlots(names, stats, with("ssh", "web"))
 	if err != nil {

@@ -23,6 +23,11 @@ type StateMaps struct {
 	// RuleStats and RuleNames: per-rule counters and the rules' names.
 	RuleStats *ebpf.Map
 	RuleNames *ebpf.Map
+	// Health counts events left out and limiter inserts; Events and
+	// EventBudget carry sampled drops to the daemon.
+	Health      *ebpf.Map
+	Events      *ebpf.Map
+	EventBudget *ebpf.Map
 }
 
 // Pinned is a read-only view of an interface's pinned filter, for `status`.
@@ -36,7 +41,7 @@ type Pinned struct {
 // Close releases the handles; the filter is untouched.
 func (p *Pinned) Close() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{p.Stats, p.PortDrops, p.SrcBuckets, p.Generation, p.Bans, p.RuleStats, p.RuleNames} {
+	for _, m := range []*ebpf.Map{p.Stats, p.PortDrops, p.SrcBuckets, p.Generation, p.Bans, p.RuleStats, p.RuleNames, p.Health, p.Events, p.EventBudget} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
@@ -77,6 +82,7 @@ func OpenPinned(pinRoot, iface string, writable bool) (*Pinned, error) {
 		"xdpg_stats": &p.Stats, "xdpg_port_drops": &p.PortDrops,
 		srcBucketsPin: &p.SrcBuckets, generationPin: &p.Generation, xdpguardMapXdpgBans: &p.Bans,
 		xdpguardMapXdpgRuleStats: &p.RuleStats, xdpguardMapXdpgRuleNames: &p.RuleNames,
+		xdpguardMapXdpgHealth: &p.Health, xdpguardMapXdpgEvents: &p.Events, xdpguardMapXdpgEventConfig: &p.EventBudget,
 	} {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(p.Dir, name), opts)
 		if err != nil {

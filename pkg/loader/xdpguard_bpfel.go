@@ -13,11 +13,41 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xdpguardXdpgEvent struct {
+	_       structs.HostLayout
+	KtimeNs uint64
+	Ifindex uint32
+	Reason  uint8
+	Flags   uint8
+	Family  uint8
+	Proto   uint8
+	Dport   uint16
+	Rule    uint16
+	Saddr   [4]uint32
+	_       [4]byte
+}
+
+type xdpguardXdpgEventBudget struct {
+	_          structs.HostLayout
+	IntervalNs uint64
+	LimitNs    uint64
+	Tat        uint64
+}
+
 type xdpguardXdpgGroupRuleKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Data      [4]uint8
 }
+
+type xdpguardXdpgHealthCounter uint32
+
+const (
+	xdpguardXdpgHealthCounterXDPG_HEALTH_EVENTS_OVER_BUDGET xdpguardXdpgHealthCounter = 0
+	xdpguardXdpgHealthCounterXDPG_HEALTH_EVENTS_RING_FULL   xdpguardXdpgHealthCounter = 1
+	xdpguardXdpgHealthCounterXDPG_HEALTH_SRC_INSERTS        xdpguardXdpgHealthCounter = 2
+	xdpguardXdpgHealthCounterXDPG_HEALTH_MAX                xdpguardXdpgHealthCounter = 3
+)
 
 type xdpguardXdpgLpmKey struct {
 	_         structs.HostLayout
@@ -101,47 +131,53 @@ type xdpguardXdpgSrcKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	xdpguardMapXdpgBans        = "xdpg_bans"
-	xdpguardMapXdpgDeny        = "xdpg_deny"
-	xdpguardMapXdpgGeneration  = "xdpg_generation"
-	xdpguardMapXdpgGroupPorts  = "xdpg_group_ports"
-	xdpguardMapXdpgGroupRule   = "xdpg_group_rule"
-	xdpguardMapXdpgIcmpBuckets = "xdpg_icmp_buckets"
-	xdpguardMapXdpgPortBuckets = "xdpg_port_buckets"
-	xdpguardMapXdpgPortDrops   = "xdpg_port_drops"
-	xdpguardMapXdpgPortRule    = "xdpg_port_rule"
-	xdpguardMapXdpgRuleNames   = "xdpg_rule_names"
-	xdpguardMapXdpgRuleStats   = "xdpg_rule_stats"
-	xdpguardMapXdpgScopedSrc   = "xdpg_scoped_src"
-	xdpguardMapXdpgSrcBuckets  = "xdpg_src_buckets"
-	xdpguardMapXdpgStats       = "xdpg_stats"
-	xdpguardMapXdpgTrust       = "xdpg_trust"
-	xdpguardProgXdpguard       = "xdpguard"
-	xdpguardVarAllowPorts      = "allow_ports"
-	xdpguardVarBanNs           = "ban_ns"
-	xdpguardVarHasDeny         = "has_deny"
-	xdpguardVarHasRuleMonitor  = "has_rule_monitor"
-	xdpguardVarHasScoped       = "has_scoped"
-	xdpguardVarHasTrust        = "has_trust"
-	xdpguardVarHasUdp          = "has_udp"
-	xdpguardVarIcmpIntervalNs  = "icmp_interval_ns"
-	xdpguardVarIcmpLimitNs     = "icmp_limit_ns"
-	xdpguardVarMonitor         = "monitor"
-	xdpguardVarMonitorPorts    = "monitor_ports"
-	xdpguardVarPortIntervalNs  = "port_interval_ns"
-	xdpguardVarPortLimitNs     = "port_limit_ns"
-	xdpguardVarScopedPorts     = "scoped_ports"
-	xdpguardVarSrcIntervalNs   = "src_interval_ns"
-	xdpguardVarSrcLimitNs      = "src_limit_ns"
-	xdpguardVarUdpAllowPorts   = "udp_allow_ports"
-	xdpguardVarUdpMonitorPorts = "udp_monitor_ports"
-	xdpguardVarUdpReplyFirst   = "udp_reply_first"
-	xdpguardVarUdpReplyLast    = "udp_reply_last"
-	xdpguardVarUdpScopedPorts  = "udp_scoped_ports"
-	xdpguardVarUnusedLpmKey    = "unused_lpm_key"
-	xdpguardVarUnusedMeta      = "unused_meta"
-	xdpguardVarUnusedReason    = "unused_reason"
-	xdpguardVarUnusedRuleSlot  = "unused_rule_slot"
+	xdpguardMapXdpgBans          = "xdpg_bans"
+	xdpguardMapXdpgDeny          = "xdpg_deny"
+	xdpguardMapXdpgEventConfig   = "xdpg_event_config"
+	xdpguardMapXdpgEvents        = "xdpg_events"
+	xdpguardMapXdpgGeneration    = "xdpg_generation"
+	xdpguardMapXdpgGroupPorts    = "xdpg_group_ports"
+	xdpguardMapXdpgGroupRule     = "xdpg_group_rule"
+	xdpguardMapXdpgHealth        = "xdpg_health"
+	xdpguardMapXdpgIcmpBuckets   = "xdpg_icmp_buckets"
+	xdpguardMapXdpgPortBuckets   = "xdpg_port_buckets"
+	xdpguardMapXdpgPortDrops     = "xdpg_port_drops"
+	xdpguardMapXdpgPortRule      = "xdpg_port_rule"
+	xdpguardMapXdpgRuleNames     = "xdpg_rule_names"
+	xdpguardMapXdpgRuleStats     = "xdpg_rule_stats"
+	xdpguardMapXdpgScopedSrc     = "xdpg_scoped_src"
+	xdpguardMapXdpgSrcBuckets    = "xdpg_src_buckets"
+	xdpguardMapXdpgStats         = "xdpg_stats"
+	xdpguardMapXdpgTrust         = "xdpg_trust"
+	xdpguardProgXdpguard         = "xdpguard"
+	xdpguardVarAllowPorts        = "allow_ports"
+	xdpguardVarBanNs             = "ban_ns"
+	xdpguardVarHasDeny           = "has_deny"
+	xdpguardVarHasRuleMonitor    = "has_rule_monitor"
+	xdpguardVarHasScoped         = "has_scoped"
+	xdpguardVarHasTrust          = "has_trust"
+	xdpguardVarHasUdp            = "has_udp"
+	xdpguardVarIcmpIntervalNs    = "icmp_interval_ns"
+	xdpguardVarIcmpLimitNs       = "icmp_limit_ns"
+	xdpguardVarMonitor           = "monitor"
+	xdpguardVarMonitorPorts      = "monitor_ports"
+	xdpguardVarPortIntervalNs    = "port_interval_ns"
+	xdpguardVarPortLimitNs       = "port_limit_ns"
+	xdpguardVarScopedPorts       = "scoped_ports"
+	xdpguardVarSrcIntervalNs     = "src_interval_ns"
+	xdpguardVarSrcLimitNs        = "src_limit_ns"
+	xdpguardVarUdpAllowPorts     = "udp_allow_ports"
+	xdpguardVarUdpMonitorPorts   = "udp_monitor_ports"
+	xdpguardVarUdpReplyFirst     = "udp_reply_first"
+	xdpguardVarUdpReplyLast      = "udp_reply_last"
+	xdpguardVarUdpScopedPorts    = "udp_scoped_ports"
+	xdpguardVarUnusedEvent       = "unused_event"
+	xdpguardVarUnusedEventConfig = "unused_event_config"
+	xdpguardVarUnusedHealth      = "unused_health"
+	xdpguardVarUnusedLpmKey      = "unused_lpm_key"
+	xdpguardVarUnusedMeta        = "unused_meta"
+	xdpguardVarUnusedReason      = "unused_reason"
+	xdpguardVarUnusedRuleSlot    = "unused_rule_slot"
 )
 
 // loadXdpguard returns the embedded CollectionSpec for xdpguard.
@@ -195,9 +231,12 @@ type xdpguardProgramSpecs struct {
 type xdpguardMapSpecs struct {
 	XdpgBans        *ebpf.MapSpec `ebpf:"xdpg_bans"`
 	XdpgDeny        *ebpf.MapSpec `ebpf:"xdpg_deny"`
+	XdpgEventConfig *ebpf.MapSpec `ebpf:"xdpg_event_config"`
+	XdpgEvents      *ebpf.MapSpec `ebpf:"xdpg_events"`
 	XdpgGeneration  *ebpf.MapSpec `ebpf:"xdpg_generation"`
 	XdpgGroupPorts  *ebpf.MapSpec `ebpf:"xdpg_group_ports"`
 	XdpgGroupRule   *ebpf.MapSpec `ebpf:"xdpg_group_rule"`
+	XdpgHealth      *ebpf.MapSpec `ebpf:"xdpg_health"`
 	XdpgIcmpBuckets *ebpf.MapSpec `ebpf:"xdpg_icmp_buckets"`
 	XdpgPortBuckets *ebpf.MapSpec `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.MapSpec `ebpf:"xdpg_port_drops"`
@@ -214,31 +253,34 @@ type xdpguardMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardVariableSpecs struct {
-	AllowPorts      *ebpf.VariableSpec `ebpf:"allow_ports"`
-	BanNs           *ebpf.VariableSpec `ebpf:"ban_ns"`
-	HasDeny         *ebpf.VariableSpec `ebpf:"has_deny"`
-	HasRuleMonitor  *ebpf.VariableSpec `ebpf:"has_rule_monitor"`
-	HasScoped       *ebpf.VariableSpec `ebpf:"has_scoped"`
-	HasTrust        *ebpf.VariableSpec `ebpf:"has_trust"`
-	HasUdp          *ebpf.VariableSpec `ebpf:"has_udp"`
-	IcmpIntervalNs  *ebpf.VariableSpec `ebpf:"icmp_interval_ns"`
-	IcmpLimitNs     *ebpf.VariableSpec `ebpf:"icmp_limit_ns"`
-	Monitor         *ebpf.VariableSpec `ebpf:"monitor"`
-	MonitorPorts    *ebpf.VariableSpec `ebpf:"monitor_ports"`
-	PortIntervalNs  *ebpf.VariableSpec `ebpf:"port_interval_ns"`
-	PortLimitNs     *ebpf.VariableSpec `ebpf:"port_limit_ns"`
-	ScopedPorts     *ebpf.VariableSpec `ebpf:"scoped_ports"`
-	SrcIntervalNs   *ebpf.VariableSpec `ebpf:"src_interval_ns"`
-	SrcLimitNs      *ebpf.VariableSpec `ebpf:"src_limit_ns"`
-	UdpAllowPorts   *ebpf.VariableSpec `ebpf:"udp_allow_ports"`
-	UdpMonitorPorts *ebpf.VariableSpec `ebpf:"udp_monitor_ports"`
-	UdpReplyFirst   *ebpf.VariableSpec `ebpf:"udp_reply_first"`
-	UdpReplyLast    *ebpf.VariableSpec `ebpf:"udp_reply_last"`
-	UdpScopedPorts  *ebpf.VariableSpec `ebpf:"udp_scoped_ports"`
-	UnusedLpmKey    *ebpf.VariableSpec `ebpf:"unused_lpm_key"`
-	UnusedMeta      *ebpf.VariableSpec `ebpf:"unused_meta"`
-	UnusedReason    *ebpf.VariableSpec `ebpf:"unused_reason"`
-	UnusedRuleSlot  *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
+	AllowPorts        *ebpf.VariableSpec `ebpf:"allow_ports"`
+	BanNs             *ebpf.VariableSpec `ebpf:"ban_ns"`
+	HasDeny           *ebpf.VariableSpec `ebpf:"has_deny"`
+	HasRuleMonitor    *ebpf.VariableSpec `ebpf:"has_rule_monitor"`
+	HasScoped         *ebpf.VariableSpec `ebpf:"has_scoped"`
+	HasTrust          *ebpf.VariableSpec `ebpf:"has_trust"`
+	HasUdp            *ebpf.VariableSpec `ebpf:"has_udp"`
+	IcmpIntervalNs    *ebpf.VariableSpec `ebpf:"icmp_interval_ns"`
+	IcmpLimitNs       *ebpf.VariableSpec `ebpf:"icmp_limit_ns"`
+	Monitor           *ebpf.VariableSpec `ebpf:"monitor"`
+	MonitorPorts      *ebpf.VariableSpec `ebpf:"monitor_ports"`
+	PortIntervalNs    *ebpf.VariableSpec `ebpf:"port_interval_ns"`
+	PortLimitNs       *ebpf.VariableSpec `ebpf:"port_limit_ns"`
+	ScopedPorts       *ebpf.VariableSpec `ebpf:"scoped_ports"`
+	SrcIntervalNs     *ebpf.VariableSpec `ebpf:"src_interval_ns"`
+	SrcLimitNs        *ebpf.VariableSpec `ebpf:"src_limit_ns"`
+	UdpAllowPorts     *ebpf.VariableSpec `ebpf:"udp_allow_ports"`
+	UdpMonitorPorts   *ebpf.VariableSpec `ebpf:"udp_monitor_ports"`
+	UdpReplyFirst     *ebpf.VariableSpec `ebpf:"udp_reply_first"`
+	UdpReplyLast      *ebpf.VariableSpec `ebpf:"udp_reply_last"`
+	UdpScopedPorts    *ebpf.VariableSpec `ebpf:"udp_scoped_ports"`
+	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventConfig *ebpf.VariableSpec `ebpf:"unused_event_config"`
+	UnusedHealth      *ebpf.VariableSpec `ebpf:"unused_health"`
+	UnusedLpmKey      *ebpf.VariableSpec `ebpf:"unused_lpm_key"`
+	UnusedMeta        *ebpf.VariableSpec `ebpf:"unused_meta"`
+	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedRuleSlot    *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
 }
 
 // xdpguardObjects contains all objects after they have been loaded into the kernel.
@@ -263,9 +305,12 @@ func (o *xdpguardObjects) Close() error {
 type xdpguardMaps struct {
 	XdpgBans        *ebpf.Map `ebpf:"xdpg_bans"`
 	XdpgDeny        *ebpf.Map `ebpf:"xdpg_deny"`
+	XdpgEventConfig *ebpf.Map `ebpf:"xdpg_event_config"`
+	XdpgEvents      *ebpf.Map `ebpf:"xdpg_events"`
 	XdpgGeneration  *ebpf.Map `ebpf:"xdpg_generation"`
 	XdpgGroupPorts  *ebpf.Map `ebpf:"xdpg_group_ports"`
 	XdpgGroupRule   *ebpf.Map `ebpf:"xdpg_group_rule"`
+	XdpgHealth      *ebpf.Map `ebpf:"xdpg_health"`
 	XdpgIcmpBuckets *ebpf.Map `ebpf:"xdpg_icmp_buckets"`
 	XdpgPortBuckets *ebpf.Map `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.Map `ebpf:"xdpg_port_drops"`
@@ -282,9 +327,12 @@ func (m *xdpguardMaps) Close() error {
 	return _XdpguardClose(
 		m.XdpgBans,
 		m.XdpgDeny,
+		m.XdpgEventConfig,
+		m.XdpgEvents,
 		m.XdpgGeneration,
 		m.XdpgGroupPorts,
 		m.XdpgGroupRule,
+		m.XdpgHealth,
 		m.XdpgIcmpBuckets,
 		m.XdpgPortBuckets,
 		m.XdpgPortDrops,
@@ -302,31 +350,34 @@ func (m *xdpguardMaps) Close() error {
 //
 // It can be passed to loadXdpguardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardVariables struct {
-	AllowPorts      *ebpf.Variable `ebpf:"allow_ports"`
-	BanNs           *ebpf.Variable `ebpf:"ban_ns"`
-	HasDeny         *ebpf.Variable `ebpf:"has_deny"`
-	HasRuleMonitor  *ebpf.Variable `ebpf:"has_rule_monitor"`
-	HasScoped       *ebpf.Variable `ebpf:"has_scoped"`
-	HasTrust        *ebpf.Variable `ebpf:"has_trust"`
-	HasUdp          *ebpf.Variable `ebpf:"has_udp"`
-	IcmpIntervalNs  *ebpf.Variable `ebpf:"icmp_interval_ns"`
-	IcmpLimitNs     *ebpf.Variable `ebpf:"icmp_limit_ns"`
-	Monitor         *ebpf.Variable `ebpf:"monitor"`
-	MonitorPorts    *ebpf.Variable `ebpf:"monitor_ports"`
-	PortIntervalNs  *ebpf.Variable `ebpf:"port_interval_ns"`
-	PortLimitNs     *ebpf.Variable `ebpf:"port_limit_ns"`
-	ScopedPorts     *ebpf.Variable `ebpf:"scoped_ports"`
-	SrcIntervalNs   *ebpf.Variable `ebpf:"src_interval_ns"`
-	SrcLimitNs      *ebpf.Variable `ebpf:"src_limit_ns"`
-	UdpAllowPorts   *ebpf.Variable `ebpf:"udp_allow_ports"`
-	UdpMonitorPorts *ebpf.Variable `ebpf:"udp_monitor_ports"`
-	UdpReplyFirst   *ebpf.Variable `ebpf:"udp_reply_first"`
-	UdpReplyLast    *ebpf.Variable `ebpf:"udp_reply_last"`
-	UdpScopedPorts  *ebpf.Variable `ebpf:"udp_scoped_ports"`
-	UnusedLpmKey    *ebpf.Variable `ebpf:"unused_lpm_key"`
-	UnusedMeta      *ebpf.Variable `ebpf:"unused_meta"`
-	UnusedReason    *ebpf.Variable `ebpf:"unused_reason"`
-	UnusedRuleSlot  *ebpf.Variable `ebpf:"unused_rule_slot"`
+	AllowPorts        *ebpf.Variable `ebpf:"allow_ports"`
+	BanNs             *ebpf.Variable `ebpf:"ban_ns"`
+	HasDeny           *ebpf.Variable `ebpf:"has_deny"`
+	HasRuleMonitor    *ebpf.Variable `ebpf:"has_rule_monitor"`
+	HasScoped         *ebpf.Variable `ebpf:"has_scoped"`
+	HasTrust          *ebpf.Variable `ebpf:"has_trust"`
+	HasUdp            *ebpf.Variable `ebpf:"has_udp"`
+	IcmpIntervalNs    *ebpf.Variable `ebpf:"icmp_interval_ns"`
+	IcmpLimitNs       *ebpf.Variable `ebpf:"icmp_limit_ns"`
+	Monitor           *ebpf.Variable `ebpf:"monitor"`
+	MonitorPorts      *ebpf.Variable `ebpf:"monitor_ports"`
+	PortIntervalNs    *ebpf.Variable `ebpf:"port_interval_ns"`
+	PortLimitNs       *ebpf.Variable `ebpf:"port_limit_ns"`
+	ScopedPorts       *ebpf.Variable `ebpf:"scoped_ports"`
+	SrcIntervalNs     *ebpf.Variable `ebpf:"src_interval_ns"`
+	SrcLimitNs        *ebpf.Variable `ebpf:"src_limit_ns"`
+	UdpAllowPorts     *ebpf.Variable `ebpf:"udp_allow_ports"`
+	UdpMonitorPorts   *ebpf.Variable `ebpf:"udp_monitor_ports"`
+	UdpReplyFirst     *ebpf.Variable `ebpf:"udp_reply_first"`
+	UdpReplyLast      *ebpf.Variable `ebpf:"udp_reply_last"`
+	UdpScopedPorts    *ebpf.Variable `ebpf:"udp_scoped_ports"`
+	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventConfig *ebpf.Variable `ebpf:"unused_event_config"`
+	UnusedHealth      *ebpf.Variable `ebpf:"unused_health"`
+	UnusedLpmKey      *ebpf.Variable `ebpf:"unused_lpm_key"`
+	UnusedMeta        *ebpf.Variable `ebpf:"unused_meta"`
+	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedRuleSlot    *ebpf.Variable `ebpf:"unused_rule_slot"`
 }
 
 // xdpguardPrograms contains all programs after they have been loaded into the kernel.

@@ -172,3 +172,22 @@ func ReadRules(names, stats *ebpf.Map) ([]Rule, error) {
 	}
 	return out, nil
 }
+
+// ReadHealth sums the data path's health counters (loader.Health*).
+func ReadHealth(m *ebpf.Map) ([loader.NumHealthCounters]uint64, error) {
+	var out [loader.NumHealthCounters]uint64
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return out, err
+	}
+	vals := make([]uint64, cpus)
+	for i := range out {
+		if err := m.Lookup(uint32(i), &vals); err != nil {
+			return out, fmt.Errorf("read health counter %d: %w", i, err)
+		}
+		for _, v := range vals {
+			out[i] += v
+		}
+	}
+	return out, nil
+}

@@ -40,6 +40,7 @@ type Collector struct {
 	monitored, monitorMode            *prometheus.Desc
 	sources, sourcesCap, generation   *prometheus.Desc
 	bans, rulePackets                 *prometheus.Desc
+	eventsLost, sourceInserts         *prometheus.Desc
 	loadedAt, attached                *prometheus.Desc
 }
 
@@ -56,26 +57,28 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 		scrapeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "xdpguard_scrape_errors_total", Help: "Map reads that failed during a scrape.",
 		}),
-		packets:     d("packets_total", "Packets the XDP program saw.", "interface"),
-		drops:       d("drops_total", "Packets dropped, by reason.", "interface", "reason"),
-		passed:      d("passed_total", "Packets passed, by reason.", "interface", "reason"),
-		monitored:   d("monitored_drops_total", "Packets the policy would have dropped but passed because it is in monitor mode, by reason.", "interface", "reason"),
-		monitorMode: d("monitor_mode", "1 while the policy in force only monitors (mode: monitor).", "interface"),
-		portDrops:   d("port_drops_total", "SYNs (and, under udp.allow, datagrams) dropped per destination port, for the ports with the most drops, by reason.", "interface", "port", "reason"),
-		sources:     d("ratelimit_sources", "Sources in the per-source SYN limiter table.", "interface"),
-		sourcesCap:  d("ratelimit_sources_capacity", "Size of the per-source SYN limiter table.", "interface"),
-		bans:        d("banned_sources", "Sources (IPv4 addresses, IPv6 /64s) serving a ban.", "interface"),
-		rulePackets: d("rule_packets_total", "Packets counted under each policy rule (its name, or one xdpguard gives), by verdict: passed, dropped, or monitored (would have dropped; passed in monitor mode).", "interface", "rule", "verdict"),
-		generation:  d("policy_generation", "Policy generation in force (increments on every switch).", "interface"),
-		loadedAt:    d("policy_loaded_timestamp_seconds", "When the policy in force was switched in.", "interface"),
-		attached:    d("attached", "1 while xdpguard's own program is the one attached, 0 if none or another is; mode is the XDP mode in effect.", "interface", "mode"),
+		packets:       d("packets_total", "Packets the XDP program saw.", "interface"),
+		drops:         d("drops_total", "Packets dropped, by reason.", "interface", "reason"),
+		passed:        d("passed_total", "Packets passed, by reason.", "interface", "reason"),
+		monitored:     d("monitored_drops_total", "Packets the policy would have dropped but passed because it is in monitor mode, by reason.", "interface", "reason"),
+		monitorMode:   d("monitor_mode", "1 while the policy in force only monitors (mode: monitor).", "interface"),
+		portDrops:     d("port_drops_total", "SYNs (and, under udp.allow, datagrams) dropped per destination port, for the ports with the most drops, by reason.", "interface", "port", "reason"),
+		sources:       d("ratelimit_sources", "Sources in the per-source SYN limiter table.", "interface"),
+		sourcesCap:    d("ratelimit_sources_capacity", "Size of the per-source SYN limiter table.", "interface"),
+		bans:          d("banned_sources", "Sources (IPv4 addresses, IPv6 /64s) serving a ban.", "interface"),
+		eventsLost:    d("events_lost_total", "Drop events the data path did not send: over the events budget (over_budget) or the ring buffer full (ring_full).", "interface", "cause"),
+		sourceInserts: d("ratelimit_source_inserts_total", "Sources added to the per-source SYN limiter table; once it is full, each insert evicts the least recently used source.", "interface"),
+		rulePackets:   d("rule_packets_total", "Packets counted under each policy rule (its name, or one xdpguard gives), by verdict: passed, dropped, or monitored (would have dropped; passed in monitor mode).", "interface", "rule", "verdict"),
+		generation:    d("policy_generation", "Policy generation in force (increments on every switch).", "interface"),
+		loadedAt:      d("policy_loaded_timestamp_seconds", "When the policy in force was switched in.", "interface"),
+		attached:      d("attached", "1 while xdpguard's own program is the one attached, 0 if none or another is; mode is the XDP mode in effect.", "interface", "mode"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.scrapeErrors.Describe(ch)
-	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.bans, c.generation, c.loadedAt, c.attached, c.monitored, c.monitorMode, c.rulePackets} {
+	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.bans, c.generation, c.loadedAt, c.attached, c.monitored, c.monitorMode, c.rulePackets, c.eventsLost, c.sourceInserts} {
 		ch <- d
 	}
 }
@@ -147,6 +150,13 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 			counter(c.rulePackets, r.Monitored, t.Iface, r.Name, "monitored")
 		}
 	}
+	if h, err := maps.ReadHealth(t.Maps.Health); err != nil {
+		c.scrapeErrors.Inc()
+	} else {
+		counter(c.eventsLost, h[loader.HealthEventsOverBudget], t.Iface, "over_budget")
+		counter(c.eventsLost, h[loader.HealthEventsRingFull], t.Iface, "ring_full")
+		counter(c.sourceInserts, h[loader.HealthSourceInserts], t.Iface)
+	}
 	if n, err := maps.CountEntries(t.Maps.SrcBuckets); err != nil {
 		c.scrapeErrors.Inc()
 	} else {
@@ -216,4 +226,16 @@ func (r *Reloads) Observe(err error) {
 	}
 	r.Total.WithLabelValues("success").Inc()
 	r.LastOK.Set(1)
+}
+
+// Events counts the drop events the daemon wrote, per interface.
+type Events struct {
+	Written *prometheus.CounterVec
+}
+
+// NewEvents creates the events metric.
+func NewEvents() *Events {
+	return &Events{Written: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "xdpguard_events_written_total", Help: "Drop events written to the events log (--events).",
+	}, []string{"interface"})}
 }

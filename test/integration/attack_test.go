@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -307,4 +308,59 @@ func TestICMPEchoLimitOverVeth(t *testing.T) {
 		t.Errorf("icmp_rate_limited drops = %v", v)
 	}
 	expectPorts(t, l, l.CliV6, l.SrvV6, map[int]string{8080: "open"})
+}
+
+// Drop events over the wire: a scan and a flood of closed ports are logged
+// as JSON lines, at most the budget; what the budget leaves out is counted.
+func TestDropEventsLogOverVeth(t *testing.T) {
+	const rate, burst = 20, 10
+	l := NewLab(t)
+	l.WritePolicy(labPolicy)
+	path := filepath.Join(l.dir, "drops.jsonl")
+	d := l.StartDaemon("--events", path, "--events-rate", fmt.Sprint(rate), "--events-burst", fmt.Sprint(burst))
+	tx := l.RawSender()
+	for port := uint16(7000); port < 7005; port++ {
+		if err := tx.Send(l.synFrame(l.CliV4, l.SrvV4, port, 40000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent, elapsed := tx.Flood(t, time.Second, func(i int) []byte { return l.synFrame(l.CliV4b, l.SrvV4, 7777, uint16(10000+i%50000)) }, nil)
+
+	// The daemon writes what the kernel sent; wait for the counters to agree.
+	var m string
+	var lines []string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m = d.Scrape()
+		b, _ := os.ReadFile(path)
+		lines = strings.Split(strings.TrimSpace(string(b)), "\n")
+		if float64(len(lines)) == Metric(m, "xdpguard_events_written_total") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	max := rate*elapsed.Seconds() + burst + 2
+	if n := float64(len(lines)); n < burst || n > max {
+		t.Fatalf("%d events for %d drops in %v, want between the burst %d and %.0f", len(lines), sent+5, elapsed, burst, max)
+	}
+	if w := Metric(m, "xdpguard_events_written_total"); w != float64(len(lines)) {
+		t.Errorf("events_written_total %v, file has %d lines", w, len(lines))
+	}
+	lost := Metric(m, "xdpguard_events_lost_total", `cause="over_budget"`)
+	if lost+float64(len(lines)) < float64(sent) {
+		t.Errorf("%v lost + %d logged < %d dropped", lost, len(lines), sent)
+	}
+	var first struct {
+		Time                    time.Time
+		Interface, Reason, Rule string
+		Source, Proto           string
+		DPort                   uint16
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatalf("%v: %s", err, lines[0])
+	}
+	if first.Interface != l.SrvIf || first.Reason != "port_not_allowed" || first.Source != l.CliV4 || first.Proto != "tcp" ||
+		first.DPort != 7000 || first.Rule != "tcp/closed" || time.Since(first.Time) > time.Minute || time.Since(first.Time) < 0 {
+		t.Errorf("first event %+v", first)
+	}
 }

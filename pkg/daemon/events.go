@@ -1,0 +1,88 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"github.com/xdpguard/xdpguard/pkg/events"
+	"github.com/xdpguard/xdpguard/pkg/loader"
+)
+
+// eventsLog is the drop event log of a running daemon: one reader per
+// interface, writing to one file.
+type eventsLog struct {
+	w      *events.Writer
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func openEventsLog(path string) (*eventsLog, error) {
+	w, err := events.OpenWriter(path)
+	if err != nil {
+		return nil, err
+	}
+	return &eventsLog{w: w}, nil
+}
+
+// reopen starts a new file after log rotation (on SIGHUP).
+func (e *eventsLog) reopen(log *slog.Logger) {
+	if e == nil {
+		return
+	}
+	if err := e.w.Reopen(); err != nil {
+		log.Error("reopen the events file", "err", err)
+	}
+}
+
+// startEvents sets each interface's events budget (zero without an events
+// log, so a previous daemon's setting does not linger) and starts a reader
+// per interface.
+func (d *Daemon) startEvents(ctx context.Context, e *eventsLog) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	rate, burst := uint64(0), uint64(0)
+	if e != nil {
+		rate, burst = d.cfg.EventsRate, d.cfg.EventsBurst
+		ctx, e.cancel = context.WithCancel(ctx)
+	}
+	for _, g := range d.guards {
+		st, err := g.State()
+		if err != nil {
+			return err
+		}
+		if err := loader.SetEventBudget(st.EventBudget, rate, burst); err != nil {
+			return err
+		}
+		iface := g.Iface
+		counter := d.events.Written.WithLabelValues(iface) // exported at 0 even with events off
+		if e == nil {
+			continue
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			if err := events.Stream(ctx, iface, st.Events, st.RuleNames, e.w, counter.Inc); err != nil {
+				d.log.Error("drop events stopped", "interface", iface, "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// stopEvents turns the events off in the kernel and stops the readers.
+func (d *Daemon) stopEvents(e *eventsLog) {
+	if e == nil {
+		return
+	}
+	d.mu.RLock()
+	for _, g := range d.guards {
+		if st, err := g.State(); err == nil {
+			_ = loader.SetEventBudget(st.EventBudget, 0, 0)
+		}
+	}
+	d.mu.RUnlock()
+	e.cancel()
+	e.wg.Wait()
+	_ = e.w.Close()
+}

@@ -1,0 +1,120 @@
+package loader_test
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/xdpguard/xdpguard/pkg/events"
+	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/maps"
+)
+
+// readEvents drains the ring buffer.
+func readEvents(t *testing.T, d *loader.Detached) []events.Event {
+	t.Helper()
+	rd, err := ringbuf.NewReader(d.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var out []events.Event
+	for {
+		rd.SetDeadline(time.Now().Add(50 * time.Millisecond))
+		rec, err := rd.Read()
+		if err != nil {
+			return out
+		}
+		var raw loader.Event
+		if len(rec.RawSample) < binary.Size(raw) {
+			t.Fatalf("short event: %d bytes", len(rec.RawSample))
+		}
+		if err := decodeEvent(rec.RawSample, &raw); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, events.Decode("lab0", &raw, d.RuleNames, time.Unix(0, 0)))
+	}
+}
+
+// Drops produce events within the budget; the rest is counted, not sent.
+// Passes produce none.
+func TestDropEventsBudgeted(t *testing.T) {
+	d := load(t, mustPolicy(t, rulesPolicy))
+	if err := loader.SetEventBudget(d.EventBudget, 1, 3); err != nil {
+		t.Fatal(err)
+	}
+	run(t, d, srcFrame("192.0.2.1", 22)) // a pass: no event
+	for i := 0; i < 10; i++ {
+		run(t, d, srcFrame("198.51.100.9", 9999))
+	}
+	got := readEvents(t, d)
+	if len(got) != 3 {
+		t.Fatalf("%d events, want the burst of 3: %+v", len(got), got)
+	}
+	want := events.Event{Interface: "lab0", Reason: "port_not_allowed", Source: "198.51.100.9", Proto: "tcp", DPort: 9999, Rule: "tcp/closed"}
+	e := got[0]
+	e.Time = time.Time{}
+	if e != want {
+		t.Errorf("event %+v, want %+v", e, want)
+	}
+	h, err := maps.ReadHealth(d.Health)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h[loader.HealthEventsOverBudget] != 7 || h[loader.HealthEventsRingFull] != 0 {
+		t.Errorf("health %v, want 7 over budget", h)
+	}
+}
+
+// With events off (the default) nothing is sent or counted.
+func TestDropEventsOffByDefault(t *testing.T) {
+	d := load(t, mustPolicy(t, rulesPolicy))
+	run(t, d, srcFrame("198.51.100.9", 9999))
+	if got := readEvents(t, d); len(got) != 0 {
+		t.Fatalf("events while off: %+v", got)
+	}
+	if h, _ := maps.ReadHealth(d.Health); h[loader.HealthEventsOverBudget] != 0 {
+		t.Errorf("health %v", h)
+	}
+}
+
+// A reader that falls behind loses events to a full ring, and the kernel
+// counts them; the data path never blocks.
+func TestDropEventsRingFull(t *testing.T) {
+	d := load(t, mustPolicy(t, rulesPolicy))
+	if err := loader.SetEventBudget(d.EventBudget, 100_000_000, 1_000_000_000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Program.Run(&ebpf.RunOptions{Data: srcFrame("198.51.100.9", 9999), Repeat: 10000}); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := maps.ReadHealth(d.Health)
+	n := len(readEvents(t, d))
+	if h[loader.HealthEventsRingFull] == 0 || uint64(n)+h[loader.HealthEventsRingFull]+h[loader.HealthEventsOverBudget] != 10000 {
+		t.Errorf("%d events sent, health %v: want a full ring and every drop accounted for", n, h)
+	}
+}
+
+func decodeEvent(b []byte, e *loader.Event) error {
+	_, err := binary.Decode(b, binary.NativeEndian, e)
+	return err
+}
+
+// Each new source in the SYN limiter table is counted (the table's
+// pressure); a known source is not.
+func TestSourceInsertsCounted(t *testing.T) {
+	d := load(t, mustPolicy(t, rulesPolicy))
+	for _, src := range []string{"192.0.2.1", "192.0.2.2", "2001:db8::1", "2001:db8::2", "192.0.2.1"} {
+		run(t, d, srcFrame(src, 22))
+	}
+	h, err := maps.ReadHealth(d.Health)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h[loader.HealthSourceInserts] != 3 { // 2001:db8::1 and ::2 share a /64
+		t.Errorf("source inserts %d, want 3", h[loader.HealthSourceInserts])
+	}
+}
