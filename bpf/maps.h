@@ -31,14 +31,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdpg_port_drops SEC(".maps");
 
-/* A pinned per-source table: struct xdpg_src_key (IPv4 /32, IPv6 /64) to a
- * u64 in ns of ktime, an LRU so a spoofed flood cannot grow it. */
+/* A pinned per-source table: struct xdpg_src_key (IPv4 /32, IPv6 /64) to
+ * struct xdpg_source, an LRU so a spoofed flood cannot grow it. */
 #define XDPG_SOURCE_TABLE(name)                             \
 	struct {                                            \
 		__uint(type, BPF_MAP_TYPE_LRU_HASH);        \
 		__uint(max_entries, 65536);                 \
 		__type(key, struct xdpg_src_key);           \
-		__type(value, __u64);                       \
+		__type(value, struct xdpg_source);          \
 		__uint(pinning, LIBBPF_PIN_BY_NAME);        \
 	} name SEC(".maps")
 

@@ -113,6 +113,14 @@ struct xdpg_src_key {
 	__u32 addr[4];
 };
 
+/* Value of the per-source tables: the GCRA theoretical arrival time (or,
+ * in xdpg_bans, the ban's end), in ns of ktime, and how many of the
+ * source's packets that entry refused, for `xdpguard top`. */
+struct xdpg_source {
+	__u64 at;
+	__u64 drops;
+};
+
 /* Key of the source LPM tries (deny, trust). The family (4 or 6) comes
  * first and every prefix covers it (prefixlen = 32 + CIDR length), so an
  * IPv6 entry such as ::/0 can never match an IPv4 source. IPv4 addresses

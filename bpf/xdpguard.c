@@ -201,14 +201,16 @@ static __always_inline void src_key_of(struct l4_info *l4, struct xdpg_src_key *
 static __always_inline int banned(struct l4_info *l4)
 {
 	struct xdpg_src_key key;
-	__u64 *until;
+	struct xdpg_source *ban;
 
 	src_key_of(l4, &key);
-	until = bpf_map_lookup_elem(&xdpg_bans, &key);
-	if (!until)
+	ban = bpf_map_lookup_elem(&xdpg_bans, &key);
+	if (!ban)
 		return 0;
-	if (*until > bpf_ktime_get_coarse_ns())
+	if (ban->at > bpf_ktime_get_coarse_ns()) {
+		__sync_fetch_and_add(&ban->drops, 1);
 		return 1;
+	}
 	bpf_map_delete_elem(&xdpg_bans, &key);
 	return 0;
 }
@@ -226,10 +228,10 @@ static __always_inline void health_inc(__u32 idx)
 static __always_inline int bucket_take(void *table, struct xdpg_src_key *key, __u64 now, __u64 interval,
 				       __u64 limit)
 {
-	__u64 *tat = bpf_map_lookup_elem(table, key);
+	struct xdpg_source *src = bpf_map_lookup_elem(table, key);
 
-	if (!tat) {
-		__u64 first = now + interval;
+	if (!src) {
+		struct xdpg_source first = { .at = now + interval };
 
 		if (bpf_map_update_elem(table, key, &first, BPF_NOEXIST) == 0) {
 			if (table == (void *)&xdpg_src_buckets)
@@ -237,11 +239,14 @@ static __always_inline int bucket_take(void *table, struct xdpg_src_key *key, __
 			return 1;
 		}
 		/* Lost an insert race: use the winner's bucket. */
-		tat = bpf_map_lookup_elem(table, key);
-		if (!tat)
+		src = bpf_map_lookup_elem(table, key);
+		if (!src)
 			return 1; /* table busy: fail open (the per-port limit still applies to SYNs) */
 	}
-	return gcra_take(tat, now, interval, limit);
+	if (gcra_take(&src->at, now, interval, limit))
+		return 1;
+	__sync_fetch_and_add(&src->drops, 1);
+	return 0;
 }
 
 static __always_inline int src_take(struct xdpg_src_key *key, __u64 now)
@@ -307,9 +312,9 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 		src_key_of(l4, &key);
 		if (!src_take(&key, now)) {
 			if (ban_ns) {
-				__u64 until = now + ban_ns;
+				struct xdpg_source ban = { .at = now + ban_ns };
 
-				bpf_map_update_elem(&xdpg_bans, &key, &until, BPF_ANY);
+				bpf_map_update_elem(&xdpg_bans, &key, &ban, BPF_ANY);
 			}
 			return XDPG_DROP_RATE_LIMITED;
 		}

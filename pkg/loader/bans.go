@@ -39,11 +39,16 @@ func (k SrcKey) Prefix() netip.Prefix {
 	return netip.PrefixFrom(a, 64)
 }
 
-// Ban is a banned source and when its ban ends.
+// SourceState is an entry of the per-source tables (struct xdpg_source):
+// the GCRA arrival time or the ban's end, and the packets it refused.
+type SourceState = xdpguardXdpgSource
+
+// Ban is a banned source, when its ban ends, and the packets it dropped.
 type Ban struct {
 	Source netip.Prefix
 	// Until is in CLOCK_MONOTONIC nanoseconds, the data path's clock.
 	Until uint64
+	Drops uint64
 }
 
 // MonotonicNow is the data path's clock.
@@ -59,11 +64,11 @@ func ReadBans(m *ebpf.Map) ([]Ban, error) {
 	now := MonotonicNow()
 	var out []Ban
 	var k SrcKey
-	var until uint64
+	var v SourceState
 	it := m.Iterate()
-	for it.Next(&k, &until) {
-		if until > now {
-			out = append(out, Ban{k.Prefix(), until})
+	for it.Next(&k, &v) {
+		if v.At > now {
+			out = append(out, Ban{k.Prefix(), v.At, v.Drops})
 		}
 	}
 	return out, it.Err()

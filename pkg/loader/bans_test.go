@@ -35,8 +35,8 @@ func TestBanAfterExceedingLimit(t *testing.T) {
 		t.Errorf("neighbour of a banned source: %s", r.Name())
 	}
 	bans, err := loader.ReadBans(d.Bans)
-	if err != nil || len(bans) != 1 || bans[0].Source.String() != "192.0.2.7/32" {
-		t.Fatalf("bans %v %v", bans, err)
+	if err != nil || len(bans) != 1 || bans[0].Source.String() != "192.0.2.7/32" || bans[0].Drops != 3 {
+		t.Fatalf("bans %+v %v, want 192.0.2.7/32 with the 3 packets it dropped", bans, err)
 	}
 	if left := bans[0].Until - loader.MonotonicNow(); left < 59e9 || left > 60e9 {
 		t.Errorf("ban ends in %dns, want about 60s", left)
@@ -69,14 +69,14 @@ func TestBanExpiresInDataPath(t *testing.T) {
 	d := load(t, mustPolicy(t, banPolicy))
 	key := loader.SrcKeyOf(netip.MustParseAddr("192.0.2.9"))
 	// A second ago: the data path reads a coarse clock, up to a tick behind.
-	if err := d.Bans.Put(key, loader.MonotonicNow()-1e9); err != nil {
+	if err := d.Bans.Put(key, loader.SourceState{At: loader.MonotonicNow() - 1e9}); err != nil {
 		t.Fatal(err)
 	}
 	if _, r := run(t, d, srcFrame("192.0.2.9", 22)); r != loader.PassSYNAllowed {
 		t.Fatalf("expired ban still enforced: %s", r.Name())
 	}
-	var until uint64
-	if err := d.Bans.Lookup(key, &until); err == nil {
+	var ban loader.SourceState
+	if err := d.Bans.Lookup(key, &ban); err == nil {
 		t.Fatal("expired ban left in the map")
 	}
 }

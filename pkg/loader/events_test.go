@@ -118,3 +118,20 @@ func TestSourceInsertsCounted(t *testing.T) {
 		t.Errorf("source inserts %d, want 3", h[loader.HealthSourceInserts])
 	}
 }
+
+// The limiter table counts each source's refused SYNs: what `top` ranks.
+func TestRateLimitedSourcesCounted(t *testing.T) {
+	d := load(t, mustPolicy(t, rulesPolicy)) // 1/s, burst 2
+	for src, n := range map[string]int{"192.0.2.1": 6, "192.0.2.2": 4, "192.0.2.3": 2} {
+		for i := 0; i < n; i++ {
+			run(t, d, srcFrame(src, 22))
+		}
+	}
+	got, err := maps.ReadSources(d.SrcBuckets, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Source.String() != "192.0.2.1/32" || got[0].Drops != 4 || got[1].Drops != 2 {
+		t.Errorf("sources %+v, want 192.0.2.1 with 4 drops, then 192.0.2.2 with 2 (192.0.2.3 stayed within its burst)", got)
+	}
+}

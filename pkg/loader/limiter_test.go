@@ -121,7 +121,7 @@ func TestLimiterClockEdges(t *testing.T) {
 	if now > month {
 		stale = now - month
 	}
-	if err := d.SrcBuckets.Put(key, stale); err != nil {
+	if err := d.SrcBuckets.Put(key, loader.SourceState{At: stale}); err != nil {
 		t.Fatal(err)
 	}
 	got := countReasons(t, d, repeat(srcFrame("192.0.2.7", 22), 7)...)
@@ -130,16 +130,17 @@ func TestLimiterClockEdges(t *testing.T) {
 	}
 
 	future := monotonicNow(t) + 1<<62
-	if err := d.SrcBuckets.Put(key, future); err != nil {
+	if err := d.SrcBuckets.Put(key, loader.SourceState{At: future}); err != nil {
 		t.Fatal(err)
 	}
 	if got := countReasons(t, d, srcFrame("192.0.2.7", 22)); got[loader.DropRateLimited] != 1 {
 		t.Fatalf("future-stamped bucket: %v, want a drop", got)
 	}
-	var tat uint64
-	if err := d.SrcBuckets.Lookup(key, &tat); err != nil {
+	var st loader.SourceState
+	if err := d.SrcBuckets.Lookup(key, &st); err != nil {
 		t.Fatal(err)
 	}
+	tat := st.At
 	limit := uint64(5 * time.Second) // burst 5 at 1/s
 	if now := monotonicNow(t); tat > now+limit {
 		t.Fatalf("bucket not clamped: %d ns ahead, limit %d", tat-now, limit)

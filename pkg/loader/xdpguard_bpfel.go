@@ -122,6 +122,12 @@ const (
 	xdpguardXdpgRuleSlotXDPG_RULE_NONE          xdpguardXdpgRuleSlot = 65535
 )
 
+type xdpguardXdpgSource struct {
+	_     structs.HostLayout
+	At    uint64
+	Drops uint64
+}
+
 type xdpguardXdpgSrcKey struct {
 	_    structs.HostLayout
 	Addr [4]uint32

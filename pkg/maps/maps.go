@@ -5,6 +5,7 @@ package maps
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 
 	"github.com/cilium/ebpf"
@@ -118,7 +119,7 @@ func ReadPortDrops(m *ebpf.Map) ([]PortDrops, error) {
 func CountEntries(m *ebpf.Map) (int, error) {
 	const chunk = 4096
 	keys := make([]loader.SrcKey, chunk)
-	vals := make([]uint64, chunk)
+	vals := make([]loader.SourceState, chunk)
 	var cursor ebpf.MapBatchCursor
 	total := 0
 	for {
@@ -188,6 +189,49 @@ func ReadHealth(m *ebpf.Map) ([loader.NumHealthCounters]uint64, error) {
 		for _, v := range vals {
 			out[i] += v
 		}
+	}
+	return out, nil
+}
+
+// Source is a source in a per-source table and the packets it refused.
+type Source struct {
+	Source netip.Prefix `json:"source"` // an IPv4 /32 or IPv6 /64
+	Drops  uint64       `json:"drops"`
+	// At is the entry's time: GCRA arrival time, or ban end (monotonic ns).
+	At uint64 `json:"-"`
+}
+
+// ReadSources returns the sources of a per-source table that refused any
+// packet, most drops first, at most n (all if n <= 0). It reads the table
+// in batches.
+func ReadSources(m *ebpf.Map, n int) ([]Source, error) {
+	const chunk = 4096
+	keys := make([]loader.SrcKey, chunk)
+	vals := make([]loader.SourceState, chunk)
+	var out []Source
+	var cursor ebpf.MapBatchCursor
+	for {
+		got, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < got; i++ {
+			if vals[i].Drops > 0 {
+				out = append(out, Source{keys[i].Prefix(), vals[i].Drops, vals[i].At})
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read sources: %w", err)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Drops != out[j].Drops {
+			return out[i].Drops > out[j].Drops
+		}
+		return out[i].Source.Addr().Less(out[j].Source.Addr())
+	})
+	if n > 0 && len(out) > n {
+		out = out[:n]
 	}
 	return out, nil
 }
