@@ -364,3 +364,68 @@ func TestDropEventsLogOverVeth(t *testing.T) {
 		t.Errorf("first event %+v", first)
 	}
 }
+
+// `top` and `stats` during a flood: the flooding source leads the
+// rate-limited sources, a banned one shows its ban, the scanned closed port
+// leads the ports, and rates are per second over the interval.
+func TestTopAndStatsDuringFlood(t *testing.T) {
+	l, _ := startLab(t, "tcp:\n  allow: [8022, 8080]\nratelimit:\n  syn:\n    rate: 5\n    burst: 5\n")
+	tx := l.RawSender()
+	flood := func(d time.Duration) {
+		tx.Flood(t, d, func(i int) []byte {
+			if i%4 == 0 {
+				return l.synFrame(l.CliV4b, l.SrvV4, 7777, uint16(20000+i%40000)) // a closed port
+			}
+			return l.synFrame(l.CliV4, l.SrvV4, 8080, uint16(20000+i%40000))
+		}, nil)
+	}
+	done := make(chan struct{})
+	go func() { flood(2500 * time.Millisecond); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	topOut := sh(t, "ip", "netns", "exec", l.Server, xdpguardBin, "top", "--count", "1", "--interval", "1s", "--output", "json")
+	statsOut := sh(t, "ip", "netns", "exec", l.Server, xdpguardBin, "stats", "--count", "1", "--interval", "500ms", "--output", "json")
+	text := sh(t, "ip", "netns", "exec", l.Server, xdpguardBin, "top", "--count", "1", "--interval", "300ms")
+	<-done
+
+	type counter struct {
+		Total     float64
+		PerSecond float64 `json:"per_second"`
+	}
+	var frame struct {
+		Interfaces []struct {
+			Interface string
+			Dropped   counter
+			Drops     map[string]counter
+			Ports     []struct {
+				Port  int
+				Total counter
+			}
+			Sources []struct {
+				Source string
+				Drops  counter
+			} `json:"rate_limited_sources"`
+		}
+	}
+	if err := json.Unmarshal([]byte(topOut), &frame); err != nil || len(frame.Interfaces) != 1 {
+		t.Fatalf("top json: %v\n%s", err, topOut)
+	}
+	it := frame.Interfaces[0]
+	if it.Interface != l.SrvIf || len(it.Sources) == 0 || it.Sources[0].Source != l.CliV4+"/32" || it.Sources[0].Drops.PerSecond < 100 {
+		t.Errorf("top: the flooding source should lead the rate-limited sources at over 100/s:\n%s", topOut)
+	}
+	if len(it.Ports) == 0 || it.Ports[0].Port != 8080 || it.Ports[1].Port != 7777 {
+		t.Errorf("top: ports 8080 (rate limited) and 7777 (closed) should lead:\n%s", topOut)
+	}
+	if err := json.Unmarshal([]byte(statsOut), &frame); err != nil {
+		t.Fatalf("stats json: %v\n%s", err, statsOut)
+	}
+	it = frame.Interfaces[0]
+	if it.Drops["rate_limited"].PerSecond < 100 || it.Drops["port_not_allowed"].PerSecond < 30 || it.Dropped.Total < it.Drops["rate_limited"].Total {
+		t.Errorf("stats: drop rates during the flood:\n%s", statsOut)
+	}
+	for _, want := range []string{"RATE-LIMITED SOURCE", l.CliV4 + "/32", "banned source: none", "PORT"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("top line mode lacks %q:\n%s", want, text)
+		}
+	}
+}
