@@ -139,6 +139,8 @@ struct xdpg_meta {
 	__u32 flags;
 	__u64 generation;
 	__u64 loaded_unix_ns;
+	__u64 src_interval_ns; /* the per-source SYN limit in force (GCRA), for */
+	__u64 src_limit_ns;    /* telling which sources it refuses right now */
 	__u8 policy_digest[32];
 	char policy_path[256]; /* the file the daemon reads, for `status` */
 };

@@ -17,6 +17,9 @@ pids=()
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 in_srv() { ip netns exec "$SRV" "$@"; }
 in_cli() { ip netns exec "$CLI" "$@"; }
+# Background jobs call `ip netns exec` directly, not through these
+# functions: $! must be the process itself (ip execs it), not a subshell
+# whose kill would orphan it.
 
 cleanup() {
   set +e
@@ -43,7 +46,7 @@ mountpoint -q /run/xdpguard/bpffs || mount -t bpf bpf /run/xdpguard/bpffs
 
 step "services in $SRV: web on 80 and 443 (allowed), a database on 5432 (listening, NOT allowed)"
 for port in 80 443 5432; do
-  in_srv python3 -m http.server "$port" --bind :: >/dev/null 2>&1 & pids+=($!)
+  ip netns exec "$SRV" python3 -m http.server "$port" --bind :: >/dev/null 2>&1 & pids+=($!)
 done
 sleep 1
 
@@ -52,7 +55,7 @@ cat "$POLICY"
 "$BIN" check --policy "$POLICY"
 
 step "xdpguard run --iface $SIF"
-in_srv "$BIN" run --iface "$SIF" --policy "$POLICY" --ready-file "$work/ready" 2>"$work/daemon.log" & pids+=($!)
+ip netns exec "$SRV" "$BIN" run --iface "$SIF" --policy "$POLICY" --ready-file "$work/ready" --events "$work/drops.jsonl" --events-rate 20 2>"$work/daemon.log" & pids+=($!)
 for _ in $(seq 100); do [ -f "$work/ready" ] && break; sleep 0.1; done
 [ -f "$work/ready" ] || { cat "$work/daemon.log"; exit 1; }
 cat "$work/daemon.log"
@@ -64,10 +67,17 @@ echo "-- the database port, asked for explicitly:"
 in_cli nmap -sS -n -Pn -p 80,5432 --max-retries 1 --max-rtt-timeout 100ms "$SRV4" | grep -E '^[0-9]+/tcp'
 
 step "SYN flood from $CLI4 to port 80 for 3 s (hping3 --flood); policy allows 100 SYN/s per source, burst 200"
-in_cli timeout 3 hping3 -q -S -p 80 --flood "$SRV4" >/dev/null 2>&1 || true
+in_cli timeout 3 hping3 -q -S -p 80 --flood "$SRV4" >/dev/null 2>&1 & flood=$!
+sleep 0.5
+echo "-- xdpguard top, during the flood (line mode; on a terminal it is full-screen):"
+in_srv "$BIN" top --count 1 --interval 1s --limit 5
+wait "$flood" || true
 step "meanwhile a legitimate client from another address still gets the page"
 in_cli ip addr add 198.18.250.3/24 dev "$CIF"
 in_cli curl -s -o /dev/null -w 'HTTP %{http_code} from 198.18.250.3 in %{time_total}s\n' --interface 198.18.250.3 "http://$SRV4/"
+
+step "drop events (--events, sampled in the kernel to 20/s): the first three of $(wc -l <"$work/drops.jsonl")"
+head -3 "$work/drops.jsonl"
 
 step "xdpguard status"
 in_srv "$BIN" status

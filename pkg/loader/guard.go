@@ -382,6 +382,8 @@ func (gen *generation) commit(dir string, pol *policy.Policy) error {
 	meta.Generation++
 	meta.LoadedUnixNs = uint64(time.Now().UnixNano())
 	meta.PolicyDigest = pol.Digest()
+	src := pol.SYN.GCRA()
+	meta.SrcIntervalNs, meta.SrcLimitNs = src.IntervalNs, src.LimitNs
 	meta.PolicyPath = [256]int8{}
 	for i := 0; i < len(pol.Path) && i < len(meta.PolicyPath)-1; i++ {
 		meta.PolicyPath[i] = int8(pol.Path[i])

@@ -62,6 +62,8 @@ type xdpguardXdpgMeta struct {
 	Flags         uint32
 	Generation    uint64
 	LoadedUnixNs  uint64
+	SrcIntervalNs uint64
+	SrcLimitNs    uint64
 	PolicyDigest  [32]uint8
 	PolicyPath    [256]int8
 }

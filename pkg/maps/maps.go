@@ -117,19 +117,34 @@ func ReadPortDrops(m *ebpf.Map) ([]PortDrops, error) {
 
 // CountEntries counts the entries of the source limiter table, in batches.
 func CountEntries(m *ebpf.Map) (int, error) {
+	n, _, err := CountSources(m, loader.Meta{})
+	return n, err
+}
+
+// CountSources counts the entries of the source limiter table and, under
+// the limit meta records, those it refuses right now: their next SYN
+// would find no token (GCRA time beyond now + limit - interval).
+func CountSources(m *ebpf.Map, meta loader.Meta) (entries, limited int, err error) {
 	const chunk = 4096
 	keys := make([]loader.SrcKey, chunk)
 	vals := make([]loader.SourceState, chunk)
 	var cursor ebpf.MapBatchCursor
-	total := 0
+	now := loader.MonotonicNow()
 	for {
 		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		total += n
+		entries += n
+		if meta.SrcIntervalNs > 0 {
+			for _, v := range vals[:n] {
+				if v.At+meta.SrcIntervalNs > now+meta.SrcLimitNs {
+					limited++
+				}
+			}
+		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return total, nil
+			return entries, limited, nil
 		}
 		if err != nil {
-			return total, fmt.Errorf("count sources: %w", err)
+			return entries, limited, fmt.Errorf("count sources: %w", err)
 		}
 	}
 }

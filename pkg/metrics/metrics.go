@@ -41,6 +41,7 @@ type Collector struct {
 	sources, sourcesCap, generation   *prometheus.Desc
 	bans, rulePackets                 *prometheus.Desc
 	eventsLost, sourceInserts         *prometheus.Desc
+	sourcesLimited                    *prometheus.Desc
 	loadedAt, attached                *prometheus.Desc
 }
 
@@ -57,28 +58,29 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 		scrapeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "xdpguard_scrape_errors_total", Help: "Map reads that failed during a scrape.",
 		}),
-		packets:       d("packets_total", "Packets the XDP program saw.", "interface"),
-		drops:         d("drops_total", "Packets dropped, by reason.", "interface", "reason"),
-		passed:        d("passed_total", "Packets passed, by reason.", "interface", "reason"),
-		monitored:     d("monitored_drops_total", "Packets the policy would have dropped but passed because it is in monitor mode, by reason.", "interface", "reason"),
-		monitorMode:   d("monitor_mode", "1 while the policy in force only monitors (mode: monitor).", "interface"),
-		portDrops:     d("port_drops_total", "SYNs (and, under udp.allow, datagrams) dropped per destination port, for the ports with the most drops, by reason.", "interface", "port", "reason"),
-		sources:       d("ratelimit_sources", "Sources in the per-source SYN limiter table.", "interface"),
-		sourcesCap:    d("ratelimit_sources_capacity", "Size of the per-source SYN limiter table.", "interface"),
-		bans:          d("banned_sources", "Sources (IPv4 addresses, IPv6 /64s) serving a ban.", "interface"),
-		eventsLost:    d("events_lost_total", "Drop events the data path did not send: over the events budget (over_budget) or the ring buffer full (ring_full).", "interface", "cause"),
-		sourceInserts: d("ratelimit_source_inserts_total", "Sources added to the per-source SYN limiter table; once it is full, each insert evicts the least recently used source.", "interface"),
-		rulePackets:   d("rule_packets_total", "Packets counted under each policy rule (its name, or one xdpguard gives), by verdict: passed, dropped, or monitored (would have dropped; passed in monitor mode).", "interface", "rule", "verdict"),
-		generation:    d("policy_generation", "Policy generation in force (increments on every switch).", "interface"),
-		loadedAt:      d("policy_loaded_timestamp_seconds", "When the policy in force was switched in.", "interface"),
-		attached:      d("attached", "1 while xdpguard's own program is the one attached, 0 if none or another is; mode is the XDP mode in effect.", "interface", "mode"),
+		packets:        d("packets_total", "Packets the XDP program saw.", "interface"),
+		drops:          d("drops_total", "Packets dropped, by reason.", "interface", "reason"),
+		passed:         d("passed_total", "Packets passed, by reason.", "interface", "reason"),
+		monitored:      d("monitored_drops_total", "Packets the policy would have dropped but passed because it is in monitor mode, by reason.", "interface", "reason"),
+		monitorMode:    d("monitor_mode", "1 while the policy in force only monitors (mode: monitor).", "interface"),
+		portDrops:      d("port_drops_total", "SYNs (and, under udp.allow, datagrams) dropped per destination port, for the ports with the most drops, by reason.", "interface", "port", "reason"),
+		sources:        d("ratelimit_sources", "Sources in the per-source SYN limiter table.", "interface"),
+		sourcesCap:     d("ratelimit_sources_capacity", "Size of the per-source SYN limiter table.", "interface"),
+		bans:           d("banned_sources", "Sources (IPv4 addresses, IPv6 /64s) serving a ban.", "interface"),
+		eventsLost:     d("events_lost_total", "Drop events the data path did not send: over the events budget (over_budget) or the ring buffer full (ring_full).", "interface", "cause"),
+		sourcesLimited: d("ratelimit_limited_sources", "Sources the per-source SYN limit refuses right now (their next SYN would be dropped).", "interface"),
+		sourceInserts:  d("ratelimit_source_inserts_total", "Sources added to the per-source SYN limiter table; once it is full, each insert evicts the least recently used source.", "interface"),
+		rulePackets:    d("rule_packets_total", "Packets counted under each policy rule (its name, or one xdpguard gives), by verdict: passed, dropped, or monitored (would have dropped; passed in monitor mode).", "interface", "rule", "verdict"),
+		generation:     d("policy_generation", "Policy generation in force (increments on every switch).", "interface"),
+		loadedAt:       d("policy_loaded_timestamp_seconds", "When the policy in force was switched in.", "interface"),
+		attached:       d("attached", "1 while xdpguard's own program is the one attached, 0 if none or another is; mode is the XDP mode in effect.", "interface", "mode"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.scrapeErrors.Describe(ch)
-	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.bans, c.generation, c.loadedAt, c.attached, c.monitored, c.monitorMode, c.rulePackets, c.eventsLost, c.sourceInserts} {
+	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.bans, c.generation, c.loadedAt, c.attached, c.monitored, c.monitorMode, c.rulePackets, c.eventsLost, c.sourceInserts, c.sourcesLimited} {
 		ch <- d
 	}
 }
@@ -157,10 +159,12 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 		counter(c.eventsLost, h[loader.HealthEventsRingFull], t.Iface, "ring_full")
 		counter(c.sourceInserts, h[loader.HealthSourceInserts], t.Iface)
 	}
-	if n, err := maps.CountEntries(t.Maps.SrcBuckets); err != nil {
+	meta, metaErr := loader.ReadMeta(t.Maps.Generation)
+	if n, limited, err := maps.CountSources(t.Maps.SrcBuckets, meta); err != nil || metaErr != nil {
 		c.scrapeErrors.Inc()
 	} else {
 		gauge(c.sources, float64(n), t.Iface)
+		gauge(c.sourcesLimited, float64(limited), t.Iface)
 		gauge(c.sourcesCap, float64(t.Maps.SrcBuckets.MaxEntries()), t.Iface)
 	}
 	if bans, err := loader.ReadBans(t.Maps.Bans); err != nil {
@@ -168,7 +172,7 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 	} else {
 		gauge(c.bans, float64(len(bans)), t.Iface)
 	}
-	if meta, err := loader.ReadMeta(t.Maps.Generation); err != nil {
+	if metaErr != nil {
 		c.scrapeErrors.Inc()
 	} else {
 		gauge(c.generation, float64(meta.Generation), t.Iface)

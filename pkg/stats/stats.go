@@ -162,7 +162,9 @@ func Compare(prev, cur *Sample, n int) []Rates {
 				Total:       counter(cd.Total(), pd.Total(), secs),
 			})
 		}
-		sort.Slice(r.Ports, func(i, j int) bool { return hotter(r.Ports[i].Total, r.Ports[j].Total, r.Ports[i].Port < r.Ports[j].Port) })
+		sort.Slice(r.Ports, func(i, j int) bool {
+			return hotter(r.Ports[i].Total, r.Ports[j].Total, r.Ports[i].Port < r.Ports[j].Port)
+		})
 		r.Ports = top(r.Ports, n)
 
 		before := map[netip.Prefix]uint64{}

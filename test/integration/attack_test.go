@@ -363,6 +363,7 @@ func TestDropEventsLogOverVeth(t *testing.T) {
 		first.DPort != 7000 || first.Rule != "tcp/closed" || time.Since(first.Time) > time.Minute || time.Since(first.Time) < 0 {
 		t.Errorf("first event %+v", first)
 	}
+	d.Stop() // the readers must not hold up a clean exit
 }
 
 // `top` and `stats` during a flood: the flooding source leads the

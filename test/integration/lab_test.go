@@ -377,28 +377,34 @@ func (d *Daemon) WaitLog(re string) {
 // Scrape fetches /metrics from inside the server namespace. The connection
 // is made on the namespace's thread; http.Transport would dial elsewhere.
 func (d *Daemon) Scrape() string {
+	body, code, err := d.l.HTTPGet(d.l.Server, d.Metrics, "/metrics")
+	if err != nil || code != 200 {
+		d.l.t.Fatalf("scrape: %d %v", code, err)
+	}
+	return body
+}
+
+// HTTPGet fetches http://addr/path from inside namespace ns.
+func (l *Lab) HTTPGet(ns, addr, path string) (string, int, error) {
 	var conn net.Conn
 	var err error
-	d.l.InNS(d.l.Server, func() { conn, err = net.DialTimeout("tcp", d.Metrics, 5*time.Second) })
+	l.InNS(ns, func() { conn, err = net.DialTimeout("tcp", addr, 5*time.Second) })
 	if err != nil {
-		d.l.t.Fatalf("scrape: %v", err)
+		return "", 0, err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	req, _ := http.NewRequest("GET", "http://"+d.Metrics+"/metrics", nil)
+	req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
 	if err := req.Write(conn); err != nil {
-		d.l.t.Fatalf("scrape: %v", err)
+		return "", 0, err
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
 	if err != nil {
-		d.l.t.Fatalf("scrape: %v", err)
+		return "", 0, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != 200 {
-		d.l.t.Fatalf("scrape: %d %v", resp.StatusCode, err)
-	}
-	return string(body)
+	return string(body), resp.StatusCode, err
 }
 
 // Metric returns the value of the sample whose name and labels contain all

@@ -1,0 +1,199 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/xdpguard/xdpguard/deploy"
+	"github.com/xdpguard/xdpguard/internal/testutil"
+)
+
+// Prometheus is a real Prometheus server in the lab's server namespace.
+type Prometheus struct {
+	l    *Lab
+	Addr string
+}
+
+// StartPrometheus runs Debian's prometheus scraping the daemon every
+// second, with xdpguard's alert rules loaded and evaluated every second.
+func (l *Lab) StartPrometheus(d *Daemon) *Prometheus {
+	bin, err := exec.LookPath("prometheus")
+	testutil.Require(l.t, err, "prometheus (Debian package prometheus)")
+	rules, err := filepath.Abs("../../deploy/prometheus/xdpguard-rules.yml")
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	dir := filepath.Join(l.dir, "prometheus")
+	cfg := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [%q]
+scrape_configs:
+  - job_name: xdpguard
+    static_configs: [{targets: [%q]}]
+`, rules, d.Metrics)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	p := &Prometheus{l: l, Addr: "127.0.0.1:9090"}
+	log := &syncBuffer{}
+	cmd := exec.Command("ip", "netns", "exec", l.Server, bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+p.Addr)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, code, err := l.HTTPGet(l.Server, p.Addr, "/-/ready"); err == nil && code == 200 {
+			return p
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("prometheus not ready after 30s:\n%s", log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// API calls the HTTP API and decodes its data field into out.
+func (p *Prometheus) API(path string, out any) {
+	p.l.t.Helper()
+	body, code, err := p.l.HTTPGet(p.l.Server, p.Addr, path)
+	if err != nil || code != 200 {
+		p.l.t.Fatalf("prometheus %s: %d %v\n%s", path, code, err, body)
+	}
+	var resp struct {
+		Status string
+		Data   json.RawMessage
+	}
+	if err := json.Unmarshal([]byte(body), &resp); err != nil || resp.Status != "success" {
+		p.l.t.Fatalf("prometheus %s: %v\n%s", path, err, body)
+	}
+	if err := json.Unmarshal(resp.Data, out); err != nil {
+		p.l.t.Fatalf("prometheus %s: %v", path, err)
+	}
+}
+
+// Query evaluates expr at t and returns how many series it gives.
+func (p *Prometheus) Query(expr string, at time.Time) int {
+	var data struct{ Result []json.RawMessage }
+	p.API("/api/v1/query?"+url.Values{"query": {expr}, "time": {fmt.Sprint(at.Unix())}}.Encode(), &data)
+	return len(data.Result)
+}
+
+// The monitoring as shipped, against real components: a real Prometheus
+// scrapes a real daemon through a scan and a flood; every dashboard query
+// returns data, the alert rules load, and the flood alert's expression
+// fires (Prometheus itself puts the alert in pending or firing).
+func TestPrometheusDashboardAndAlerts(t *testing.T) {
+	l := NewLab(t)
+	l.Listen(8022, 8080)
+	l.WritePolicy("tcp:\n  allow:\n    - {port: 8022, name: ssh}\n    - 8080\nratelimit:\n  syn: {rate: 5, burst: 5, ban: 60s}\n")
+	d := l.StartDaemon("--events", filepath.Join(l.dir, "drops.jsonl"))
+	prom := l.StartPrometheus(d)
+
+	// Samples from before the attack, so rates over it have a start.
+	deadline := time.Now().Add(10 * time.Second)
+	for prom.Query("xdpguard_packets_total", time.Now()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("prometheus has no xdpguard sample after 10s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{8022: "open"})
+	tx := l.RawSender()
+	for port := uint16(1); port <= 300; port++ { // a scan
+		if err := tx.Send(l.synFrame(l.CliV4b, l.SrvV4, port, 40000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A flood from a few hundred sources, so some are limited and banned.
+	// Scrapes time out while it saturates the two CPUs; the ones after it
+	// see the whole increase, and rates over a minute include it.
+	tx.Flood(t, 3*time.Second, func(i int) []byte {
+		return l.synFrame(fmt.Sprintf("198.18.%d.%d", i%8, 1+i%200), l.SrvV4, 8080, uint16(20000+i%40000))
+	}, nil)
+	time.Sleep(4 * time.Second) // a few scrapes and rule evaluations after it
+	now := time.Now()
+
+	var targets struct {
+		ActiveTargets []struct{ Health, LastError, ScrapeURL string }
+	}
+	prom.API("/api/v1/targets", &targets)
+	if len(targets.ActiveTargets) != 1 || targets.ActiveTargets[0].Health != "up" {
+		t.Fatalf("prometheus does not scrape the daemon: %+v", targets)
+	}
+	dash, err := deploy.LoadDashboard("../../deploy/grafana/xdpguard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for title, exprs := range dash.Queries() {
+		for _, expr := range exprs {
+			q := strings.NewReplacer(`$interface`, l.SrvIf, `$__rate_interval`, "15s").Replace(expr)
+			if n := prom.Query(q, now); n == 0 {
+				t.Errorf("dashboard panel %q: %s returns no data", title, q)
+			}
+		}
+	}
+
+	// The rules file loads in Prometheus, healthy.
+	var rules struct {
+		Groups []struct {
+			Rules []struct{ Name, Health, LastError string }
+		}
+	}
+	prom.API("/api/v1/rules", &rules)
+	loaded := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			loaded++
+			if r.Health != "ok" {
+				t.Errorf("rule %s: %s %s", r.Name, r.Health, r.LastError)
+			}
+		}
+	}
+	if loaded < 6 {
+		t.Errorf("%d rules loaded", loaded)
+	}
+
+	// The flood alert's own expression fires at the flood, and Prometheus
+	// has the alert pending (its for: is a minute).
+	b, err := os.ReadFile("../../deploy/prometheus/xdpguard-rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Groups []struct {
+			Rules []struct{ Alert, Expr string }
+		}
+	}
+	if err := yaml.Unmarshal(b, &file); err != nil {
+		t.Fatal(err)
+	}
+	var floodExpr string
+	for _, r := range file.Groups[0].Rules {
+		if r.Alert == "XdpguardSynFlood" {
+			floodExpr = r.Expr
+		}
+	}
+	if floodExpr == "" || prom.Query(floodExpr, now) == 0 {
+		t.Errorf("the flood alert's expression does not fire at the flood: %q", floodExpr)
+	}
+	if prom.Query(`ALERTS{alertname="XdpguardSynFlood", interface="`+l.SrvIf+`"}`, now) == 0 {
+		t.Error("Prometheus did not put XdpguardSynFlood in pending or firing during the flood")
+	}
+	if prom.Query(`ALERTS{alertname="XdpguardFilterDetached"}`, time.Now()) != 0 {
+		t.Error("XdpguardFilterDetached fires while the filter is attached")
+	}
+}
