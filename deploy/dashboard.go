@@ -45,7 +45,6 @@ func LoadDashboard(path string) (*Dashboard, error) {
 	return &d, json.Unmarshal(b, &d)
 }
 
-
 // Queries lists every query of the dashboard's panels, by panel title.
 func (d *Dashboard) Queries() map[string][]string {
 	out := map[string][]string{}
