@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -518,5 +519,46 @@ func TestTooManyRules(t *testing.T) {
 	}
 	if _, err := Parse("p.yaml", []byte(b.String())); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// firstWins agrees with the port-by-port definition on random overlapping
+// rules, and handles a policy that lists every port.
+func TestFirstWins(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for n := 0; n < 300; n++ {
+		var in []RuleRange
+		for i := r.IntN(6); i >= 0; i-- {
+			a, b := uint16(r.IntN(40)), uint16(r.IntN(40))
+			in = append(in, RuleRange{PortRange{min(a, b), max(a, b)}, fmt.Sprint("r", r.IntN(3))})
+		}
+		got := map[uint16]string{}
+		for _, rr := range firstWins(in) {
+			for p := uint32(rr.Ports.First); p <= uint32(rr.Ports.Last); p++ {
+				if _, dup := got[uint16(p)]; dup {
+					t.Fatalf("%v: port %d twice", in, p)
+				}
+				got[uint16(p)] = rr.Rule
+			}
+		}
+		for p := uint16(0); p < 41; p++ {
+			want := ""
+			for _, rr := range in {
+				if rr.Ports.First <= p && p <= rr.Ports.Last {
+					want = rr.Rule
+					break
+				}
+			}
+			if got[p] != want {
+				t.Fatalf("%v: port %d under %q, want %q", in, p, got[p], want)
+			}
+		}
+	}
+	var all []RuleRange
+	for p := 1; p <= 65535; p++ {
+		all = append(all, RuleRange{PortRange{uint16(p), uint16(p)}, "bulk"})
+	}
+	if out := firstWins(all); len(out) != 1 || out[0].Ports != (PortRange{1, 65535}) {
+		t.Fatalf("%v", out)
 	}
 }

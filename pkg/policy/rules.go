@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"slices"
@@ -74,29 +75,60 @@ func checkRuleName(name string) error {
 
 // firstWins resolves overlapping ranges: each port is counted under the
 // first rule (in the order given) that names it. The result is sorted,
-// disjoint, and adjacent ranges of one rule are joined.
+// disjoint, and adjacent ranges of one rule are joined. A sweep over the
+// range ends with a heap of the open rules by position: O(n log n), so a
+// policy listing every port one by one stays fast.
 func firstWins(in []RuleRange) []RuleRange {
-	var cuts []uint32
-	for _, r := range in {
-		cuts = append(cuts, uint32(r.Ports.First), uint32(r.Ports.Last)+1)
+	type edge struct {
+		at    uint32
+		rule  int
+		start bool
 	}
-	slices.Sort(cuts)
-	cuts = slices.Compact(cuts)
+	edges := make([]edge, 0, 2*len(in))
+	for i, r := range in {
+		edges = append(edges, edge{uint32(r.Ports.First), i, true}, edge{uint32(r.Ports.Last) + 1, i, false})
+	}
+	sort.Slice(edges, func(i, j int) bool { return edges[i].at < edges[j].at })
+	open := &intHeap{}
+	ended := make([]bool, len(in))
 	var out []RuleRange
-	for i := 0; i+1 < len(cuts); i++ {
-		lo, hi := cuts[i], cuts[i+1]-1
-		for _, r := range in {
-			if uint32(r.Ports.First) <= lo && hi <= uint32(r.Ports.Last) {
-				if n := len(out); n > 0 && out[n-1].Rule == r.Rule && uint32(out[n-1].Ports.Last)+1 == lo {
-					out[n-1].Ports.Last = uint16(hi)
-				} else {
-					out = append(out, RuleRange{PortRange{uint16(lo), uint16(hi)}, r.Rule})
-				}
-				break
+	for i := 0; i < len(edges); {
+		at := edges[i].at
+		for ; i < len(edges) && edges[i].at == at; i++ {
+			if edges[i].start {
+				heap.Push(open, edges[i].rule)
+			} else {
+				ended[edges[i].rule] = true
 			}
+		}
+		for open.Len() > 0 && ended[(*open)[0]] {
+			heap.Pop(open)
+		}
+		if open.Len() == 0 || i == len(edges) {
+			continue
+		}
+		lo, hi, rule := at, edges[i].at-1, in[(*open)[0]].Rule
+		if n := len(out); n > 0 && out[n-1].Rule == rule && uint32(out[n-1].Ports.Last)+1 == lo {
+			out[n-1].Ports.Last = uint16(hi)
+		} else {
+			out = append(out, RuleRange{PortRange{uint16(lo), uint16(hi)}, rule})
 		}
 	}
 	return out
+}
+
+// intHeap is a min-heap of rule positions.
+type intHeap []int
+
+func (h intHeap) Len() int           { return len(h) }
+func (h intHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h intHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *intHeap) Push(x any)        { *h = append(*h, x.(int)) }
+func (h *intHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 // OpenRules says which rule each port open to all is counted under, for TCP
