@@ -10,7 +10,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 
 # Debian packages: what generation needs, and what the tests and demo drive.
 GEN_PKGS  := clang-19 llvm-19 libbpf-dev linux-libc-dev
-TEST_PKGS := iproute2 nmap hping3 python3 curl iputils-ping prometheus
+TEST_PKGS := iproute2 nmap hping3 python3 curl iputils-ping prometheus nftables ethtool
 
 .PHONY: help build generate check-generated deps deps-gen test test-unit vet fuzz bench demo clean
 
@@ -21,10 +21,10 @@ build: ## build bin/xdpguard
 	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/xdpguard ./cmd/xdpguard
 
 generate: deps-gen ## rebuild the BPF objects (pkg/loader/xdpguard_bpfel.{go,o}) with Debian's clang
-	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=$(STRIP) BPF2GO_CFLAGS="$(BPF_CFLAGS)" $(GO) generate ./pkg/loader
+	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=$(STRIP) BPF2GO_CFLAGS="$(BPF_CFLAGS)" $(GO) generate ./pkg/loader ./test/bench
 
 check-generated: generate ## fail if the committed BPF objects are not what the sources build
-	git diff --exit-code -- pkg/loader/xdpguard_bpfel.go pkg/loader/xdpguard_bpfel.o || { echo "generated BPF objects are stale: run 'make generate' and commit"; exit 1; }
+	git diff --exit-code -- pkg/loader/xdpguard_bpfel.go pkg/loader/xdpguard_bpfel.o test/bench/gen_bpfel.go test/bench/gen_bpfel.o || { echo "generated BPF objects are stale: run 'make generate' and commit"; exit 1; }
 
 deps-gen:
 	@./scripts/apt-deps.sh $(GEN_PKGS)
@@ -46,8 +46,8 @@ fuzz: ## run the fuzz targets for a while (FUZZTIME=60s)
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s} ./pkg/policy
 	$(GO) test -run XXX -fuzz FuzzDataPath -fuzztime $${FUZZTIME:-60s} -fuzzminimizetime 100x ./pkg/loader
 
-bench: ## BPF_PROG_RUN cost per path, next to trivial XDP programs
-	$(GO) test -run XXX -bench . -benchtime $${BENCHTIME:-2000000x} ./pkg/loader
+bench: build deps ## benchmarks: program cost, veth floods vs the XDP floor and nftables, control plane; writes docs/benchmarks.{md,png} (QUICK=1: a short run)
+	$(GO) run ./test/bench -bin $(CURDIR)/bin/xdpguard $(if $(QUICK),-quick)
 
 demo: build deps ## a veth lab: a port scan and a SYN flood dropped, the metrics shown
 	./scripts/demo.sh

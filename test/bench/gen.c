@@ -1,0 +1,75 @@
+//go:build ignore
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Benchmark helpers (not part of xdpguard): rewrite the IPv4 source of a
+ * SYN frame from a counter, so each run or generated frame comes from the
+ * next of src_count sources, keeping the IP checksum valid (the stack
+ * checks it behind nftables' ingress hook). */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+volatile const __u32 src_base;  /* host order */
+volatile const __u32 src_count; /* 0: leave the source as it is */
+
+__u32 counter;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} target SEC(".maps");
+
+static __always_inline __u16 csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/* RFC 1624 incremental update of the IPv4 header checksum. */
+static __always_inline void next_source(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	__u32 old, new, sum;
+
+	if (!src_count || (void *)(ip + 1) > data_end)
+		return;
+	old = ip->saddr;
+	new = bpf_htonl(src_base + (__sync_fetch_and_add(&counter, 1) % src_count));
+	sum = (__u16)~ip->check;
+	sum += (__u16)~old + (__u16)~(old >> 16);
+	sum += (__u16)new + (__u16)(new >> 16);
+	ip->saddr = new;
+	ip->check = csum_fold(sum);
+}
+
+/* For BPF_PROG_RUN: a new source, then the program under test. */
+SEC("xdp")
+int mutate_then_call(struct xdp_md *ctx)
+{
+	next_source(ctx);
+	bpf_tail_call(ctx, &target, 0);
+	return XDP_ABORTED;
+}
+
+/* For live frames: a new source, then out of the veth to its peer. */
+SEC("xdp")
+int generate(struct xdp_md *ctx)
+{
+	next_source(ctx);
+	return XDP_TX;
+}
+
+/* Keeps the generator veth's rx queue registered (live frames need it). */
+SEC("xdp")
+int pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
+char __license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,3 @@
+package main
+
+//go:generate go tool bpf2go -target bpfel gen gen.c

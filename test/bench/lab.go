@@ -1,0 +1,168 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// lab is three namespaces: gen (the traffic generator, which also routes
+// the legitimate client), dut (the filter on vethB) and cli (a legitimate
+// client). gen:vethA <-> dut:vethB carries both the flood and the client.
+type lab struct {
+	gen, dut, cli    string
+	a, b, c, d       string // vethA (gen) <-> vethB (dut); vethC (cli) <-> vethD (gen)
+	aIdx, bIdx       int
+	aMAC, bMAC       net.HardwareAddr
+	dutIP, cliIP     string
+	pinRoot, workDir string
+}
+
+const (
+	dutIP = "198.18.100.1"
+	cliIP = "198.18.101.2"
+)
+
+func run(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func newLab() (*lab, error) {
+	id := strconv.FormatUint(rand.Uint64()%0xfffff, 16)
+	l := &lab{gen: "xgb-g" + id, dut: "xgb-d" + id, cli: "xgb-c" + id,
+		a: "xgba" + id, b: "xgbb" + id, c: "xgbc" + id, d: "xgbd" + id, dutIP: dutIP, cliIP: cliIP}
+	steps := [][]string{
+		{"ip", "netns", "add", l.gen}, {"ip", "netns", "add", l.dut}, {"ip", "netns", "add", l.cli},
+		{"ip", "link", "add", l.a, "netns", l.gen, "type", "veth", "peer", "name", l.b, "netns", l.dut},
+		{"ip", "link", "add", l.d, "netns", l.gen, "type", "veth", "peer", "name", l.c, "netns", l.cli},
+		{"ip", "-n", l.dut, "addr", "add", dutIP + "/24", "dev", l.b},
+		{"ip", "-n", l.gen, "addr", "add", "198.18.100.2/24", "dev", l.a},
+		{"ip", "-n", l.gen, "addr", "add", "198.18.101.1/24", "dev", l.d},
+		{"ip", "-n", l.cli, "addr", "add", cliIP + "/24", "dev", l.c},
+	}
+	for _, ns := range []string{l.gen, l.dut, l.cli} {
+		steps = append(steps, []string{"ip", "-n", ns, "link", "set", "lo", "up"})
+	}
+	steps = append(steps,
+		[]string{"ip", "-n", l.gen, "link", "set", l.a, "up"}, []string{"ip", "-n", l.gen, "link", "set", l.d, "up"},
+		[]string{"ip", "-n", l.dut, "link", "set", l.b, "up"}, []string{"ip", "-n", l.cli, "link", "set", l.c, "up"},
+		[]string{"ip", "netns", "exec", l.gen, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+		[]string{"ip", "-n", l.cli, "route", "add", "default", "via", "198.18.101.1"},
+		[]string{"ip", "-n", l.dut, "route", "add", "198.18.101.0/24", "via", "198.18.100.2"},
+	)
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			l.destroy()
+			return nil, err
+		}
+	}
+	var err error
+	if l.aIdx, l.aMAC, err = l.link(l.gen, l.a); err == nil {
+		l.bIdx, l.bMAC, err = l.link(l.dut, l.b)
+	}
+	if err == nil {
+		l.workDir, err = os.MkdirTemp("", "xdpguard-bench")
+	}
+	if err != nil {
+		l.destroy()
+		return nil, err
+	}
+	// The daemon's pins under `ip netns exec` live on this host-shared bpffs.
+	if err := run("sh", "-c", "mkdir -p /run/xdpguard/bpffs && (mountpoint -q /run/xdpguard/bpffs || mount -t bpf bpf /run/xdpguard/bpffs)"); err != nil {
+		l.destroy()
+		return nil, err
+	}
+	l.pinRoot = "/run/xdpguard/bpffs/xdpguard-bench-" + id
+	return l, nil
+}
+
+func (l *lab) link(ns, name string) (int, net.HardwareAddr, error) {
+	var idx int
+	var mac net.HardwareAddr
+	err := inNS(ns, func() error {
+		ln, err := netlink.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		idx, mac = ln.Attrs().Index, ln.Attrs().HardwareAddr
+		return nil
+	})
+	return idx, mac, err
+}
+
+func (l *lab) destroy() {
+	for _, ns := range []string{l.gen, l.dut, l.cli} {
+		_ = run("ip", "netns", "del", ns)
+	}
+	if l.pinRoot != "" {
+		_ = os.RemoveAll(l.pinRoot)
+	}
+	if l.workDir != "" {
+		_ = os.RemoveAll(l.workDir)
+	}
+}
+
+// inNS runs fn on a thread in namespace ns.
+func inNS(ns string, fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		return err
+	}
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			panic(err)
+		}
+	}()
+	return fn()
+}
+
+// pinCPU pins the calling (locked) thread to cpu.
+func pinCPU(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	return unix.SchedSetaffinity(0, &set)
+}
+
+// cpuBusy is the machine's busy time so far (all CPUs), in ns.
+func cpuBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	var total, idle float64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseFloat(v, 64)
+		if i < 7 { // user nice system idle iowait irq softirq (not steal)
+			total += n
+		}
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return (total - idle) * 1e7 // USER_HZ 100: a tick is 10 ms
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"sort"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"github.com/xdpguard/xdpguard/internal/testpkt"
+	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/policy"
+)
+
+// benchPolicy is the policy of every measurement: the ports of the lab's
+// services open, per-source and per-port SYN limits.
+const benchPolicy = `tcp:
+  allow: [22, 80, 443, 8022]
+ratelimit:
+  syn: {rate: 100, burst: 200, max_sources: 65536}
+  syn_total: {rate: 10000, burst: 10000}
+`
+
+// costRow is one path's cost in BPF_PROG_RUN: the median over rounds.
+type costRow struct {
+	Name  string
+	NsPkt float64
+	Floor string // the trivial program it is compared with
+	Ratio float64
+}
+
+func trivialProgram(action int32) (*ebpf.Program, error) {
+	return ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.XDP, AttachType: ebpf.AttachXDP, License: "GPL", // as SEC("xdp") programs: tail calls need it
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, action), asm.Return()},
+	})
+}
+
+// programCost measures each path with BPF_PROG_RUN on a pinned thread,
+// rounds interleaved, next to trivial XDP_PASS and XDP_DROP programs.
+func programCost(repeat, rounds int) ([]costRow, error) {
+	pol, err := policy.Parse("bench", []byte(benchPolicy))
+	if err != nil {
+		return nil, err
+	}
+	// Rates nobody reaches, so a repeated SYN from one source keeps passing.
+	pass, err := policy.Parse("bench", []byte("tcp:\n  allow: [22, 80, 443, 8022]\nratelimit:\n  syn: {rate: 100000000, burst: 1000000000}\n  syn_total: {rate: 100000000, burst: 1000000000}\n"))
+	if err != nil {
+		return nil, err
+	}
+	d, err := loader.LoadDetached(pol)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	dp, err := loader.LoadDetached(pass)
+	if err != nil {
+		return nil, err
+	}
+	defer dp.Close()
+	tPass, err := trivialProgram(2)
+	if err != nil {
+		return nil, err
+	}
+	defer tPass.Close()
+	tDrop, err := trivialProgram(1)
+	if err != nil {
+		return nil, err
+	}
+	defer tDrop.Close()
+
+	// A new source on every run: the generator's mutate_then_call rewrites
+	// the source from a counter over 1M addresses, then tail-calls the
+	// program measured; its own cost is measured into a trivial drop.
+	mutNew, err := mutator(1<<20, d.Program)
+	if err != nil {
+		return nil, err
+	}
+	defer mutNew.Close()
+	mutFloor, err := mutator(1<<20, tDrop)
+	if err != nil {
+		return nil, err
+	}
+	defer mutFloor.Close()
+
+	syn := func(dport uint16) testpkt.Frame { return testpkt.NewSYN("100.64.0.1", dutIP, dport) }
+	ack := syn(22)
+	ack.Flags = testpkt.ACK
+	v6 := testpkt.NewSYN("2001:db8::1", "2001:db8:1::1", 8080)
+	v6.Ext = []testpkt.Ext{{Type: 0}, {Type: 60}, {Type: 43}}
+	vlan := syn(8080)
+	vlan.VLANs = []uint16{testpkt.EtherQinQ, testpkt.EtherQ}
+	type path struct {
+		name, floor string
+		prog        *ebpf.Program
+		frame       []byte
+	}
+	paths := []path{
+		{"trivial XDP_PASS", "", tPass, syn(8080).Bytes()},
+		{"trivial XDP_DROP", "", tDrop, syn(8080).Bytes()},
+		{"non-SYN (ACK) pass", "trivial XDP_PASS", d.Program, ack.Bytes()},
+		{"SYN to a closed port", "trivial XDP_DROP", d.Program, syn(8080).Bytes()},
+		{"SYN to an open port, known source", "trivial XDP_PASS", dp.Program, syn(22).Bytes()},
+		{"SYN from a new source (limiter insert + evict)", "mutate + trivial XDP_DROP", mutNew.prog, syn(22).Bytes()},
+		{"IPv6 + 3 extension headers, closed port", "trivial XDP_DROP", d.Program, v6.Bytes()},
+		{"QinQ (2 VLAN tags), closed port", "trivial XDP_DROP", d.Program, vlan.Bytes()},
+		{"mutate + trivial XDP_DROP", "", mutFloor.prog, syn(22).Bytes()},
+	}
+	samples := make([][]float64, len(paths))
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := pinCPU(1 % runtime.NumCPU()); err != nil {
+		return nil, err
+	}
+	for r := 0; r < rounds; r++ {
+		for i, p := range paths {
+			_, per, err := p.prog.Benchmark(p.frame, repeat, nil)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p.name, err)
+			}
+			samples[i] = append(samples[i], float64(per)/float64(time.Nanosecond))
+		}
+	}
+	byName := map[string]float64{}
+	var out []costRow
+	for i, p := range paths {
+		byName[p.name] = median(samples[i])
+		out = append(out, costRow{Name: p.name, NsPkt: byName[p.name], Floor: p.floor})
+	}
+	for i := range out {
+		if f := out[i].Floor; f != "" && byName[f] > 0 {
+			out[i].Ratio = out[i].NsPkt / byName[f]
+		}
+	}
+	return out, nil
+}
+
+type mutatorProg struct {
+	objs genObjects
+	prog *ebpf.Program
+}
+
+func (m *mutatorProg) Close() { m.objs.Close() }
+
+// mutator loads mutate_then_call for srcCount sources, calling target.
+func mutator(srcCount uint32, target *ebpf.Program) (*mutatorProg, error) {
+	spec, err := loadGen()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Variables["src_base"].Set(uint32(100<<24 | 64<<16)); err != nil {
+		return nil, err
+	}
+	if err := spec.Variables["src_count"].Set(srcCount); err != nil {
+		return nil, err
+	}
+	m := &mutatorProg{}
+	if err := spec.LoadAndAssign(&m.objs, nil); err != nil {
+		return nil, err
+	}
+	if err := m.objs.Target.Put(uint32(0), target); err != nil {
+		m.Close()
+		return nil, err
+	}
+	m.prog = m.objs.MutateThenCall
+	return m, nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
