@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/goccy/go-yaml"
@@ -183,6 +184,9 @@ func Load(path string) (*Policy, error) {
 	if !st.Mode().IsRegular() {
 		return nil, &Error{File: path, Msg: "not a regular file"}
 	}
+	if err := checkTrusted(st); err != nil {
+		return nil, &Error{File: path, Msg: err.Error()}
+	}
 	if st.Size() > MaxFileSize {
 		return nil, &Error{File: path, Msg: fmt.Sprintf("file is %d bytes; a policy may be at most %d", st.Size(), MaxFileSize)}
 	}
@@ -197,6 +201,24 @@ func Load(path string) (*Policy, error) {
 		}
 	}
 	return p, err
+}
+
+// checkTrusted refuses a policy file that someone other than its reader (or
+// root) could have written: the policy decides who reaches this host, so
+// it must be as protected as the daemon. The file is the one opened, after
+// symlinks (a Kubernetes ConfigMap is a chain of them).
+func checkTrusted(st os.FileInfo) error {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if euid := uint32(os.Geteuid()); sys.Uid != 0 && sys.Uid != euid {
+		return fmt.Errorf("owned by uid %d: a policy file must be owned by root or by the user reading it (uid %d); chown it", sys.Uid, euid)
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("mode %#o lets others write it: chmod go-w", st.Mode().Perm())
+	}
+	return nil
 }
 
 // Parse validates a policy document; name is used in errors.

@@ -562,3 +562,52 @@ func TestFirstWins(t *testing.T) {
 		t.Fatalf("%v", out)
 	}
 }
+
+// Files an attacker or an accident could produce are refused, each with a
+// message that says what is wrong and where.
+func TestBadPolicyFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, doc string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := "tcp:\n  allow: [22]\n"
+	nested := strings.Repeat("[", 10000) + strings.Repeat("]", 10000)
+	cases := map[string]struct{ path, want string }{
+		"world-writable": {write("ww.yaml", good, 0o666), "lets others write it"},
+		"group-writable": {write("gw.yaml", good, 0o620), "lets others write it"},
+		"truncated":      {write("trunc.yaml", "tcp:\n  allow: [22, 80\n", 0o600), "trunc.yaml:"},
+		"empty":          {write("empty.yaml", "", 0o600), "missing the tcp section"},
+		"garbage":        {write("bin.yaml", "\x00\x01\xfe\xff\x7f", 0o600), "bin.yaml"},
+		"deeply nested":  {write("deep.yaml", "tcp:\n  allow: "+nested+"\n", 0o600), "deep.yaml"},
+		"duplicate keys": {write("dup.yaml", "tcp:\n  allow: [22]\ntcp:\n  allow: [80]\n", 0o600), "dup.yaml:3"},
+		"out of range":   {write("range.yaml", "tcp:\n  allow: [65536]\n", 0o600), "range.yaml:2:11: tcp.allow[0]: port 65536 is out of range"},
+	}
+	// A symlink is followed, and the file it leads to is what is checked.
+	if err := os.Symlink(cases["world-writable"].path, filepath.Join(dir, "link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	cases["symlink to a writable file"] = struct{ path, want string }{filepath.Join(dir, "link.yaml"), "lets others write it"}
+	if os.Geteuid() == 0 {
+		other := write("other.yaml", good, 0o644)
+		if err := os.Chown(other, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		cases["owned by another user"] = struct{ path, want string }{other, "owned by uid 65534"}
+	}
+	for name, c := range cases {
+		_, err := Load(c.path)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error containing %q", name, err, c.want)
+		}
+	}
+	if _, err := Load(write("ok.yaml", good, 0o644)); err != nil {
+		t.Errorf("a root-owned 0644 file: %v", err)
+	}
+}

@@ -606,3 +606,43 @@ func TestRuleCountersOverVeth(t *testing.T) {
 		t.Errorf("rule counters after the reload (ssh 2, web 1, trial gone):\n%s", grep(m, "rule_packets"))
 	}
 }
+
+// Bad input while running: the policy file deleted, replaced by a writable
+// or broken one, and a burst of SIGHUPs. Each refused reload keeps the last
+// good policy; the file's next good version is picked up.
+func TestBadInputWhileRunning(t *testing.T) {
+	l, d := startLab(t, labPolicy)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open", 7777: "filtered"})
+
+	d.Mark()
+	if err := os.Remove(d.Policy); err != nil {
+		t.Fatal(err)
+	}
+	d.WaitLog(`policy reload refused.*no such file`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open", 7777: "filtered"})
+
+	d.Mark()
+	l.WritePolicy("tcp:\n  allow: [8022, 7777]\n")
+	if err := os.Chmod(d.Policy, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	d.Signal(syscall.SIGHUP)
+	d.WaitLog(`policy reload refused.*lets others write it`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open", 7777: "filtered"})
+
+	// A burst of SIGHUPs with a good file: the daemon survives, reloads
+	// one at a time, and ends on the file's policy.
+	if err := os.Chmod(d.Policy, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.Mark()
+	for i := 0; i < 50; i++ {
+		d.Signal(syscall.SIGHUP)
+	}
+	d.WaitLog(`policy reloaded`)
+	time.Sleep(500 * time.Millisecond)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "filtered", 7777: "open"})
+	if s := l.Status(); !strings.Contains(s, `"policy_file_in_force": true`) {
+		t.Errorf("status after the burst:\n%s", s)
+	}
+}
