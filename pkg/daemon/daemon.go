@@ -106,6 +106,7 @@ type Daemon struct {
 	ports   []uint16       // listening ports, with allow_listening
 	reloads *metrics.Reloads
 	events  *metrics.Events
+	pinRoot string
 }
 
 // Run attaches, serves and reloads until ctx is done. The filter stays
@@ -142,6 +143,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	d.current = pol
 	pinRoot, err := loader.ResolvePinRoot(cfg.BPFFS)
+	if err != nil {
+		return err
+	}
+	d.pinRoot = pinRoot
+	links, err := d.watchLinks(ctx)
 	if err != nil {
 		return err
 	}
@@ -222,6 +228,8 @@ func Run(ctx context.Context, cfg Config) error {
 			timed = d.nextChange()
 		case <-rescan.C:
 			d.rescanListening()
+		case u := <-links:
+			d.linkChanged(u)
 		case <-timed:
 			d.retime()
 			timed = d.nextChange()

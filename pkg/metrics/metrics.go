@@ -180,7 +180,7 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 		gauge(c.loadedAt, float64(time.Unix(0, int64(meta.LoadedUnixNs)).UnixMilli())/1000, t.Iface)
 	}
 	if mode, id, err := loader.AttachMode(t.Ifindex); err != nil {
-		c.scrapeErrors.Inc()
+		gauge(c.attached, 0, t.Iface, "none") // the interface is gone: nothing filters it
 	} else {
 		v := 0.0
 		if mode != "none" && id == t.ProgramID {

@@ -646,3 +646,22 @@ func TestBadInputWhileRunning(t *testing.T) {
 		t.Errorf("status after the burst:\n%s", s)
 	}
 }
+
+// An interface deleted and created again gets the filter back by itself,
+// with the policy in force; meanwhile the attached metric says 0.
+func TestInterfaceRecreatedGetsFilterBack(t *testing.T) {
+	l, d := startLab(t, labPolicy)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered"})
+	d.Mark()
+	sh(t, "ip", "-n", l.Server, "link", "del", l.SrvIf)
+	d.WaitLog(`interface deleted`)
+	if m := d.Scrape(); Metric(m, "xdpguard_attached", `mode="none"`) != 0 {
+		t.Errorf("attached while the interface is gone:\n%s", grep(m, "attached"))
+	}
+	l.link(l.SrvIf, l.CliIf, l.SrvV4, l.CliV4, l.SrvV6, l.CliV6)
+	d.WaitLog(`filter attached again`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open", 7777: "filtered"})
+	if m := d.Scrape(); Metric(m, "xdpguard_attached", `mode="native"`) != 1 {
+		t.Errorf("not attached after the interface came back:\n%s", grep(m, "attached"))
+	}
+}
