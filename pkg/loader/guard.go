@@ -147,16 +147,29 @@ func (g *Guard) Apply(pol *policy.Policy) error {
 	if err != nil {
 		return err
 	}
+	crashPoint("loaded")
 	if err := g.lnk.Update(gen.objs.Xdpguard); err != nil {
 		gen.Close()
 		return fmt.Errorf("%s: switch program: %w", g.Iface, err)
 	}
+	crashPoint("switched")
 	old := g.objs
 	g.objs = gen.objs
 	if err := gen.commit(g.Dir, pol); err != nil {
 		return err // the new policy is in force; only its bookkeeping failed
 	}
+	crashPoint("committed")
 	return old.Close()
+}
+
+// crashPoint kills the process at a stage of a policy switch when
+// XDPGUARD_TEST_CRASH_AT names it: the crash tests prove that a daemon
+// killed at any stage leaves one whole policy in force.
+func crashPoint(stage string) {
+	if os.Getenv("XDPGUARD_TEST_CRASH_AT") == stage {
+		_ = unix.Kill(os.Getpid(), unix.SIGKILL)
+		select {} // SIGKILL is not delivered synchronously everywhere
+	}
 }
 
 // State returns the guard's state maps, valid until the next Apply or Close.

@@ -665,3 +665,34 @@ func TestInterfaceRecreatedGetsFilterBack(t *testing.T) {
 		t.Errorf("not attached after the interface came back:\n%s", grep(m, "attached"))
 	}
 }
+
+// SIGKILL at each stage of a reload leaves one whole policy in force (the
+// old one before the switch, the new one after), and a restarted daemon
+// adopts the filter and puts the file's policy in force.
+func TestCrashAtEachReloadStage(t *testing.T) {
+	policyA := map[int]string{8080: "open", 7777: "filtered"}
+	policyB := map[int]string{8080: "filtered", 7777: "open"}
+	for stage, want := range map[string]map[int]string{"loaded": policyA, "switched": policyB, "committed": policyB} {
+		t.Run(stage, func(t *testing.T) {
+			l := NewLab(t)
+			l.Listen(8022, 8080, 7777)
+			l.WritePolicy(labPolicy)
+			t.Setenv("XDPGUARD_TEST_CRASH_AT", stage) // the daemon inherits it
+			d := l.StartDaemon()
+			t.Setenv("XDPGUARD_TEST_CRASH_AT", "")
+			expectPorts(t, l, l.CliV4, l.SrvV4, policyA)
+			l.WritePolicy("tcp:\n  allow: [8022, 7777]\n")
+			select {
+			case <-d.done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("daemon not killed at %s:\n%s", stage, d.log)
+			}
+			expectPorts(t, l, l.CliV4, l.SrvV4, want)
+			l.StartDaemon()
+			expectPorts(t, l, l.CliV4, l.SrvV4, policyB)
+			if s := l.Status(); !strings.Contains(s, `"policy_file_in_force": true`) {
+				t.Errorf("after the restart:\n%s", s)
+			}
+		})
+	}
+}
