@@ -89,6 +89,7 @@ struct xdpg_event {
 	__u16 dport;     /* SYN and UDP drops, else 0 */
 	__u16 rule;      /* rule slot, or XDPG_RULE_NONE */
 	__u32 saddr[4];  /* as in struct l4_info */
+	__u32 generation; /* the policy generation that judged it (low 32 bits) */
 };
 
 /* The events budget (GCRA: interval and tolerance in ns, 0 = no events),

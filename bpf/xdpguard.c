@@ -34,6 +34,9 @@ volatile const __u64 port_limit_ns;
 /* GCRA parameters for ICMP/ICMPv6 echo requests (icmp.echo); 0 = no limit. */
 volatile const __u64 icmp_interval_ns;
 volatile const __u64 icmp_limit_ns;
+/* The generation number this program will have once switched in (for
+ * drop events: which policy judged a packet). */
+volatile const __u32 generation;
 /* Monitor mode: judge and count as usual, but pass everything. */
 volatile const __u8 monitor;
 /* Ports named by a monitor-mode rule (TCP, UDP): a SYN or datagram there
@@ -507,6 +510,7 @@ static __always_inline void emit_event(struct xdp_md *ctx, enum xdpg_reason reas
 	e->dport = v->dport;
 	e->rule = v->rule;
 	__builtin_memcpy(e->saddr, l4->saddr, sizeof(e->saddr));
+	e->generation = generation;
 	bpf_ringbuf_submit(e, 0);
 }
 

@@ -34,17 +34,20 @@ type Event struct {
 	Proto     string `json:"proto,omitempty"`
 	DPort     uint16 `json:"dport,omitempty"`
 	Rule      string `json:"rule,omitempty"`
+	// Generation is the policy generation that judged the packet.
+	Generation uint32 `json:"generation,omitempty"`
 }
 
 // Decode converts a raw event; names resolves rule slots (may be nil).
 func Decode(iface string, raw *loader.Event, names *ebpf.Map, bootWall time.Time) Event {
 	e := Event{
-		Time:      bootWall.Add(time.Duration(raw.KtimeNs)).UTC(),
-		Interface: iface,
-		Reason:    loader.Reason(raw.Reason).Name(),
-		Monitored: raw.Flags&loader.EventMonitored != 0,
-		DPort:     raw.Dport,
-		Rule:      loader.RuleNameAt(names, raw.Rule),
+		Time:       bootWall.Add(time.Duration(raw.KtimeNs)).UTC(),
+		Interface:  iface,
+		Reason:     loader.Reason(raw.Reason).Name(),
+		Monitored:  raw.Flags&loader.EventMonitored != 0,
+		DPort:      raw.Dport,
+		Rule:       loader.RuleNameAt(names, raw.Rule),
+		Generation: raw.Generation,
 	}
 	if src := raw.Source(); src.IsValid() {
 		e.Source = src.String()

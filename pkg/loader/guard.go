@@ -288,6 +288,7 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		xdpguardVarIcmpIntervalNs:  icmp.IntervalNs,
 		xdpguardVarIcmpLimitNs:     icmp.LimitNs,
 		xdpguardVarHasRuleMonitor:  flag(len(scoped.Monitor[0])+len(scoped.Monitor[1]) > 0),
+		xdpguardVarGeneration:      nextGeneration(dir),
 		xdpguardVarMonitorPorts:    portBitmap(rulePorts(scoped.Monitor[0])),
 		xdpguardVarUdpMonitorPorts: portBitmap(rulePorts(scoped.Monitor[1])),
 	} {
@@ -493,4 +494,23 @@ func banNs(pol *policy.Policy) uint64 {
 		return 0
 	}
 	return uint64(pol.Ban)
+}
+
+// nextGeneration is the number commit will give the generation being
+// loaded: one more than the pinned record's (1 for a first attach, 0 for a
+// program with no pins).
+func nextGeneration(dir string) uint32 {
+	if dir == "" {
+		return 0
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, generationPin), nil)
+	if err != nil {
+		return 1
+	}
+	defer m.Close()
+	meta, err := ReadMeta(m)
+	if err != nil {
+		return 1
+	}
+	return uint32(meta.Generation + 1)
 }

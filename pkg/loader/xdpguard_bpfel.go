@@ -14,17 +14,17 @@ import (
 )
 
 type xdpguardXdpgEvent struct {
-	_       structs.HostLayout
-	KtimeNs uint64
-	Ifindex uint32
-	Reason  uint8
-	Flags   uint8
-	Family  uint8
-	Proto   uint8
-	Dport   uint16
-	Rule    uint16
-	Saddr   [4]uint32
-	_       [4]byte
+	_          structs.HostLayout
+	KtimeNs    uint64
+	Ifindex    uint32
+	Reason     uint8
+	Flags      uint8
+	Family     uint8
+	Proto      uint8
+	Dport      uint16
+	Rule       uint16
+	Saddr      [4]uint32
+	Generation uint32
 }
 
 type xdpguardXdpgEventBudget struct {
@@ -160,6 +160,7 @@ const (
 	xdpguardProgXdpguard         = "xdpguard"
 	xdpguardVarAllowPorts        = "allow_ports"
 	xdpguardVarBanNs             = "ban_ns"
+	xdpguardVarGeneration        = "generation"
 	xdpguardVarHasDeny           = "has_deny"
 	xdpguardVarHasRuleMonitor    = "has_rule_monitor"
 	xdpguardVarHasScoped         = "has_scoped"
@@ -263,6 +264,7 @@ type xdpguardMapSpecs struct {
 type xdpguardVariableSpecs struct {
 	AllowPorts        *ebpf.VariableSpec `ebpf:"allow_ports"`
 	BanNs             *ebpf.VariableSpec `ebpf:"ban_ns"`
+	Generation        *ebpf.VariableSpec `ebpf:"generation"`
 	HasDeny           *ebpf.VariableSpec `ebpf:"has_deny"`
 	HasRuleMonitor    *ebpf.VariableSpec `ebpf:"has_rule_monitor"`
 	HasScoped         *ebpf.VariableSpec `ebpf:"has_scoped"`
@@ -360,6 +362,7 @@ func (m *xdpguardMaps) Close() error {
 type xdpguardVariables struct {
 	AllowPorts        *ebpf.Variable `ebpf:"allow_ports"`
 	BanNs             *ebpf.Variable `ebpf:"ban_ns"`
+	Generation        *ebpf.Variable `ebpf:"generation"`
 	HasDeny           *ebpf.Variable `ebpf:"has_deny"`
 	HasRuleMonitor    *ebpf.Variable `ebpf:"has_rule_monitor"`
 	HasScoped         *ebpf.Variable `ebpf:"has_scoped"`
