@@ -276,3 +276,55 @@ func FuzzDataPath(f *testing.F) {
 		checkAgainstReference(t, d, frame, reference.Classify(frame, pol))
 	})
 }
+
+// TestDifferentialAtScale runs a million structured random frames (the
+// generator of TestDifferential) through the program and the reference:
+// the verdict of every frame, and at the end every reason counter and
+// every rule counter, must agree exactly. XDPGUARD_DIFF_SCALE_N changes
+// the count.
+func TestDifferentialAtScale(t *testing.T) {
+	n := 1_000_000
+	if s := os.Getenv("XDPGUARD_DIFF_SCALE_N"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
+	pol := mustPolicy(t, diffPolicy).WithListening([]uint16{diffListening, 22})
+	d := load(t, pol)
+	seed := uint64(rand.Int64())
+	t.Logf("seed %d, %d frames", seed, n)
+	r := rand.New(rand.NewPCG(seed, 2))
+	var wantReasons, wantMonitored maps.Reasons
+	wantRules := map[string]maps.Rule{}
+	for i := 0; i < n; i++ {
+		frame := randomFrame(r)
+		ref := reference.Classify(frame, pol)
+		ret, err := d.Program.Run(&ebpf.RunOptions{Data: frame})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantPass := ref.Passes(pol); (ret == xdpPass) != wantPass {
+			t.Fatalf("frame %d: BPF verdict %d, reference %s (pass %v), frame %x", i, ret, ref.Reason.Name(), wantPass, frame)
+		}
+		if ref.Reason.Dropped() && ref.Monitored {
+			wantMonitored[ref.Reason]++
+		} else {
+			wantReasons[ref.Reason]++
+		}
+		count(wantRules, ref)
+	}
+	got, err1 := maps.ReadReasons(d.Stats)
+	mon, err2 := maps.ReadMonitored(d.Stats)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	for _, reason := range loader.AllReasons() {
+		if got[reason] != wantReasons[reason] || mon[reason] != wantMonitored[reason] {
+			t.Errorf("%s: BPF %d (+%d monitored), reference %d (+%d)", reason.Name(), got[reason], mon[reason], wantReasons[reason], wantMonitored[reason])
+		}
+	}
+	gotRules := ruleCounts(t, d)
+	for name, want := range wantRules {
+		if gotRules[name] != want {
+			t.Errorf("rule %q: BPF %+v, reference %+v", name, gotRules[name], want)
+		}
+	}
+}
