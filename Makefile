@@ -10,7 +10,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 
 # Debian packages: what generation needs, and what the tests and demo drive.
 GEN_PKGS  := clang-19 llvm-19 libbpf-dev linux-libc-dev
-TEST_PKGS := iproute2 nmap hping3 python3 curl iputils-ping prometheus nftables ethtool
+TEST_PKGS := iproute2 nmap hping3 python3 curl iputils-ping prometheus nftables ethtool systemd util-linux
 
 .PHONY: help build generate check-generated deps deps-gen test test-unit vet fuzz bench demo clean
 

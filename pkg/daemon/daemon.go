@@ -107,6 +107,7 @@ type Daemon struct {
 	reloads *metrics.Reloads
 	events  *metrics.Events
 	pinRoot string
+	missing map[string]bool // interfaces found deleted (logged once)
 }
 
 // Run attaches, serves and reloads until ctx is done. The filter stays
@@ -129,7 +130,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{cfg: cfg, log: log, base: base, reloads: metrics.NewReloads(), events: metrics.NewEvents()}
+	d := &Daemon{cfg: cfg, log: log, base: base, reloads: metrics.NewReloads(), events: metrics.NewEvents(), missing: map[string]bool{}}
 	if base.AllowListening {
 		if d.ports, err = listening.Ports(); err != nil {
 			return err
@@ -142,15 +143,14 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	d.current = pol
+	if err := loader.CheckCapabilities(); err != nil {
+		return err
+	}
 	pinRoot, err := loader.ResolvePinRoot(cfg.BPFFS)
 	if err != nil {
 		return err
 	}
 	d.pinRoot = pinRoot
-	links, err := d.watchLinks(ctx)
-	if err != nil {
-		return err
-	}
 
 	// Everything that can fail is set up before the kernel is touched, so a
 	// failed start leaves the interfaces as they were.
@@ -228,8 +228,7 @@ func Run(ctx context.Context, cfg Config) error {
 			timed = d.nextChange()
 		case <-rescan.C:
 			d.rescanListening()
-		case u := <-links:
-			d.linkChanged(u)
+			d.checkLinks()
 		case <-timed:
 			d.retime()
 			timed = d.nextChange()

@@ -347,6 +347,13 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		return nil, fmt.Errorf("pins in %s are incompatible with this xdpguard (%w); "+
 			"remove them with `xdpguard detach --iface %s` and start again", dir, err, iface)
 	}
+	if errors.Is(err, os.ErrPermission) {
+		// Without CAP_PERFMON the verifier refuses (EACCES) what it
+		// accepts with it: name what is missing rather than the log.
+		if cerr := CheckCapabilities(); cerr != nil {
+			return nil, cerr
+		}
+	}
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
 		return nil, fmt.Errorf("the kernel's verifier rejected the program: %+v", ve)

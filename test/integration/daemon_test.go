@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -16,6 +17,8 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+
+	"github.com/xdpguard/xdpguard/internal/testutil"
 )
 
 const labPolicy = `tcp:
@@ -694,5 +697,40 @@ func TestCrashAtEachReloadStage(t *testing.T) {
 				t.Errorf("after the restart:\n%s", s)
 			}
 		})
+	}
+}
+
+// The daemon needs only CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (the
+// verifier refuses the program's pointer comparisons without PERFMON):
+// with every other capability dropped from its bounding set it attaches,
+// reloads, serves metrics and logs events. Without PERFMON it refuses to
+// start with a message naming the capabilities, and leaves nothing behind.
+func TestLeastPrivilege(t *testing.T) {
+	_, err := exec.LookPath("setpriv")
+	testutil.Require(t, err, "setpriv (util-linux)")
+	l := NewLab(t)
+	l.Listen(8022, 8080, 7777)
+	l.WritePolicy(labPolicy)
+	l.Wrapper = []string{"setpriv", "--bounding-set=-all,+bpf,+net_admin,+perfmon", "--inh-caps=-all", "--ambient-caps=-all", "--"}
+	d := l.StartDaemon("--events", filepath.Join(l.dir, "drops.jsonl"))
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open", 7777: "filtered"})
+	d.Mark()
+	l.WritePolicy("tcp:\n  allow: [8022, 7777]\n")
+	d.WaitLog(`policy reloaded`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "filtered", 7777: "open"})
+	if m := d.Scrape(); Metric(m, "xdpguard_attached", `mode="native"`) != 1 || Metric(m, "xdpguard_scrape_errors_total") != 0 {
+		t.Errorf("metrics under reduced capabilities:\n%s", grep(m, "attached")+grep(m, "scrape_errors"))
+	}
+	d.Stop()
+	sh(t, "ip", "netns", "exec", l.Server, xdpguardBin, "detach", "--all")
+
+	cmd := exec.Command("ip", "netns", "exec", l.Server, "setpriv", "--bounding-set=-all,+bpf,+net_admin", "--inh-caps=-all", "--ambient-caps=-all", "--",
+		xdpguardBin, "run", "--iface", l.SrvIf, "--policy", filepath.Join(l.dir, "policy.yaml"), "--metrics-addr", "")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "CAP_PERFMON") {
+		t.Errorf("start without CAP_PERFMON: %v\n%s", err, out)
+	}
+	if s := l.Status(); strings.TrimSpace(s) != "[]" {
+		t.Errorf("a refused start left state: %s", s)
 	}
 }

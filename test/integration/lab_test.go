@@ -71,6 +71,9 @@ type Lab struct {
 	CliV4, CliV4b  string
 	CliV6, CliV6b  string
 	dir            string
+	// Wrapper runs before the daemon's binary (e.g. setpriv to drop
+	// capabilities).
+	Wrapper []string
 }
 
 var labSeq struct {
@@ -303,8 +306,8 @@ func (l *Lab) StartDaemon(extra ...string) *Daemon {
 	l.t.Helper()
 	ready := filepath.Join(l.dir, fmt.Sprintf("ready-%d", time.Now().UnixNano()))
 	d := &Daemon{l: l, log: &syncBuffer{}, Policy: filepath.Join(l.dir, "policy.yaml"), Metrics: "127.0.0.1:9477", done: make(chan struct{})}
-	args := []string{"netns", "exec", l.Server, xdpguardBin, "run", "--policy", d.Policy,
-		"--metrics-addr", d.Metrics, "--ready-file", ready}
+	args := append(append([]string{"netns", "exec", l.Server}, l.Wrapper...), xdpguardBin, "run", "--policy", d.Policy,
+		"--metrics-addr", d.Metrics, "--ready-file", ready)
 	if !strings.Contains(strings.Join(extra, " "), "--iface") {
 		args = append(args, "--iface", l.SrvIf)
 	}
