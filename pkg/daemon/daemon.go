@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/xdpguard/xdpguard/pkg/listening"
 	"github.com/xdpguard/xdpguard/pkg/loader"
@@ -33,6 +34,11 @@ type Config struct {
 	Ifaces      []string
 	PolicyPath  string
 	MetricsAddr string // "" disables the metrics server
+	// MetricsWebConfig is an exporter-toolkit web config (TLS, basic auth)
+	// for /metrics; MetricsInsecure allows a non-loopback address without
+	// one.
+	MetricsWebConfig string
+	MetricsInsecure  bool
 	Mode        loader.Mode
 	BPFFS       string
 	TopPorts    int
@@ -77,8 +83,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--mode: %w", err))
 	}
 	if c.MetricsAddr != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
-			errs = append(errs, fmt.Errorf("--metrics-addr: %w", err))
+		if err := checkMetricsAddr(c.MetricsAddr, c.MetricsWebConfig, c.MetricsInsecure); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.EventsPath != "" && (c.EventsRate < 1 || c.EventsRate > MaxEventsRate) {
@@ -429,8 +435,12 @@ func (d *Daemon) serveMetrics() (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	webConfig := d.cfg.MetricsWebConfig
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// exporter-toolkit serves TLS and basic auth from --metrics-web-config
+		// (plain HTTP when it is empty).
+		err := web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &webConfig}, d.log)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("metrics server", "err", err)
 		}
 	}()
@@ -454,4 +464,25 @@ func watchPolicy(path string) (*fsnotify.Watcher, error) {
 func digest(p *policy.Policy) string {
 	d := p.Digest()
 	return fmt.Sprintf("%x", d[:6])
+}
+
+// checkMetricsAddr refuses to expose the metrics beyond this host in plain
+// HTTP by accident: a non-loopback address needs a web config (TLS or
+// basic auth) or an explicit --metrics-insecure.
+func checkMetricsAddr(addr, webConfig string, insecure bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr: %w", err)
+	}
+	if webConfig != "" {
+		if err := web.Validate(webConfig); err != nil {
+			return fmt.Errorf("--metrics-web-config: %w", err)
+		}
+		return nil
+	}
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || host == "localhost" || insecure {
+		return nil
+	}
+	return fmt.Errorf("--metrics-addr %s is reachable from other hosts: give --metrics-web-config FILE (TLS or basic auth, "+
+		"the Prometheus exporter-toolkit format), or --metrics-insecure to serve plain HTTP anyway", addr)
 }

@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/xdpguard/xdpguard/internal/testutil"
 )
@@ -732,5 +735,57 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	if s := l.Status(); strings.TrimSpace(s) != "[]" {
 		t.Errorf("a refused start left state: %s", s)
+	}
+}
+
+// /metrics beyond loopback: refused without protection; with a basic-auth
+// web config, served to the right credentials only.
+func TestMetricsBeyondLoopback(t *testing.T) {
+	l := NewLab(t)
+	l.Listen(8022)
+	l.WritePolicy(labPolicy)
+	addr := net.JoinHostPort(l.SrvV4, "8080") // a port the policy opens
+	cmd := exec.Command("ip", "netns", "exec", l.Server, xdpguardBin, "run", "--iface", l.SrvIf, "--policy", filepath.Join(l.dir, "policy.yaml"), "--metrics-addr", addr)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "reachable from other hosts") {
+		t.Fatalf("unprotected non-loopback metrics: %v\n%s", err, out)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webConfig := filepath.Join(l.dir, "web.yml")
+	if err := os.WriteFile(webConfig, []byte("basic_auth_users:\n  prom: "+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.StartDaemon("--metrics-addr", addr, "--metrics-web-config", webConfig)
+	get := func(user, pass string) int {
+		var conn net.Conn
+		l.InNS(l.Client, func() { conn, err = net.DialTimeout("tcp", addr, 5*time.Second) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		if err := req.Write(conn); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("", ""); code != 401 {
+		t.Errorf("no credentials: HTTP %d, want 401", code)
+	}
+	if code := get("prom", "wrong"); code != 401 {
+		t.Errorf("wrong password: HTTP %d, want 401", code)
+	}
+	if code := get("prom", "s3cret"); code != 200 {
+		t.Errorf("right credentials: HTTP %d, want 200", code)
 	}
 }
