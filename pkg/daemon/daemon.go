@@ -39,10 +39,10 @@ type Config struct {
 	// one.
 	MetricsWebConfig string
 	MetricsInsecure  bool
-	Mode        loader.Mode
-	BPFFS       string
-	TopPorts    int
-	ReadyFile   string // written once attached and serving; for scripts and tests
+	Mode             loader.Mode
+	BPFFS            string
+	TopPorts         int
+	ReadyFile        string // written once attached and serving; for scripts and tests
 	// SSHConnection is $SSH_CONNECTION of the shell that started us: a
 	// policy refusing that session is not started unless Force.
 	SSHConnection string

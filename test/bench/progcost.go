@@ -146,18 +146,8 @@ func (m *mutatorProg) Close() { m.objs.Close() }
 
 // mutator loads mutate_then_call for srcCount sources, calling target.
 func mutator(srcCount uint32, target *ebpf.Program) (*mutatorProg, error) {
-	spec, err := loadGen()
-	if err != nil {
-		return nil, err
-	}
-	if err := spec.Variables["src_base"].Set(uint32(100<<24 | 64<<16)); err != nil {
-		return nil, err
-	}
-	if err := spec.Variables["src_count"].Set(srcCount); err != nil {
-		return nil, err
-	}
 	m := &mutatorProg{}
-	if err := spec.LoadAndAssign(&m.objs, nil); err != nil {
+	if err := loadGenFor(srcCount, &m.objs); err != nil {
 		return nil, err
 	}
 	if err := m.objs.Target.Put(uint32(0), target); err != nil {
@@ -178,4 +168,20 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// loadGenFor loads the benchmark helpers rotating over count sources from
+// 100.64.0.0 (0: the frame's source stays).
+func loadGenFor(count uint32, objs *genObjects) error {
+	spec, err := loadGen()
+	if err != nil {
+		return err
+	}
+	if err := spec.Variables["src_base"].Set(uint32(100<<24 | 64<<16)); err != nil {
+		return err
+	}
+	if err := spec.Variables["src_count"].Set(count); err != nil {
+		return err
+	}
+	return spec.LoadAndAssign(objs, nil)
 }

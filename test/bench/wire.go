@@ -178,25 +178,15 @@ type generator struct {
 }
 
 func newGenerator(l *lab, dport uint16, sources uint32) (*generator, error) {
-	spec, err := loadGen()
-	if err != nil {
-		return nil, err
-	}
-	if err := spec.Variables["src_base"].Set(uint32(100<<24 | 64<<16)); err != nil {
-		return nil, err
-	}
-	if err := spec.Variables["src_count"].Set(sources); err != nil {
-		return nil, err
-	}
 	g := &generator{}
-	if err := spec.LoadAndAssign(&g.objs, nil); err != nil {
+	if err := loadGenFor(sources, &g.objs); err != nil {
 		return nil, err
 	}
 	f := testpkt.NewSYN("100.64.0.1", dutIP, dport)
 	copy(f.DstMAC[:], l.bMAC)
 	copy(f.SrcMAC[:], l.aMAC)
 	g.frame = f.Bytes()
-	err = inNS(l.gen, func() error {
+	err := inNS(l.gen, func() error {
 		var err error
 		g.pass, err = link.AttachXDP(link.XDPOptions{Program: g.objs.Pass, Interface: l.aIdx, Flags: link.XDPDriverMode})
 		return err
