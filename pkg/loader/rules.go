@@ -31,9 +31,12 @@ func encodeRuleName(s string) RuleName {
 	return n
 }
 
-func (n *RuleName) String() string {
-	b := make([]byte, 0, len(n.Name))
-	for _, c := range n.Name {
+func (n *RuleName) String() string { return cString(n.Name[:]) }
+
+// cString reads a NUL-terminated C char array as bpf2go exports it.
+func cString(chars []int8) string {
+	b := make([]byte, 0, len(chars))
+	for _, c := range chars {
 		if c == 0 {
 			break
 		}

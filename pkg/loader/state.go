@@ -153,13 +153,4 @@ func Detach(pinRoot, iface string) error {
 }
 
 // Path is the policy file recorded with the generation, if any.
-func (m *Meta) Path() string {
-	b := make([]byte, 0, len(m.PolicyPath))
-	for _, c := range m.PolicyPath {
-		if c == 0 {
-			break
-		}
-		b = append(b, byte(c))
-	}
-	return string(b)
-}
+func (m *Meta) Path() string { return cString(m.PolicyPath[:]) }
