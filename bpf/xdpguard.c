@@ -361,6 +361,51 @@ static __always_inline enum xdpg_reason judge_udp(void *data, void *data_end, st
 	return XDPG_DROP_UDP_PORT_NOT_ALLOWED;
 }
 
+/* The fast path: untagged Ethernet, IPv4 without options or fragments, TCP
+ * with a sound header. That is nearly all traffic, and most of what a flood
+ * or a scan sends; this decides its two commonest cases, a segment that
+ * cannot open a connection and a SYN to a port nothing opens, straight from
+ * fixed offsets. Everything else (and everything when deny lists or bans
+ * need the source) returns XDPG_REASON_MAX: the general parser judges it
+ * from the start. Both paths reach the same verdicts, which the
+ * differential test checks against pkg/reference. */
+static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, struct l4_info *l4, struct verdict *v)
+{
+	struct ethhdr *eth = data;
+	__u8 *ip = data + sizeof(*eth);
+	__u8 *tcp = ip + 20;
+	__u32 tot_len, doff;
+	__u16 dport;
+	__u8 flags;
+
+	if (has_deny || ban_ns || (void *)(tcp + 20) > data_end)
+		return XDPG_REASON_MAX;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip[0] != 0x45 || ip[9] != IPPROTO_TCP)
+		return XDPG_REASON_MAX;
+	if ((ip[6] & 0x3f) || ip[7]) /* more fragments, or an offset */
+		return XDPG_REASON_MAX;
+	tot_len = ((__u32)ip[2] << 8) | ip[3];
+	doff = (tcp[12] >> 4) * 4;
+	if (tot_len < 40 || sizeof(*eth) + tot_len > (__u32)(data_end - data) || doff < 20 || doff > tot_len - 20)
+		return XDPG_REASON_MAX;
+
+	flags = tcp[13];
+	if ((flags & (XDPG_TCP_SYN | XDPG_TCP_ACK)) != XDPG_TCP_SYN)
+		return XDPG_PASS_NOT_SYN;
+	/* A drop from here on: what its event reports of the packet. */
+	*l4 = (struct l4_info){ .proto = IPPROTO_TCP, .saddr[2] = bpf_htonl(0x0000ffff) };
+	__builtin_memcpy(&l4->saddr[3], ip + 12, 4);
+	if (flags & (XDPG_TCP_FIN | XDPG_TCP_RST))
+		return XDPG_DROP_INVALID_FLAGS;
+	dport = ((__u16)tcp[2] << 8) | tcp[3];
+	if (bit(allow_ports, dport) || (has_scoped && bit(scoped_ports, dport)) ||
+	    (has_rule_monitor && bit(monitor_ports, dport)))
+		return XDPG_REASON_MAX; /* some rule may open it: judge_syn decides */
+	v->dport = dport;
+	v->rule = XDPG_RULE_TCP_CLOSED;
+	return XDPG_DROP_PORT_NOT_ALLOWED;
+}
+
 static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, struct l4_info *l4, struct verdict *v)
 {
 	void *data = (void *)(long)ctx->data;
@@ -370,8 +415,12 @@ static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, struct l4_i
 	__u8 *tcp;
 	__u32 doff;
 	__u8 flags;
+	enum xdpg_reason fast = fast_path(data, data_end, l4, v);
 	int rc;
 
+	if (fast != XDPG_REASON_MAX)
+		return fast;
+	__builtin_memset(l4, 0, sizeof(*l4));
 	rc = parse_eth(data, data_end, &c, &proto);
 	if (rc != XDPG_PARSE_OK)
 		return XDPG_DROP_MALFORMED;
@@ -448,22 +497,26 @@ static __always_inline void record_rule(enum xdpg_reason reason, struct verdict 
 		rc->dropped++;
 }
 
-static __always_inline void record(enum xdpg_reason reason, struct verdict *v)
+static __always_inline void count_reason(__u32 idx)
 {
-	/* A drop that passes (monitor mode) is counted apart: what would have
-	 * dropped. */
-	__u32 idx = reason + ((reason >= XDPG_DROP_PORT_NOT_ALLOWED && passes(reason, v)) ? XDPG_REASON_MAX : 0);
 	__u64 *cnt = bpf_map_lookup_elem(&xdpg_stats, &idx);
-	struct xdpg_port_counters *pc;
-	__u16 dport = v->dport;
 
 	if (cnt)
 		*cnt += 1;
+}
+
+/* Count a drop: its reason (apart, when it passes: what would have
+ * dropped), its rule, and its destination port. */
+static __always_inline void record_drop(enum xdpg_reason reason, struct verdict *v)
+{
+	struct xdpg_port_counters *pc;
+	__u32 idx = v->dport;
+
+	count_reason(reason + (passes(reason, v) ? XDPG_REASON_MAX : 0));
 	record_rule(reason, v);
 	if (reason != XDPG_DROP_PORT_NOT_ALLOWED && reason != XDPG_DROP_RATE_LIMITED &&
 	    reason != XDPG_DROP_PORT_RATE_LIMITED && reason != XDPG_DROP_UDP_PORT_NOT_ALLOWED)
 		return;
-	idx = dport;
 	pc = bpf_map_lookup_elem(&xdpg_port_drops, &idx);
 	if (!pc)
 		return;
@@ -518,12 +571,17 @@ SEC("xdp")
 int xdpguard(struct xdp_md *ctx)
 {
 	struct verdict v = { .rule = XDPG_RULE_NONE };
-	struct l4_info l4 = {};
+	struct l4_info l4; /* filled by classify where an event needs it */
 	enum xdpg_reason reason = classify(ctx, &l4, &v);
 
-	record(reason, &v);
-	if (reason >= XDPG_DROP_PORT_NOT_ALLOWED)
-		emit_event(ctx, reason, &l4, &v);
+	/* Passing is the common case: one counter, and the rule's if any. */
+	if (reason < XDPG_DROP_PORT_NOT_ALLOWED) {
+		count_reason(reason);
+		record_rule(reason, &v);
+		return XDP_PASS;
+	}
+	record_drop(reason, &v);
+	emit_event(ctx, reason, &l4, &v);
 	return passes(reason, &v) ? XDP_PASS : XDP_DROP;
 }
 
