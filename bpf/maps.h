@@ -113,17 +113,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdpg_rule_names SEC(".maps");
 
-/* Per generation (never pinned): the rule slot of each port open to all,
- * or, for a port closed to all, of its monitor-mode rule; TCP ports then
- * UDP ports. Filled by Go before the program is switched in. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2 * XDPG_PORTS);
-	__type(key, __u32);
-	__type(value, __u16);
-	__uint(map_flags, BPF_F_RDONLY_PROG);
-} xdpg_port_rule SEC(".maps");
-
 /* Per generation: the rule slot that opens a port to a scoped group. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);

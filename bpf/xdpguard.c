@@ -45,6 +45,11 @@ volatile const __u8 monitor;
 volatile const __u8 has_rule_monitor;
 volatile const __u64 monitor_ports[XDPG_PORTS / 64];
 volatile const __u64 udp_monitor_ports[XDPG_PORTS / 64];
+/* The rule slot counting each port: TCP ports, then UDP ports; the rule
+ * that opens the port to all, else its monitor-mode rule, else
+ * XDPG_RULE_NONE. Here rather than in a map so that a policy of 65,536
+ * ports costs no map updates at a switch. */
+volatile const __u16 port_rules[2 * XDPG_PORTS];
 /* Ban length in ns (ratelimit.syn.ban); 0 disables bans. */
 volatile const __u64 ban_ns;
 /* Non-zero when sources.deny / sources.trust have entries. */
@@ -97,10 +102,7 @@ static __always_inline int bit(volatile const __u64 *bitmap, __u16 port)
 /* The rule slot of a port open to all, or of its monitor-mode rule. */
 static __always_inline __u16 port_rule(__u16 port, int udp)
 {
-	__u32 idx = port + (udp ? XDPG_PORTS : 0);
-	__u16 *slot = bpf_map_lookup_elem(&xdpg_port_rule, &idx);
-
-	return slot ? *slot : XDPG_RULE_NONE;
+	return port_rules[port + (udp ? XDPG_PORTS : 0)];
 }
 
 /* Is port, closed to the world, open to this source by a scoped rule? If

@@ -336,17 +336,34 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		}
 		m.Close()
 	}
+	// Rule counter slots are assigned before the load: the port -> rule
+	// table they fill is part of the program's .rodata.
+	names, stats, err := openRuleMaps(spec, dir)
+	if err != nil {
+		return nil, incompatiblePins(err, dir, iface)
+	}
+	defer names.Close() // the program holds its own references
+	defer stats.Close()
+	rules, err := assignRuleSlots(names, stats, pol.RuleNames())
+	if err != nil {
+		return nil, fmt.Errorf("rule counters: %w", err)
+	}
+	if err := spec.Variables[xdpguardVarPortRules].Set(rules.portRules(pol.OpenRules(), scoped.Monitor)); err != nil {
+		rules.release()
+		return nil, fmt.Errorf("set %s: %w", xdpguardVarPortRules, err)
+	}
 	err = spec.LoadAndAssign(gen.objs, &ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: dir},
 		MapReplacements: map[string]*ebpf.Map{
 			denyMap: deny, trustMap: trust,
 			xdpguardMapXdpgScopedSrc: scopedSrc, xdpguardMapXdpgGroupPorts: groupPorts,
+			xdpguardMapXdpgRuleNames: names, xdpguardMapXdpgRuleStats: stats,
 		},
 	})
-	if errors.Is(err, ebpf.ErrMapIncompatible) && dir != "" {
-		return nil, fmt.Errorf("pins in %s are incompatible with this xdpguard (%w); "+
-			"remove them with `xdpguard detach --iface %s` and start again", dir, err, iface)
+	if err != nil {
+		rules.release()
 	}
+	err = incompatiblePins(err, dir, iface)
 	if errors.Is(err, os.ErrPermission) {
 		// Without CAP_PERFMON the verifier refuses (EACCES) what it
 		// accepts with it: name what is missing rather than the log.
@@ -361,25 +378,37 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 	if err != nil {
 		return nil, fmt.Errorf("load BPF objects: %w", err)
 	}
-	if err := gen.fillRules(pol, scoped); err != nil {
+	rules.names, rules.stats = gen.objs.XdpgRuleNames, gen.objs.XdpgRuleStats
+	gen.rules = rules
+	if err := rules.fillGroupRules(gen.objs.XdpgGroupRule, scoped); err != nil {
 		gen.Close()
 		return nil, fmt.Errorf("rule counters: %w", err)
 	}
 	return gen, nil
 }
 
-// fillRules gives the generation's rules their counter slots and tells the
-// program which rule counts each open port and scoped group's port.
-func (gen *generation) fillRules(pol *policy.Policy, scoped policy.ScopedTable) error {
-	rules, err := assignRuleSlots(gen.objs.XdpgRuleNames, gen.objs.XdpgRuleStats, pol.RuleNames())
-	if err != nil {
-		return err
+// openRuleMaps opens the rule counter maps pinned in dir, creating (and
+// pinning) them when missing; with dir empty, private ones.
+func openRuleMaps(spec *ebpf.CollectionSpec, dir string) (names, stats *ebpf.Map, err error) {
+	opts := ebpf.MapOptions{PinPath: dir}
+	if names, err = ebpf.NewMapWithOptions(spec.Maps[xdpguardMapXdpgRuleNames], opts); err != nil {
+		return nil, nil, fmt.Errorf("rule names: %w", err)
 	}
-	gen.rules = rules
-	if err := rules.fillPortRules(gen.objs.XdpgPortRule, pol.OpenRules(), scoped.Monitor); err != nil {
-		return err
+	if stats, err = ebpf.NewMapWithOptions(spec.Maps[xdpguardMapXdpgRuleStats], opts); err != nil {
+		names.Close()
+		return nil, nil, fmt.Errorf("rule counters: %w", err)
 	}
-	return rules.fillGroupRules(gen.objs.XdpgGroupRule, scoped)
+	return names, stats, nil
+}
+
+// incompatiblePins says what to do when pins of another layout are in the
+// way; other errors pass through.
+func incompatiblePins(err error, dir, iface string) error {
+	if errors.Is(err, ebpf.ErrMapIncompatible) && dir != "" {
+		return fmt.Errorf("pins in %s are incompatible with this xdpguard (%w); "+
+			"remove them with `xdpguard detach --iface %s` and start again", dir, err, iface)
+	}
+	return err
 }
 
 // commit records the generation now in force and pins a resized source table.

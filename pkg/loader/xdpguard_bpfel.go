@@ -150,7 +150,6 @@ const (
 	xdpguardMapXdpgIcmpBuckets   = "xdpg_icmp_buckets"
 	xdpguardMapXdpgPortBuckets   = "xdpg_port_buckets"
 	xdpguardMapXdpgPortDrops     = "xdpg_port_drops"
-	xdpguardMapXdpgPortRule      = "xdpg_port_rule"
 	xdpguardMapXdpgRuleNames     = "xdpg_rule_names"
 	xdpguardMapXdpgRuleStats     = "xdpg_rule_stats"
 	xdpguardMapXdpgScopedSrc     = "xdpg_scoped_src"
@@ -172,6 +171,7 @@ const (
 	xdpguardVarMonitorPorts      = "monitor_ports"
 	xdpguardVarPortIntervalNs    = "port_interval_ns"
 	xdpguardVarPortLimitNs       = "port_limit_ns"
+	xdpguardVarPortRules         = "port_rules"
 	xdpguardVarScopedPorts       = "scoped_ports"
 	xdpguardVarSrcIntervalNs     = "src_interval_ns"
 	xdpguardVarSrcLimitNs        = "src_limit_ns"
@@ -249,7 +249,6 @@ type xdpguardMapSpecs struct {
 	XdpgIcmpBuckets *ebpf.MapSpec `ebpf:"xdpg_icmp_buckets"`
 	XdpgPortBuckets *ebpf.MapSpec `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.MapSpec `ebpf:"xdpg_port_drops"`
-	XdpgPortRule    *ebpf.MapSpec `ebpf:"xdpg_port_rule"`
 	XdpgRuleNames   *ebpf.MapSpec `ebpf:"xdpg_rule_names"`
 	XdpgRuleStats   *ebpf.MapSpec `ebpf:"xdpg_rule_stats"`
 	XdpgScopedSrc   *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
@@ -276,6 +275,7 @@ type xdpguardVariableSpecs struct {
 	MonitorPorts      *ebpf.VariableSpec `ebpf:"monitor_ports"`
 	PortIntervalNs    *ebpf.VariableSpec `ebpf:"port_interval_ns"`
 	PortLimitNs       *ebpf.VariableSpec `ebpf:"port_limit_ns"`
+	PortRules         *ebpf.VariableSpec `ebpf:"port_rules"`
 	ScopedPorts       *ebpf.VariableSpec `ebpf:"scoped_ports"`
 	SrcIntervalNs     *ebpf.VariableSpec `ebpf:"src_interval_ns"`
 	SrcLimitNs        *ebpf.VariableSpec `ebpf:"src_limit_ns"`
@@ -324,7 +324,6 @@ type xdpguardMaps struct {
 	XdpgIcmpBuckets *ebpf.Map `ebpf:"xdpg_icmp_buckets"`
 	XdpgPortBuckets *ebpf.Map `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.Map `ebpf:"xdpg_port_drops"`
-	XdpgPortRule    *ebpf.Map `ebpf:"xdpg_port_rule"`
 	XdpgRuleNames   *ebpf.Map `ebpf:"xdpg_rule_names"`
 	XdpgRuleStats   *ebpf.Map `ebpf:"xdpg_rule_stats"`
 	XdpgScopedSrc   *ebpf.Map `ebpf:"xdpg_scoped_src"`
@@ -346,7 +345,6 @@ func (m *xdpguardMaps) Close() error {
 		m.XdpgIcmpBuckets,
 		m.XdpgPortBuckets,
 		m.XdpgPortDrops,
-		m.XdpgPortRule,
 		m.XdpgRuleNames,
 		m.XdpgRuleStats,
 		m.XdpgScopedSrc,
@@ -374,6 +372,7 @@ type xdpguardVariables struct {
 	MonitorPorts      *ebpf.Variable `ebpf:"monitor_ports"`
 	PortIntervalNs    *ebpf.Variable `ebpf:"port_interval_ns"`
 	PortLimitNs       *ebpf.Variable `ebpf:"port_limit_ns"`
+	PortRules         *ebpf.Variable `ebpf:"port_rules"`
 	ScopedPorts       *ebpf.Variable `ebpf:"scoped_ports"`
 	SrcIntervalNs     *ebpf.Variable `ebpf:"src_interval_ns"`
 	SrcLimitNs        *ebpf.Variable `ebpf:"src_limit_ns"`
