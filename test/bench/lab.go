@@ -147,6 +147,35 @@ func pinCPU(cpu int) error {
 	return unix.SchedSetaffinity(0, &set)
 }
 
+// pinProcess moves every thread of this process to cpu (threads started
+// later inherit it from their creators) and returns the undo: during the
+// floods the harness (legitimate client, listener, Go runtime) shares the
+// generator's CPU and leaves the filter's CPU to the filter.
+func pinProcess(cpu int) (func(), error) {
+	tids, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, err
+	}
+	var one, all unix.CPUSet
+	one.Set(cpu)
+	for i := 0; i < runtime.NumCPU(); i++ {
+		all.Set(i)
+	}
+	each := func(set *unix.CPUSet) {
+		for _, t := range tids {
+			if tid, err := strconv.Atoi(t.Name()); err == nil {
+				_ = unix.SchedSetaffinity(tid, set) // a thread may have exited
+			}
+		}
+	}
+	each(&one)
+	return func() {
+		if tids, err = os.ReadDir("/proc/self/task"); err == nil {
+			each(&all)
+		}
+	}, nil
+}
+
 // cpuBusy is the machine's busy time so far (all CPUs), in ns.
 func cpuBusy() float64 {
 	b, err := os.ReadFile("/proc/stat")

@@ -249,6 +249,17 @@ func legitClient(l *lab, stop <-chan struct{}) (tried, ok int, lat []time.Durati
 	return
 }
 
+// primeClient connects once from the cli namespace, uncounted.
+func primeClient(l *lab) {
+	_ = inNS(l.cli, func() error {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(dutIP, "8022"), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
 // listen serves 8022 in the dut namespace (accept and close).
 func listen(l *lab) (net.Listener, error) {
 	var ln net.Listener
@@ -280,6 +291,11 @@ func wholePath(l *lab, d time.Duration, rounds int, logf func(string, ...any)) (
 	}
 	defer ln.Close()
 	scs := scenarios()
+	undo, err := pinProcess(0)
+	if err != nil {
+		return nil, err
+	}
+	defer undo()
 	type acc struct {
 		mpps, cpu, offered []float64
 		tried, ok          int
@@ -300,6 +316,9 @@ func wholePath(l *lab, d time.Duration, rounds int, logf func(string, ...any)) (
 			if err != nil {
 				teardown()
 				return nil, err
+			}
+			if sc.legit {
+				primeClient(l) // resolve the neighbours before the flood, as on a live host
 			}
 			if _, err := gen.push(l, d/5); err != nil { // warm up: fill the limiter table
 				gen.Close()
