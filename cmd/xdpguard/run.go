@@ -66,6 +66,7 @@ On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 	f.Uint64Var(&cfg.EventsRate, "events-rate", 100, "at most this many drop events per second per interface (the kernel counts the rest in xdpguard_events_lost_total)")
 	f.Uint64Var(&cfg.EventsBurst, "events-burst", 200, "events allowed in a burst above --events-rate")
 	f.BoolVar(&cfg.Force, "force", false, "start even if the policy would refuse the SSH session running this command")
+	f.BoolVar(&cfg.ReplaceForeign, "replace-foreign", false, "remove an XDP program attached by another tool (netlink) instead of refusing to start")
 	_ = cmd.MarkFlagRequired("iface")
 	_ = cmd.MarkFlagRequired("policy")
 	return cmd

@@ -47,6 +47,9 @@ type Config struct {
 	// policy refusing that session is not started unless Force.
 	SSHConnection string
 	Force         bool
+	// ReplaceForeign removes an XDP program xdpguard did not attach,
+	// instead of refusing to start.
+	ReplaceForeign bool
 	// EventsPath ("-" for stdout) receives sampled drop events as JSON
 	// lines, at most EventsRate per second and interface (burst
 	// EventsBurst); "" turns events off.
@@ -248,6 +251,15 @@ func (d *Daemon) attachAll(pinRoot string, pol *policy.Policy) error {
 	var fresh []string
 	for _, iface := range d.cfg.Ifaces {
 		g, adopted, err := loader.Attach(pinRoot, iface, d.cfg.Mode, pol)
+		if errors.Is(err, loader.ErrForeignProgram) && d.cfg.ReplaceForeign {
+			id, rerr := loader.RemoveForeignXDP(iface)
+			d.log.Warn("replaced a foreign XDP program (--replace-foreign)", "interface", iface, "program_id", id)
+			if rerr == nil {
+				g, adopted, err = loader.Attach(pinRoot, iface, d.cfg.Mode, pol)
+			} else {
+				err = rerr
+			}
+		}
 		if err != nil {
 			d.close()
 			for _, f := range fresh {

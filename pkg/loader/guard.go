@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpguard/xdpguard/pkg/policy"
@@ -469,6 +470,30 @@ func (g *Guard) adoptLink() (link.Link, bool) {
 	return nil, false
 }
 
+// ErrForeignProgram: the interface runs an XDP program xdpguard did not
+// attach.
+var ErrForeignProgram = errors.New("another XDP program is attached")
+
+// RemoveForeignXDP detaches the XDP program attached to iface through
+// netlink (as `ip link set dev IFACE xdp ...` does) and returns its ID. A
+// program held by another process's bpf_link cannot be removed this way:
+// its owner must close it.
+func RemoveForeignXDP(iface string) (uint32, error) {
+	l, err := netlink.LinkByName(iface)
+	if err != nil {
+		return 0, err
+	}
+	x := l.Attrs().Xdp
+	if x == nil || !x.Attached {
+		return 0, nil
+	}
+	flags := map[uint32]int{nl.XDP_ATTACHED_DRV: nl.XDP_FLAGS_DRV_MODE, nl.XDP_ATTACHED_SKB: nl.XDP_FLAGS_SKB_MODE, nl.XDP_ATTACHED_HW: unix.XDP_FLAGS_HW_MODE}[x.AttachMode]
+	if err := netlink.LinkSetXdpFdWithFlags(l, -1, flags); err != nil {
+		return x.ProgId, fmt.Errorf("%s: remove XDP program %d: %w (attached by a bpf_link? its owner must close it)", iface, x.ProgId, err)
+	}
+	return x.ProgId, nil
+}
+
 func attachXDP(prog *ebpf.Program, ifindex int, mode Mode) (link.Link, error) {
 	opts := link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode}
 	if mode == ModeGeneric {
@@ -480,7 +505,7 @@ func attachXDP(prog *ebpf.Program, ifindex int, mode Mode) (link.Link, error) {
 		l, err = link.AttachXDP(opts)
 	}
 	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
-		return nil, fmt.Errorf("another XDP program is attached (see `ip link show`); xdpguard will not replace it: %w", err)
+		return nil, fmt.Errorf("%w (see `ip link show`); xdpguard will not replace it unless run with --replace-foreign: %v", ErrForeignProgram, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("attach XDP (%s): %w", mode, err)
