@@ -11,8 +11,10 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 # Debian packages: what generation needs, and what the tests and demo drive.
 GEN_PKGS  := clang-19 llvm-19 libbpf-dev linux-libc-dev
 TEST_PKGS := iproute2 nmap hping3 python3 curl iputils-ping prometheus nftables ethtool systemd util-linux
+# The kernel matrix boots other kernels under qemu (downloaded, never installed).
+KERNEL_PKGS := qemu-system-x86 cpio
 
-.PHONY: help build generate check-generated deps deps-gen test test-unit vet fuzz bench demo clean
+.PHONY: help build generate check-generated deps deps-gen test test-unit kernel-matrix vet fuzz bench demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,14 +32,18 @@ deps-gen:
 	@./scripts/apt-deps.sh $(GEN_PKGS)
 
 deps: deps-gen ## install the Debian packages generation, tests and the demo need (root)
-	@./scripts/apt-deps.sh $(TEST_PKGS)
+	@./scripts/apt-deps.sh $(TEST_PKGS) $(KERNEL_PKGS)
 
 vet: ## go vet
 	$(GO) vet ./...
 
-test: deps ## all tests: unit, BPF_PROG_RUN, veth/netns integration (root; CI=true forbids skips)
+test: deps ## all tests: unit, BPF_PROG_RUN, veth/netns integration, the kernel matrix (root; CI=true forbids skips)
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
+	./test/kernels/run.sh
+
+kernel-matrix: deps ## the verifier and BPF_PROG_RUN tests on Debian's 6.1 and 6.12 kernels under qemu (KERNEL_SERIES="6.1 6.12")
+	./test/kernels/run.sh
 
 test-unit: ## tests that need no root (privileged ones skip)
 	$(GO) test -count=1 ./pkg/policy/... ./cmd/...

@@ -59,10 +59,15 @@ struct l4_info {
 
 static __always_inline void *cursor_ptr(void *data, struct hdr_cursor *c, __u32 need, void *data_end)
 {
-	__u32 off = c->off;
+	__u64 off = c->off;
 
 	if (off > XDPG_MAX_HDR_OFF)
 		return NULL;
+	/* A no-op mask (off <= 4096 here) that clang cannot drop behind the
+	 * barrier: 6.1's verifier does not carry the bound above from the
+	 * 32-bit compare to the 64-bit pointer arithmetic. */
+	barrier_var(off);
+	off &= 0x1fff;
 	if (data + off + need > data_end)
 		return NULL;
 	return data + off;

@@ -94,15 +94,29 @@ static __always_inline int source_in(void *trie, struct l4_info *l4)
 	return source_lookup(trie, l4) != NULL;
 }
 
+/* A port as an index the verifier can bound. Ports are assembled from two
+ * bytes with an OR, and the verifier of 6.1 loses the range there (6.12
+ * keeps it); clang drops a plain & 0xffff on a __u16, so the barrier hides
+ * the type's range from it and the mask reaches the verifier. */
+static __always_inline __u32 port_index(__u16 port)
+{
+	__u32 idx = port;
+
+	barrier_var(idx);
+	return idx & 0xffff;
+}
+
 static __always_inline int bit(volatile const __u64 *bitmap, __u16 port)
 {
-	return (bitmap[port >> 6] >> (port & 63)) & 1;
+	__u32 idx = port_index(port);
+
+	return (bitmap[idx >> 6] >> (idx & 63)) & 1;
 }
 
 /* The rule slot of a port open to all, or of its monitor-mode rule. */
 static __always_inline __u16 port_rule(__u16 port, int udp)
 {
-	return port_rules[port + (udp ? XDPG_PORTS : 0)];
+	return port_rules[port_index(port) + (udp ? XDPG_PORTS : 0)];
 }
 
 /* Is port, closed to the world, open to this source by a scoped rule? If

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The kernel matrix: boot Debian's 6.1 and 6.12 cloud kernels under qemu
+# and run pkg/loader's tests (the verifier, BPF_PROG_RUN tables, the
+# differential tests) inside each. The host's kernel runs them in make test.
+#
+# Kernels come from apt (apt-get download, the newest of each series), are
+# cached in $KERNEL_CACHE, and are never installed. qemu runs in TCG
+# (emulation): nested KVM on cloud VMs often refuses the CPU models a
+# kernel needs, and TCG is fast enough for these tests (about 30 s each).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+CACHE=${KERNEL_CACHE:-/var/cache/xdpguard-kernels}
+SERIES=${KERNEL_SERIES:-"6.1 6.12"}
+WORK=$(mktemp -d /tmp/xdpguard-kernels.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+# The newest cloud kernel of a series known to apt, e.g. 6.1 ->
+# linux-image-6.1.0-56-cloud-amd64-unsigned.
+package_for() {
+	apt-cache search --names-only "^linux-image-${1//./\\.}[.+-].*-cloud-amd64-unsigned\$" |
+		awk '{print $1}' | sort -V | tail -1
+}
+
+kernel_image() {
+	local pkg=$1 dir=$CACHE/$1
+	if ! ls "$dir"/boot/vmlinuz-* >/dev/null 2>&1; then
+		mkdir -p "$dir"
+		(cd "$dir" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2 && dpkg-deb -x ./*.deb . && rm -f ./*.deb)
+	fi
+	ls "$dir"/boot/vmlinuz-*
+}
+
+# The initramfs: init, the test binary and the files the tests read.
+mkdir -p "$WORK/root/src/pkg/loader" "$WORK/root/src/bpf" "$WORK/root/bin"
+CGO_ENABLED=0 go build -o "$WORK/root/init" ./test/kernels/init
+CGO_ENABLED=0 go test -c -o "$WORK/root/src/pkg/loader/loader.test" ./pkg/loader
+cp bpf/*.h "$WORK/root/src/bpf/"
+cp -r pkg/loader/testdata "$WORK/root/src/pkg/loader/"
+(cd "$WORK/root" && find . | cpio -o -H newc --quiet) >"$WORK/initrd.cpio"
+
+failed=()
+for series in $SERIES; do
+	pkg=$(package_for "$series")
+	if [ -z "$pkg" ]; then
+		echo "kernel-matrix: no cloud kernel of series $series known to apt (run apt-get update)" >&2
+		failed+=("$series")
+		continue
+	fi
+	image=$(kernel_image "$pkg")
+	log=$WORK/$series.log
+	echo "kernel-matrix: $pkg"
+	timeout 900 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2048 -nographic -no-reboot \
+		-kernel "$image" -initrd "$WORK/initrd.cpio" \
+		-append "console=ttyS0 panic=-1 rdinit=/init quiet" >"$log" 2>&1 || true
+	grep -E '^(--- FAIL|xdpguard-kernel-matrix:)' "$log" || true
+	if ! grep -q '^xdpguard-kernel-matrix: exit 0' "$log"; then
+		echo "kernel-matrix: $series FAILED; the guest's output:" >&2
+		grep -vE '^\s*$' "$log" | tail -80 >&2
+		failed+=("$series")
+	else
+		echo "kernel-matrix: $series ok ($(grep -c '^--- PASS' "$log") tests passed)"
+	fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "kernel-matrix: failed on ${failed[*]}" >&2
+	exit 1
+fi
