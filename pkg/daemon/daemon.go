@@ -152,6 +152,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	d.current = pol
+	if err := loader.CheckKernel(); err != nil {
+		return err
+	}
 	if err := loader.CheckCapabilities(); err != nil {
 		return err
 	}
