@@ -304,9 +304,15 @@ func (l *Lab) WritePolicy(doc string) string {
 // StartDaemon runs the daemon and waits until it is attached and serving.
 func (l *Lab) StartDaemon(extra ...string) *Daemon {
 	l.t.Helper()
+	return l.StartDaemonBinary(xdpguardBin, extra...)
+}
+
+// StartDaemonBinary is StartDaemon with another xdpguard binary.
+func (l *Lab) StartDaemonBinary(bin string, extra ...string) *Daemon {
+	l.t.Helper()
 	ready := filepath.Join(l.dir, fmt.Sprintf("ready-%d", time.Now().UnixNano()))
 	d := &Daemon{l: l, log: &syncBuffer{}, Policy: filepath.Join(l.dir, "policy.yaml"), Metrics: "127.0.0.1:9477", done: make(chan struct{})}
-	args := append(append([]string{"netns", "exec", l.Server}, l.Wrapper...), xdpguardBin, "run", "--policy", d.Policy,
+	args := append(append([]string{"netns", "exec", l.Server}, l.Wrapper...), bin, "run", "--policy", d.Policy,
 		"--metrics-addr", d.Metrics, "--ready-file", ready)
 	if !strings.Contains(strings.Join(extra, " "), "--iface") {
 		args = append(args, "--iface", l.SrvIf)

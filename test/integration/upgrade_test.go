@@ -1,0 +1,110 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/cilium/ebpf/link"
+
+	"github.com/xdpguard/xdpguard/pkg/loader"
+)
+
+// upgradeFrom is the xdpguard commit the upgrade test starts from: the
+// last one before this test, with the same pin schema (2). Bump it when
+// the schema changes (an incompatible upgrade is refused by design, see
+// TestSchemaVersion and docs/reliability.md).
+const upgradeFrom = "b61dfbf"
+
+// buildRevision builds cmd/xdpguard as it was at rev (git archive: no
+// worktree left behind) and returns the binary.
+func buildRevision(t *testing.T, rev string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if exec.Command("git", "-C", "../..", "cat-file", "-e", rev+"^{commit}").Run() != nil {
+		// A shallow clone: fetch the history from where it came from.
+		_ = exec.Command("git", "-C", "../..", "fetch", "--quiet", "--unshallow").Run()
+	}
+	archive := exec.Command("sh", "-c", "set -o pipefail; git -C ../.. archive --format=tar "+rev+" | tar -x -C "+dir)
+	if out, err := archive.CombinedOutput(); err != nil {
+		t.Fatalf("the upgrade test needs the git history (commit %s): %v\n%s", rev, err, out)
+	}
+	bin := filepath.Join(dir, "xdpguard-"+rev)
+	build := exec.Command("go", "build", "-o", bin, "./cmd/xdpguard")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build xdpguard %s: %v\n%s", rev, err, out)
+	}
+	return bin
+}
+
+// pinnedLinkID is the ID of the XDP link the daemon pinned for the lab's
+// interface: the same ID before and after means it was never detached.
+func pinnedLinkID(t *testing.T, l *Lab) link.ID {
+	t.Helper()
+	path := filepath.Join("/run/xdpguard/bpffs/xdpguard/netns-"+l.Server, l.SrvIf, "link")
+	lk, err := link.LoadPinnedLink(path, nil)
+	if err != nil {
+		t.Fatalf("pinned link: %v", err)
+	}
+	defer lk.Close()
+	info, err := lk.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.ID
+}
+
+// attachedProgram is the ID of the XDP program on the lab's interface.
+func attachedProgram(t *testing.T, l *Lab) uint32 {
+	t.Helper()
+	var id uint32
+	var err error
+	l.InNS(l.Server, func() {
+		var idx int
+		if idx, err = netIfindex(l.SrvIf); err == nil {
+			_, id, err = loader.AttachMode(idx)
+		}
+	})
+	if err != nil || id == 0 {
+		t.Fatalf("no XDP program on %s: %v", l.SrvIf, err)
+	}
+	return id
+}
+
+// A newer binary takes over from an older one: it adopts the pinned link and
+// swaps the program in with link.Update (the link, and so the filter, is
+// never detached), keeps the counters, and enforces the file.
+func TestUpgradeFromPreviousBinary(t *testing.T) {
+	old := buildRevision(t, upgradeFrom)
+	l := NewLab(t)
+	l.Listen(8080, 7777)
+	l.WritePolicy(labPolicy)
+	d := l.StartDaemonBinary(old)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
+	before := Metric(d.Scrape(), "xdpguard_drops_total", `reason="port_not_allowed"`)
+	linkBefore := pinnedLinkID(t, l)
+	progBefore := attachedProgram(t, l)
+	d.Stop()
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered"}) // between the two: still filtered
+
+	d2 := l.StartDaemon()
+	d2.WaitLog(`attached.*adopted=true`)
+	if after := pinnedLinkID(t, l); after != linkBefore {
+		t.Errorf("link %d replaced by %d: the upgrade detached the filter", linkBefore, after)
+	}
+	if progAfter := attachedProgram(t, l); progAfter == progBefore {
+		t.Errorf("the interface still runs the old program (%d)", progAfter)
+	}
+	m := d2.Scrape()
+	if after := Metric(m, "xdpguard_drops_total", `reason="port_not_allowed"`); after < before+1 {
+		t.Errorf("drops %v after the upgrade, %v before: counters lost", after, before)
+	}
+	if g := Metric(m, "xdpguard_policy_generation"); g != 2 {
+		t.Errorf("generation %v after the upgrade, want 2", g)
+	}
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
+	expectPorts(t, l, l.CliV6, l.SrvV6, map[int]string{7777: "filtered", 8080: "open"})
+}
