@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -449,6 +450,7 @@ func (d *Daemon) serveMetrics() (*http.Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/readyz", d.serveReady)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	webConfig := d.cfg.MetricsWebConfig
 	go func() {
@@ -460,6 +462,47 @@ func (d *Daemon) serveMetrics() (*http.Server, error) {
 		}
 	}()
 	return srv, nil
+}
+
+// serveReady answers 200 while a policy is loaded and every interface runs
+// xdpguard's program, else 503 naming what is wrong: the readiness probe of
+// the Kubernetes DaemonSet, and a check for load balancers and scripts.
+func (d *Daemon) serveReady(w http.ResponseWriter, _ *http.Request) {
+	type iface struct {
+		name    string
+		index   int
+		program uint32
+	}
+	var ifaces []iface
+	d.mu.RLock()
+	loaded := d.current != nil
+	for _, t := range d.targets() {
+		ifaces = append(ifaces, iface{t.Iface, t.Ifindex, t.ProgramID})
+	}
+	d.mu.RUnlock()
+	var problems []string
+	if !loaded {
+		problems = append(problems, "no policy loaded")
+	}
+	if len(ifaces) == 0 {
+		problems = append(problems, "no interface attached")
+	}
+	for _, i := range ifaces {
+		mode, id, err := loader.AttachMode(i.index)
+		switch {
+		case err != nil:
+			problems = append(problems, i.name+": interface gone")
+		case mode == "none" || id != i.program:
+			problems = append(problems, i.name+": xdpguard's program is not attached")
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if len(problems) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, strings.Join(problems, "\n"))
+		return
+	}
+	fmt.Fprintln(w, "ok")
 }
 
 // watchPolicy watches the policy's directory, not the file: an atomic save

@@ -664,11 +664,17 @@ func TestInterfaceRecreatedGetsFilterBack(t *testing.T) {
 	if m := d.Scrape(); Metric(m, "xdpguard_attached", `mode="none"`) != 0 {
 		t.Errorf("attached while the interface is gone:\n%s", grep(m, "attached"))
 	}
+	if body, code, err := l.HTTPGet(l.Server, d.Metrics, "/readyz"); err != nil || code != 503 || !strings.Contains(body, l.SrvIf+": interface gone") {
+		t.Errorf("/readyz while the interface is gone: %d %q %v", code, body, err)
+	}
 	l.link(l.SrvIf, l.CliIf, l.SrvV4, l.CliV4, l.SrvV6, l.CliV6)
 	d.WaitLog(`filter attached again`)
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open", 7777: "filtered"})
 	if m := d.Scrape(); Metric(m, "xdpguard_attached", `mode="native"`) != 1 {
 		t.Errorf("not attached after the interface came back:\n%s", grep(m, "attached"))
+	}
+	if body, code, err := l.HTTPGet(l.Server, d.Metrics, "/readyz"); err != nil || code != 200 || body != "ok\n" {
+		t.Errorf("/readyz after the interface came back: %d %q %v", code, body, err)
 	}
 }
 

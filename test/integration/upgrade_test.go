@@ -26,7 +26,7 @@ func buildRevision(t *testing.T, rev string) string {
 		// A shallow clone: fetch the history from where it came from.
 		_ = exec.Command("git", "-C", "../..", "fetch", "--quiet", "--unshallow").Run()
 	}
-	archive := exec.Command("sh", "-c", "set -o pipefail; git -C ../.. archive --format=tar "+rev+" | tar -x -C "+dir)
+	archive := exec.Command("bash", "-c", "set -o pipefail; git -C ../.. archive --format=tar "+rev+" | tar -x -C "+dir)
 	if out, err := archive.CombinedOutput(); err != nil {
 		t.Fatalf("the upgrade test needs the git history (commit %s): %v\n%s", rev, err, out)
 	}
