@@ -7,6 +7,8 @@ ARCH_INC  := /usr/include/$(shell uname -m)-linux-gnu
 BPF_CFLAGS := -O2 -g -Wall -Werror -mcpu=v3 -I$(ARCH_INC)
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Debian versions must start with a digit: 0.0~git<commit date>.<hash> until a release is tagged.
+DEB_VERSION ?= 0.0~git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 2>/dev/null || echo 0)
 
 # Debian packages: what generation needs, and what the tests and demo drive.
 GEN_PKGS  := clang-19 llvm-19 libbpf-dev linux-libc-dev
@@ -14,7 +16,7 @@ TEST_PKGS := iproute2 nmap hping3 python3 curl iputils-ping prometheus nftables 
 # The kernel matrix boots other kernels under qemu (downloaded, never installed).
 KERNEL_PKGS := qemu-system-x86 cpio
 
-.PHONY: help build generate check-generated deps deps-gen test test-unit kernel-matrix vet fuzz bench demo clean
+.PHONY: help build generate check-generated deps deps-gen test test-unit kernel-matrix deb vet fuzz bench demo clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -58,5 +60,11 @@ bench: build deps ## benchmarks: program cost, veth floods vs the XDP floor and 
 demo: build deps ## a veth lab: a port scan and a SYN flood dropped, the metrics shown
 	./scripts/demo.sh
 
+deb: build ## the Debian package dist/xdpguard_<version>_amd64.deb (nfpm): binary, hardened unit, conffiles, man pages, completions
+	rm -rf dist/man dist/completions dist/xdpguard_*.deb
+	bin/xdpguard gen-docs --man dist/man --completions dist/completions
+	gzip -9n dist/man/*.1
+	XDPGUARD_VERSION=$(DEB_VERSION) $(GO) tool nfpm package --config deploy/debian/nfpm.yaml --packager deb --target dist/
+
 clean: ## remove build output (never the committed BPF objects)
-	rm -rf bin
+	rm -rf bin dist
