@@ -56,8 +56,11 @@ for series in $SERIES; do
 		-append "console=ttyS0 panic=-1 rdinit=/init quiet" >"$log" 2>&1 || true
 	grep -E '^(--- FAIL|xdpguard-kernel-matrix:)' "$log" || true
 	if ! grep -q '^xdpguard-kernel-matrix: exit 0' "$log"; then
-		echo "kernel-matrix: $series FAILED; the guest's output:" >&2
-		grep -vE '^\s*$' "$log" | tail -80 >&2
+		echo "kernel-matrix: $series FAILED; what failed in the guest:" >&2
+		# Failed tests with their messages, the kernel's last words, and
+		# the init's own lines.
+		grep -E -e '--- FAIL|^\s+\S+_test\.go:[0-9]+:|^\s{8}|panic|Kernel panic|xdpguard-kernel-matrix:' "$log" | head -200 >&2
+		grep -qE -e 'xdpguard-kernel-matrix: kernel' "$log" || tail -40 "$log" >&2
 		failed+=("$series")
 	else
 		echo "kernel-matrix: $series ok ($(grep -c '^--- PASS' "$log") tests passed)"

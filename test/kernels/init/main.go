@@ -25,7 +25,10 @@ func main() {
 	release, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	fmt.Println("xdpguard-kernel-matrix: kernel", strings.TrimSpace(string(release)))
 	code := 0
-	cmd := exec.Command("./loader.test", "-test.v", "-test.count=1")
+	// TestSourceLimitRefills sleeps and counts tokens against the kernel's
+	// coarse clock, whose ticks arrive late under emulation; the limiter's
+	// timing runs on the host (make test), its logic here too.
+	cmd := exec.Command("./loader.test", "-test.v", "-test.count=1", "-test.skip", "^TestSourceLimitRefills$")
 	cmd.Dir = "/src/pkg/loader" // tests read ../../bpf and testdata/
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	// CI=true: a privileged test fails rather than skips. A smaller
