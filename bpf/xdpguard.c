@@ -12,19 +12,29 @@
 #include "maps.h"
 
 /* The policy of this generation, set by Go before load (see pkg/loader).
- * Bit p of allow_ports is set when TCP port p accepts new connections. */
-volatile const __u64 allow_ports[XDPG_PORTS / 64];
-/* Bit p is set when some source-scoped rule names TCP port p. */
-volatile const __u64 scoped_ports[XDPG_PORTS / 64];
+ * The scalars come first: clang lays .rodata out in declaration order, and
+ * every packet reads several of them, so they share one or two cache lines
+ * instead of each sitting between 8 KiB bitmaps. */
+
+/* Non-zero when sources.deny / sources.trust have entries. */
+volatile const __u8 has_deny;
+volatile const __u8 has_trust;
+/* Non-zero when some source-scoped rule exists (scoped_ports). */
 volatile const __u8 has_scoped;
-/* UDP filtering (udp.allow), off unless has_udp: open ports, ports some
- * scoped rule names, and the ephemeral range where replies to this host's
- * own traffic arrive. */
+/* UDP filtering (udp.allow), off unless has_udp. */
 volatile const __u8 has_udp;
-volatile const __u64 udp_allow_ports[XDPG_PORTS / 64];
-volatile const __u64 udp_scoped_ports[XDPG_PORTS / 64];
+/* Monitor mode: judge and count as usual, but pass everything. */
+volatile const __u8 monitor;
+/* Non-zero when any rule is in monitor mode (monitor_ports). */
+volatile const __u8 has_rule_monitor;
+/* Where replies to this host's own UDP traffic arrive (its ephemeral range). */
 volatile const __u16 udp_reply_first;
 volatile const __u16 udp_reply_last;
+/* The generation number this program will have once switched in (for
+ * drop events: which policy judged a packet). */
+volatile const __u32 generation;
+/* Ban length in ns (ratelimit.syn.ban); 0 disables bans. */
+volatile const __u64 ban_ns;
 /* GCRA parameters: emission interval (ns per SYN) and tolerance
  * (burst * interval). interval 0 disables that limiter. */
 volatile const __u64 src_interval_ns;
@@ -34,15 +44,17 @@ volatile const __u64 port_limit_ns;
 /* GCRA parameters for ICMP/ICMPv6 echo requests (icmp.echo); 0 = no limit. */
 volatile const __u64 icmp_interval_ns;
 volatile const __u64 icmp_limit_ns;
-/* The generation number this program will have once switched in (for
- * drop events: which policy judged a packet). */
-volatile const __u32 generation;
-/* Monitor mode: judge and count as usual, but pass everything. */
-volatile const __u8 monitor;
+
+/* Bit p of allow_ports is set when TCP port p accepts new connections;
+ * of scoped_ports, when some source-scoped rule names it. */
+volatile const __u64 allow_ports[XDPG_PORTS / 64];
+volatile const __u64 scoped_ports[XDPG_PORTS / 64];
+/* The same for UDP ports. */
+volatile const __u64 udp_allow_ports[XDPG_PORTS / 64];
+volatile const __u64 udp_scoped_ports[XDPG_PORTS / 64];
 /* Ports named by a monitor-mode rule (TCP, UDP): a SYN or datagram there
  * that no rule opens to its source passes, counted as the rule's would-be
- * drop. has_rule_monitor is non-zero when any rule monitors. */
-volatile const __u8 has_rule_monitor;
+ * drop. */
 volatile const __u64 monitor_ports[XDPG_PORTS / 64];
 volatile const __u64 udp_monitor_ports[XDPG_PORTS / 64];
 /* The rule slot counting each port: TCP ports, then UDP ports; the rule
@@ -50,11 +62,6 @@ volatile const __u64 udp_monitor_ports[XDPG_PORTS / 64];
  * XDPG_RULE_NONE. Here rather than in a map so that a policy of 65,536
  * ports costs no map updates at a switch. */
 volatile const __u16 port_rules[2 * XDPG_PORTS];
-/* Ban length in ns (ratelimit.syn.ban); 0 disables bans. */
-volatile const __u64 ban_ns;
-/* Non-zero when sources.deny / sources.trust have entries. */
-volatile const __u8 has_deny;
-volatile const __u8 has_trust;
 
 /* Keep the enum and struct types in BTF for bpf2go -type. */
 const enum xdpg_reason *unused_reason __attribute__((unused));
