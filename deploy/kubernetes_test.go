@@ -258,6 +258,10 @@ func TestKubernetesManifests(t *testing.T) {
 	if port == nil || !slices.ContainsFunc(ctr.Ports, func(p corev1.ContainerPort) bool { return p.Name == *port }) {
 		t.Errorf("PodMonitor scrapes port %v; the container has %v", port, ctr.Ports)
 	}
+	// The alerts select job="xdpguard".
+	if jl := c.podMonitor.Spec.JobLabel; ds.Spec.Template.Labels[jl] != "xdpguard" {
+		t.Errorf("PodMonitor jobLabel %q gives the job %q; the alerts expect xdpguard", jl, ds.Spec.Template.Labels[jl])
+	}
 	if c.namespace.Name != c.k.Namespace {
 		t.Errorf("namespace %s, kustomization namespace %s", c.namespace.Name, c.k.Namespace)
 	}
