@@ -127,14 +127,7 @@ func TestSurvivesKillAndRestartAdopts(t *testing.T) {
 	expectPorts(t, l, l.CliV6, l.SrvV6, map[int]string{7777: "filtered", 8080: "open"})
 
 	d2 := l.StartDaemon()
-	d2.WaitLog(`attached.*adopted=true`)
-	m := d2.Scrape()
-	if after := Metric(m, "xdpguard_drops_total", `reason="port_not_allowed"`); after < before+2 {
-		t.Errorf("drops after restart %v, before kill %v: counters reset or not counted while the daemon was dead", after, before)
-	}
-	if g := Metric(m, "xdpguard_policy_generation"); g != 2 {
-		t.Errorf("generation %v after restart, want 2", g)
-	}
+	expectAdopted(t, d2, before, 2) // two probes of 7777 while no daemon ran
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
 
 	// A clean stop also leaves the filter; detach removes it.
@@ -147,6 +140,22 @@ func TestSurvivesKillAndRestartAdopts(t *testing.T) {
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open"})
 	if s := l.Status(); strings.TrimSpace(s) != "[]" {
 		t.Errorf("status after detach: %s", s)
+	}
+}
+
+// expectAdopted checks that d took over the pinned filter of a daemon that
+// went before it: it adopted, the policy generation went from 1 to 2, and
+// the port_not_allowed drops counted before (plus at least newDrops since)
+// are still there.
+func expectAdopted(t *testing.T, d *Daemon, dropsBefore, newDrops float64) {
+	t.Helper()
+	d.WaitLog(`attached.*adopted=true`)
+	m := d.Scrape()
+	if after := Metric(m, "xdpguard_drops_total", `reason="port_not_allowed"`); after < dropsBefore+newDrops {
+		t.Errorf("port_not_allowed drops %v now, %v before (+%v expected since): counters lost or not counted", after, dropsBefore, newDrops)
+	}
+	if g := Metric(m, "xdpguard_policy_generation"); g != 2 {
+		t.Errorf("policy generation %v after the takeover, want 2", g)
 	}
 }
 
