@@ -27,7 +27,12 @@ kernel_image() {
 	local pkg=$1 dir=$CACHE/$1
 	if ! ls "$dir"/boot/vmlinuz-* >/dev/null 2>&1; then
 		mkdir -p "$dir"
-		(cd "$dir" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2 && dpkg-deb -x ./*.deb . && rm -f ./*.deb)
+		# Stale package lists may name a version the mirror dropped:
+		# refresh them once and look again.
+		(cd "$dir" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2) ||
+			{ apt-get update -qq >&2 && pkg=$(package_for "$2") && dir=$CACHE/$pkg && mkdir -p "$dir" &&
+				(cd "$dir" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2); }
+		(cd "$dir" && dpkg-deb -x ./*.deb . && rm -f ./*.deb)
 	fi
 	ls "$dir"/boot/vmlinuz-*
 }
@@ -48,7 +53,7 @@ for series in $SERIES; do
 		failed+=("$series")
 		continue
 	fi
-	image=$(kernel_image "$pkg")
+	image=$(kernel_image "$pkg" "$series")
 	log=$WORK/$series.log
 	echo "kernel-matrix: $pkg"
 	timeout 900 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 2048 -nographic -no-reboot \
