@@ -476,8 +476,9 @@ func (d *Daemon) serveReady(w http.ResponseWriter, _ *http.Request) {
 	var ifaces []iface
 	d.mu.RLock()
 	loaded := d.current != nil
-	for _, t := range d.targets() {
-		ifaces = append(ifaces, iface{t.Iface, t.Ifindex, t.ProgramID})
+	for _, g := range d.guards {
+		id, _ := g.ProgramID() // 0 if unreadable: reported as not attached
+		ifaces = append(ifaces, iface{g.Iface, g.Ifindex, uint32(id)})
 	}
 	d.mu.RUnlock()
 	var problems []string
@@ -492,7 +493,7 @@ func (d *Daemon) serveReady(w http.ResponseWriter, _ *http.Request) {
 		switch {
 		case err != nil:
 			problems = append(problems, i.name+": interface gone")
-		case mode == "none" || id != i.program:
+		case mode == "none" || i.program == 0 || id != i.program:
 			problems = append(problems, i.name+": xdpguard's program is not attached")
 		}
 	}
