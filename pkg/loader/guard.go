@@ -144,6 +144,11 @@ func (g *Guard) Apply(pol *policy.Policy) error {
 	if g.closed {
 		return errors.New("guard is closed")
 	}
+	if os.Getenv("XDPGUARD_TEST_FAIL_SWITCH") == g.Iface {
+		// Fault injection for the tests: a switch that fails on this
+		// interface, to prove the daemon rolls the others back.
+		return fmt.Errorf("%s: switch refused (XDPGUARD_TEST_FAIL_SWITCH)", g.Iface)
+	}
 	gen, err := g.load(pol)
 	if err != nil {
 		return err

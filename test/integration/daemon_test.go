@@ -250,6 +250,41 @@ func TestTwoInterfacesGenericMode(t *testing.T) {
 	}
 }
 
+// A reload that fails on one of two interfaces is refused as a whole: the
+// interface already switched is put back on the previous policy, so both
+// keep enforcing the same one. The failure is injected on the second
+// interface (XDPGUARD_TEST_FAIL_SWITCH); the first one's generation shows
+// it was switched and switched back.
+func TestReloadFailingOnOneInterfaceRollsBack(t *testing.T) {
+	l := NewLab(t)
+	l.Listen(8022, 8080, 7777)
+	srv2, srv4b, cli4b := l.AddLink()
+	l.WritePolicy(labPolicy)
+	t.Setenv("XDPGUARD_TEST_FAIL_SWITCH", srv2) // the daemon inherits it
+	d := l.StartDaemon("--mode", "generic", "--iface", l.SrvIf+","+srv2)
+	t.Setenv("XDPGUARD_TEST_FAIL_SWITCH", "")
+	paths := [][2]string{{l.CliV4, l.SrvV4}, {cli4b, srv4b}}
+	for _, p := range paths {
+		expectPorts(t, l, p[0], p[1], map[int]string{7777: "filtered", 8080: "open"})
+	}
+	d.Mark()
+	l.WritePolicy("tcp:\n  allow: [8022, 7777]\n") // the file change is the one trigger
+	d.WaitLog(`policy reload refused.*XDPGUARD_TEST_FAIL_SWITCH`)
+	for _, p := range paths {
+		expectPorts(t, l, p[0], p[1], map[int]string{7777: "filtered", 8080: "open"})
+	}
+	m := d.Scrape()
+	if g := Metric(m, "xdpguard_policy_generation", `interface="`+l.SrvIf+`"`); g != 3 {
+		t.Errorf("%s: generation %v, want 3 (switched, then rolled back)", l.SrvIf, g)
+	}
+	if g := Metric(m, "xdpguard_policy_generation", `interface="`+srv2+`"`); g != 1 {
+		t.Errorf("%s: generation %v, want 1 (never switched)", srv2, g)
+	}
+	if v := Metric(m, "xdpguard_policy_last_reload_success"); v != 0 {
+		t.Errorf("last_reload_success %v after a refused reload", v)
+	}
+}
+
 // Changing max_sources gives the new generation a fresh table of the new
 // size, which replaces the pinned one; a restart adopts it.
 func TestReloadResizesSourceTable(t *testing.T) {
