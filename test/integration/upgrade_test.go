@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/xdpguard/xdpguard/pkg/loader"
@@ -40,11 +43,16 @@ func buildRevision(t *testing.T, rev string) string {
 	return bin
 }
 
+// pinDir is where the daemon pins the lab interface's state.
+func pinDir(l *Lab) string {
+	return filepath.Join("/run/xdpguard/bpffs/xdpguard/netns-"+l.Server, l.SrvIf)
+}
+
 // pinnedLinkID is the ID of the XDP link the daemon pinned for the lab's
 // interface: the same ID before and after means it was never detached.
 func pinnedLinkID(t *testing.T, l *Lab) link.ID {
 	t.Helper()
-	path := filepath.Join("/run/xdpguard/bpffs/xdpguard/netns-"+l.Server, l.SrvIf, "link")
+	path := filepath.Join(pinDir(l), "link")
 	lk, err := link.LoadPinnedLink(path, nil)
 	if err != nil {
 		t.Fatalf("pinned link: %v", err)
@@ -100,4 +108,32 @@ func TestUpgradeFromPreviousBinary(t *testing.T) {
 	}
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
 	expectPorts(t, l, l.CliV6, l.SrvV6, map[int]string{7777: "filtered", 8080: "open"})
+}
+
+// Pins written by an xdpguard of another schema version are refused with
+// the command that clears them, and the filter in place keeps enforcing.
+func TestIncompatiblePinsRefused(t *testing.T) {
+	l, d := startLab(t, labPolicy)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
+	d.Stop()
+	// Pretend a future xdpguard wrote the pins.
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pinDir(l), "xdpg_generation"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var meta loader.Meta
+	if err := m.Lookup(uint32(0), &meta); err != nil {
+		t.Fatal(err)
+	}
+	meta.SchemaVersion = loader.SchemaVersion + 1
+	if err := m.Put(uint32(0), &meta); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runIn(l, "run", "--iface", l.SrvIf, "--policy", l.dir+"/policy.yaml", "--metrics-addr", "")
+	want := fmt.Sprintf("have schema version %d, this xdpguard uses %d", loader.SchemaVersion+1, loader.SchemaVersion)
+	if err == nil || !strings.Contains(out, want) || !strings.Contains(out, "xdpguard detach") {
+		t.Fatalf("start over pins of another schema: %v\n%s", err, out)
+	}
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
 }
