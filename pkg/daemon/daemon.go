@@ -257,8 +257,8 @@ func (d *Daemon) attachAll(pinRoot string, pol *policy.Policy) error {
 		g, adopted, err := loader.Attach(pinRoot, iface, d.cfg.Mode, pol)
 		if errors.Is(err, loader.ErrForeignProgram) && d.cfg.ReplaceForeign {
 			id, rerr := loader.RemoveForeignXDP(iface)
-			d.log.Warn("replaced a foreign XDP program (--replace-foreign)", "interface", iface, "program_id", id)
 			if rerr == nil {
+				d.log.Warn("removed a foreign XDP program (--replace-foreign)", "interface", iface, "program_id", id)
 				g, adopted, err = loader.Attach(pinRoot, iface, d.cfg.Mode, pol)
 			} else {
 				err = rerr
@@ -489,11 +489,11 @@ func (d *Daemon) serveReady(w http.ResponseWriter, _ *http.Request) {
 		problems = append(problems, "no interface attached")
 	}
 	for _, i := range ifaces {
-		mode, id, err := loader.AttachMode(i.index)
+		_, running, err := loader.Runs(i.index, i.program)
 		switch {
 		case err != nil:
 			problems = append(problems, i.name+": interface gone")
-		case mode == "none" || i.program == 0 || id != i.program:
+		case !running:
 			problems = append(problems, i.name+": xdpguard's program is not attached")
 		}
 	}

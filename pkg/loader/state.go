@@ -126,6 +126,16 @@ func AttachMode(ifindex int) (string, uint32, error) {
 	return "multi", x.ProgId, nil
 }
 
+// Runs reports whether ifindex runs program (xdpguard's, by ID) right now,
+// and the XDP mode in effect. An error means the interface is gone.
+func Runs(ifindex int, program uint32) (mode string, running bool, err error) {
+	mode, id, err := AttachMode(ifindex)
+	if err != nil {
+		return "", false, err
+	}
+	return mode, mode != "none" && program != 0 && id == program, nil
+}
+
 // Detach removes xdpguard from iface: the link is detached and every pin of
 // the interface removed. It refuses while a daemon holds the interface.
 func Detach(pinRoot, iface string) error {

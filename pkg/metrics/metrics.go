@@ -179,11 +179,11 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 		gauge(c.monitorMode, float64(meta.Flags&loader.MetaMonitor), t.Iface)
 		gauge(c.loadedAt, float64(time.Unix(0, int64(meta.LoadedUnixNs)).UnixMilli())/1000, t.Iface)
 	}
-	if mode, id, err := loader.AttachMode(t.Ifindex); err != nil {
+	if mode, running, err := loader.Runs(t.Ifindex, t.ProgramID); err != nil {
 		gauge(c.attached, 0, t.Iface, "none") // the interface is gone: nothing filters it
 	} else {
 		v := 0.0
-		if mode != "none" && id == t.ProgramID {
+		if running {
 			v = 1
 		}
 		gauge(c.attached, v, t.Iface, mode)
