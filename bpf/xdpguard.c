@@ -392,7 +392,7 @@ static __always_inline enum xdpg_reason judge_udp(void *data, void *data_end, st
  * need the source) returns XDPG_REASON_MAX: the general parser judges it
  * from the start. Both paths reach the same verdicts, which the
  * differential test checks against pkg/reference. */
-static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, struct l4_info *l4, struct verdict *v)
+static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, struct verdict *v)
 {
 	struct ethhdr *eth = data;
 	__u8 *ip = data + sizeof(*eth);
@@ -415,9 +415,6 @@ static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, st
 	flags = tcp[13];
 	if ((flags & (XDPG_TCP_SYN | XDPG_TCP_ACK)) != XDPG_TCP_SYN)
 		return XDPG_PASS_NOT_SYN;
-	/* A drop from here on: what its event reports of the packet. */
-	*l4 = (struct l4_info){ .proto = IPPROTO_TCP, .saddr[2] = bpf_htonl(0x0000ffff) };
-	__builtin_memcpy(&l4->saddr[3], ip + 12, 4);
 	if (flags & (XDPG_TCP_FIN | XDPG_TCP_RST))
 		return XDPG_DROP_INVALID_FLAGS;
 	dport = ((__u16)tcp[2] << 8) | tcp[3];
@@ -429,20 +426,27 @@ static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, st
 	return XDPG_DROP_PORT_NOT_ALLOWED;
 }
 
-static __always_inline enum xdpg_reason classify(struct xdp_md *ctx, struct l4_info *l4, struct verdict *v)
+/* What a drop event reports of a packet the fast path judged: a plain IPv4
+ * TCP frame (read again only when an event is sent). */
+static __always_inline void fast_path_l4(void *data, void *data_end, struct l4_info *l4)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct hdr_cursor c = { .off = 0, .len = ctx->data_end - ctx->data };
+	__u8 *ip = data + sizeof(struct ethhdr);
+
+	*l4 = (struct l4_info){ .proto = IPPROTO_TCP, .saddr[2] = bpf_htonl(0x0000ffff) };
+	if ((void *)(ip + 20) <= data_end)
+		__builtin_memcpy(&l4->saddr[3], ip + 12, 4);
+}
+
+/* The general path: any frame the fast path left. */
+static __always_inline enum xdpg_reason classify(void *data, void *data_end, struct l4_info *l4, struct verdict *v)
+{
+	struct hdr_cursor c = { .off = 0, .len = data_end - data };
 	__u16 proto;
 	__u8 *tcp;
 	__u32 doff;
 	__u8 flags;
-	enum xdpg_reason fast = fast_path(data, data_end, l4, v);
 	int rc;
 
-	if (fast != XDPG_REASON_MAX)
-		return fast;
 	__builtin_memset(l4, 0, sizeof(*l4));
 	rc = parse_eth(data, data_end, &c, &proto);
 	if (rc != XDPG_PARSE_OK)
@@ -553,13 +557,37 @@ static __always_inline void record_drop(enum xdpg_reason reason, struct verdict 
 		pc->udp_not_allowed++;
 }
 
+/* The closed-port drop of the fast path, counted like record_drop would
+ * (reason, tcp/closed, port) without its branches: the fast path leaves
+ * monitored ports to judge_syn, so only global monitor mode lets it pass. */
+static __always_inline void record_closed_port_drop(__u16 dport)
+{
+	struct xdpg_rule_counters *rc;
+	struct xdpg_port_counters *pc;
+	__u32 rule = XDPG_RULE_TCP_CLOSED, idx = dport;
+
+	count_reason(XDPG_DROP_PORT_NOT_ALLOWED + (monitor ? XDPG_REASON_MAX : 0));
+	rc = bpf_map_lookup_elem(&xdpg_rule_stats, &rule);
+	if (rc) {
+		if (monitor)
+			rc->monitored++;
+		else
+			rc->dropped++;
+	}
+	pc = bpf_map_lookup_elem(&xdpg_port_drops, &idx);
+	if (pc)
+		pc->not_allowed++;
+}
+
 /* Send a drop to the daemon, within the events budget: a flood costs the
  * ring buffer and the daemon at most the budget, and what is left out is
- * counted. Off (one array lookup) unless a daemon asked for events. */
+ * counted. Off (one array lookup) unless a daemon asked for events. A drop
+ * of the fast path (fast) has no l4: it is read here, only when sent. */
 static __always_inline void emit_event(struct xdp_md *ctx, enum xdpg_reason reason, struct l4_info *l4,
-				       struct verdict *v)
+				       struct verdict *v, int fast)
 {
 	struct xdpg_event_budget *cfg;
+	struct l4_info fast_l4;
 	struct xdpg_event *e;
 	__u32 zero = 0;
 	__u64 now;
@@ -567,6 +595,10 @@ static __always_inline void emit_event(struct xdp_md *ctx, enum xdpg_reason reas
 	cfg = bpf_map_lookup_elem(&xdpg_event_config, &zero);
 	if (!cfg || !cfg->interval_ns)
 		return;
+	if (fast) {
+		fast_path_l4((void *)(long)ctx->data, (void *)(long)ctx->data_end, &fast_l4);
+		l4 = &fast_l4;
+	}
 	now = bpf_ktime_get_coarse_ns();
 	if (!gcra_take(&cfg->tat, now, cfg->interval_ns, cfg->limit_ns)) {
 		health_inc(XDPG_HEALTH_EVENTS_OVER_BUDGET);
@@ -593,10 +625,21 @@ static __always_inline void emit_event(struct xdp_md *ctx, enum xdpg_reason reas
 SEC("xdp")
 int xdpguard(struct xdp_md *ctx)
 {
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
 	struct verdict v = { .rule = XDPG_RULE_NONE };
-	struct l4_info l4; /* filled by classify where an event needs it */
-	enum xdpg_reason reason = classify(ctx, &l4, &v);
+	struct l4_info l4; /* filled by the general path, for its events */
+	enum xdpg_reason reason = fast_path(data, data_end, &v);
+	int fast = reason != XDPG_REASON_MAX;
 
+	/* A scan or a flood to a closed port: the drop to make cheapest. */
+	if (reason == XDPG_DROP_PORT_NOT_ALLOWED) {
+		record_closed_port_drop(v.dport);
+		emit_event(ctx, reason, &l4, &v, 1);
+		return monitor ? XDP_PASS : XDP_DROP;
+	}
+	if (!fast)
+		reason = classify(data, data_end, &l4, &v);
 	/* Passing is the common case: one counter, and the rule's if any. */
 	if (reason < XDPG_DROP_PORT_NOT_ALLOWED) {
 		count_reason(reason);
@@ -604,7 +647,7 @@ int xdpguard(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	record_drop(reason, &v);
-	emit_event(ctx, reason, &l4, &v);
+	emit_event(ctx, reason, &l4, &v, fast);
 	return passes(reason, &v) ? XDP_PASS : XDP_DROP;
 }
 
