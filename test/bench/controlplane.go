@@ -59,7 +59,7 @@ func rssMiB(pid int) float64 {
 	return 0
 }
 
-func controlPlane(l *lab, bin string, rounds int) (cpResult, error) {
+func controlPlane(l *lab, bin string, rounds int, logf func(string, ...any)) (cpResult, error) {
 	var res cpResult
 	text := bigPolicy()
 	res.PolicyKiB = len(text) / 1024
@@ -94,6 +94,9 @@ func controlPlane(l *lab, bin string, rounds int) (cpResult, error) {
 	var swaps, allocs []float64
 	for r := 0; r < rounds; r++ {
 		var ms0, ms1 runtime.MemStats
+		// The previous round's garbage is collected before, not during,
+		// the swap measured.
+		runtime.GC()
 		runtime.ReadMemStats(&ms0)
 		start := time.Now()
 		if err := g.Apply(big); err != nil {
@@ -101,6 +104,7 @@ func controlPlane(l *lab, bin string, rounds int) (cpResult, error) {
 			return res, err
 		}
 		swaps = append(swaps, float64(time.Since(start))/1e6)
+		logf("swap %d: %.0f ms", r+1, swaps[r])
 		runtime.ReadMemStats(&ms1)
 		allocs = append(allocs, float64(ms1.TotalAlloc-ms0.TotalAlloc)/(1<<20))
 		if err := g.Apply(small); err != nil {

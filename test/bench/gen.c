@@ -65,6 +65,21 @@ int generate(struct xdp_md *ctx)
 	return XDP_TX;
 }
 
+/* The floor for any filter: a trivial drop that, as a filter must, reads
+ * the TCP header (a frame's first cache line, written by the generator's
+ * CPU) before it decides. Plain IPv4 only: the generator sends nothing else. */
+SEC("xdp")
+int read_then_drop(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 *tcp = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
+
+	if ((void *)(tcp + 14) > data_end)
+		return XDP_PASS;
+	return (tcp[13] & 0x02) && (tcp[2] | tcp[3]) ? XDP_DROP : XDP_PASS;
+}
+
 /* Keeps the generator veth's rx queue registered (live frames need it). */
 SEC("xdp")
 int pass(struct xdp_md *ctx)

@@ -20,6 +20,7 @@ const (
 	genProgGenerate       = "generate"
 	genProgMutateThenCall = "mutate_then_call"
 	genProgPass           = "pass"
+	genProgReadThenDrop   = "read_then_drop"
 	genVarCounter         = "counter"
 	genVarSrcBase         = "src_base"
 	genVarSrcCount        = "src_count"
@@ -70,6 +71,7 @@ type genProgramSpecs struct {
 	Generate       *ebpf.ProgramSpec `ebpf:"generate"`
 	MutateThenCall *ebpf.ProgramSpec `ebpf:"mutate_then_call"`
 	Pass           *ebpf.ProgramSpec `ebpf:"pass"`
+	ReadThenDrop   *ebpf.ProgramSpec `ebpf:"read_then_drop"`
 }
 
 // genMapSpecs contains maps before they are loaded into the kernel.
@@ -133,6 +135,7 @@ type genPrograms struct {
 	Generate       *ebpf.Program `ebpf:"generate"`
 	MutateThenCall *ebpf.Program `ebpf:"mutate_then_call"`
 	Pass           *ebpf.Program `ebpf:"pass"`
+	ReadThenDrop   *ebpf.Program `ebpf:"read_then_drop"`
 }
 
 func (p *genPrograms) Close() error {
@@ -140,6 +143,7 @@ func (p *genPrograms) Close() error {
 		p.Generate,
 		p.MutateThenCall,
 		p.Pass,
+		p.ReadThenDrop,
 	)
 }
 

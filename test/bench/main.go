@@ -11,11 +11,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
 type options struct {
 	Quick, Smoke bool
+	Only         string // profiling: run only these floods (comma-separated keys), write nothing
+	Flood        time.Duration
+	Rounds       int
 	Out, Plot    string
 	Bin          string // xdpguard binary for the daemon figures ("" builds one)
 	Log          func(string, ...any)
@@ -28,6 +33,9 @@ func main() {
 	flag.StringVar(&o.Out, "out", "docs/benchmarks.md", "report to update (between the bench markers)")
 	flag.StringVar(&o.Plot, "plot", "docs/benchmarks.png", "bar chart of the floor, xdpguard and nftables")
 	flag.StringVar(&o.Bin, "bin", "", "xdpguard binary (default: build one)")
+	flag.StringVar(&o.Only, "only", "", "for profiling: run only these veth floods (keys, e.g. r,b0) once each, print their rates, write no report")
+	flag.DurationVar(&o.Flood, "flood", 0, "length of each flood (default: 3s, 1s with -quick)")
+	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default: 7, 3 with -quick, 1 with -only)")
 	flag.Parse()
 	o.Log = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	if err := runBench(o); err != nil {
@@ -54,12 +62,24 @@ func runBench(o options) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (BPF, network namespaces)")
 	}
-	m := method{Repeat: 2_000_000, Rounds: 5, Flood: 3 * time.Second}
+	m := method{Repeat: 2_000_000, Rounds: 7, Flood: 3 * time.Second}
 	switch {
 	case o.Smoke:
 		m = method{Repeat: 1000, Rounds: 1, Flood: 200 * time.Millisecond}
 	case o.Quick:
 		m = method{Repeat: 500_000, Rounds: 3, Flood: time.Second}
+	}
+	if o.Flood > 0 {
+		m.Flood = o.Flood
+	}
+	if o.Only != "" {
+		m.Rounds = 1
+	}
+	if o.Rounds > 0 {
+		m.Rounds = o.Rounds
+	}
+	if o.Only != "" {
+		return floodsOnly(o, m)
 	}
 	res := results{Machine: describeMachine(), Method: m}
 	var err error
@@ -73,7 +93,7 @@ func runBench(o options) error {
 	}
 	defer l.destroy()
 	o.Log("whole path on veth (%s floods x %d rounds)", m.Flood, m.Rounds)
-	if res.Wire, err = wholePath(l, m.Flood, m.Rounds, o.Log); err != nil {
+	if res.Wire, err = wholePath(l, scenarios(), m.Flood, m.Rounds, o.Log); err != nil {
 		return err
 	}
 	bin := o.Bin
@@ -84,7 +104,7 @@ func runBench(o options) error {
 		}
 	}
 	o.Log("control plane")
-	if res.Control, err = controlPlane(l, bin, m.Rounds); err != nil {
+	if res.Control, err = controlPlane(l, bin, m.Rounds, o.Log); err != nil {
 		return err
 	}
 	res.Finished = time.Now().UTC()
@@ -95,5 +115,32 @@ func runBench(o options) error {
 		return err
 	}
 	o.Log("wrote %s and %s", o.Out, o.Plot)
+	return nil
+}
+
+// floodsOnly runs some veth floods (for a profiler watching CPU 1, or to
+// compare two builds) and prints each one's paired ratio to the first.
+func floodsOnly(o options, m method) error {
+	var scs []scenario
+	for _, key := range strings.Split(o.Only, ",") {
+		i := slices.IndexFunc(scenarios(), func(sc scenario) bool { return sc.Key == key })
+		if i < 0 {
+			return fmt.Errorf("-only: no flood %q", key)
+		}
+		scs = append(scs, scenarios()[i])
+	}
+	l, err := newLab()
+	if err != nil {
+		return err
+	}
+	defer l.destroy()
+	res, err := wholePath(l, scs, m.Flood, m.Rounds, o.Log)
+	if err != nil {
+		return err
+	}
+	for _, w := range res[1:] {
+		med, lo, hi := pairedRatio(w, res[0])
+		o.Log("(%s) / (%s): %.3f× (rounds %.3f×–%.3f×)", w.Key, res[0].Key, med, lo, hi)
+	}
 	return nil
 }

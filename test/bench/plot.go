@@ -13,8 +13,9 @@ import (
 	"golang.org/x/image/math/fixed"
 )
 
-// writePlot draws the drop rates of (a) the floor, (b) xdpguard and (c)
-// nftables side by side.
+// writePlot draws the drop rates of (a) the floor, (b0) xdpguard under the
+// same load, (b) xdpguard with the legitimate client and (c) nftables (with
+// it too) side by side.
 func writePlot(path string, wire []wireResult) error {
 	const w, h, top, bottom, left = 640, 360, 40, 70, 40
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
@@ -27,7 +28,7 @@ func writePlot(path string, wire []wireResult) error {
 	var bars []wireResult
 	maxv := 0.0
 	for _, r := range wire {
-		if r.Key == "a" || r.Key == "b" || r.Key == "c" {
+		if r.Key == "a" || r.Key == "b0" || r.Key == "b" || r.Key == "c" {
 			bars = append(bars, r)
 			maxv = max(maxv, r.Mpps)
 		}
@@ -35,8 +36,8 @@ func writePlot(path string, wire []wireResult) error {
 	if maxv == 0 {
 		maxv = 1
 	}
-	colors := map[string]color.RGBA{"a": {150, 150, 150, 255}, "b": {40, 110, 200, 255}, "c": {220, 120, 40, 255}}
-	labels := map[string]string{"a": "XDP_DROP floor", "b": "xdpguard", "c": "nftables ingress"}
+	colors := map[string]color.RGBA{"a": {150, 150, 150, 255}, "b0": {90, 150, 220, 255}, "b": {40, 110, 200, 255}, "c": {220, 120, 40, 255}}
+	labels := map[string]string{"a": "XDP_DROP floor", "b0": "xdpguard", "b": "xdpguard+client", "c": "nftables+client"}
 	slot := (w - 2*left) / max(len(bars), 1)
 	for i, r := range bars {
 		bh := int(float64(h-top-bottom) * r.Mpps / maxv)

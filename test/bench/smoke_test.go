@@ -23,7 +23,7 @@ func TestBenchHarnessSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	report, _ := os.ReadFile(out)
-	for _, want := range []string{"# hand-written part", beginMarker, "| (a) | trivial XDP_DROP", "| (e) |", "swap of 65,536 ports", endMarker} {
+	for _, want := range []string{"# hand-written part", beginMarker, "| (a) | trivial XDP_DROP", "| (r) |", "| (b0) |", "| (e) |", "Paired by round", "swap of 65,536 ports", endMarker} {
 		if !strings.Contains(string(report), want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}

@@ -36,6 +36,7 @@ type wireResult struct {
 	Key, Name  string
 	Offered    float64 // frames/s the generator pushed
 	Mpps       float64 // drops per second, in millions
+	RoundMpps  []float64 // Mpps of each round, in order: ratios pair rounds
 	CPUNsPkt   float64 // busy CPU time (both cores) per dropped frame
 	LegitTried int
 	LegitOK    int
@@ -76,6 +77,25 @@ func attachXdpguard(l *lab) (func(), error) {
 		g.Close()
 		_ = inNS(l.dut, func() error { return loader.Detach(l.pinRoot, l.b) })
 	}, nil
+}
+
+// attachReadThenDrop attaches gen.c's read_then_drop to vethB.
+func attachReadThenDrop(l *lab) (func(), error) {
+	var objs genObjects
+	if err := loadGenObjects(&objs, nil); err != nil {
+		return nil, err
+	}
+	var lk link.Link
+	err := inNS(l.dut, func() error {
+		var err error
+		lk, err = link.AttachXDP(link.XDPOptions{Program: objs.ReadThenDrop, Interface: l.bIdx, Flags: link.XDPDriverMode})
+		return err
+	})
+	if err != nil {
+		objs.Close()
+		return nil, err
+	}
+	return func() { lk.Close(); objs.Close() }, nil
 }
 
 // nftRuleset is benchPolicy in nftables: a netdev ingress chain on vethB
@@ -163,6 +183,12 @@ func scenarios() []scenario {
 	return []scenario{
 		{Key: "a", Name: "trivial XDP_DROP (the floor)", dport: 8080, sources: 65536,
 			setup: func(l *lab) (func(), error) { return attachTrivial(l, 1) }, dropped: xdpDrops},
+		{Key: "r", Name: "trivial drop after reading the TCP header (the floor for any filter)", dport: 8080, sources: 65536,
+			setup: attachReadThenDrop, dropped: xdpDrops},
+		// (a) has no legitimate client (the floor would drop it), so the
+		// floor is compared with xdpguard under the same load: (b0), run
+		// right after (a) in each round. (b) is the flood with the client.
+		{Key: "b0", Name: "xdpguard, the same flood as (a): no legitimate client", dport: 8080, sources: 65536, setup: attachXdpguard, dropped: xdpDrops},
 		{Key: "b", Name: "xdpguard, SYN flood to a closed port", dport: 8080, sources: 65536, setup: attachXdpguard, dropped: xdpDrops, legit: true},
 		{Key: "c", Name: "XDP_PASS + nftables netdev ingress (same policy)", dport: 8080, sources: 65536, setup: attachNft, dropped: nftDrops, legit: true},
 		{Key: "d", Name: "xdpguard, random-source flood at an allowed port, 1k sources", dport: 80, sources: 1000, setup: attachXdpguard, dropped: xdpDrops, legit: true},
@@ -283,14 +309,13 @@ func listen(l *lab) (net.Listener, error) {
 	return ln, nil
 }
 
-// wholePath runs every scenario for d per round, rounds interleaved.
-func wholePath(l *lab, d time.Duration, rounds int, logf func(string, ...any)) ([]wireResult, error) {
+// wholePath runs the scenarios for d per round, rounds interleaved.
+func wholePath(l *lab, scs []scenario, d time.Duration, rounds int, logf func(string, ...any)) ([]wireResult, error) {
 	ln, err := listen(l)
 	if err != nil {
 		return nil, err
 	}
 	defer ln.Close()
-	scs := scenarios()
 	undo, err := pinProcess(0)
 	if err != nil {
 		return nil, err
@@ -361,7 +386,7 @@ func wholePath(l *lab, d time.Duration, rounds int, logf func(string, ...any)) (
 	var out []wireResult
 	for i, sc := range scs {
 		a := accs[i]
-		res := wireResult{Key: sc.Key, Name: sc.Name, Mpps: median(a.mpps), Offered: median(a.offered), CPUNsPkt: median(a.cpu), LegitTried: a.tried, LegitOK: a.ok}
+		res := wireResult{Key: sc.Key, Name: sc.Name, Mpps: median(a.mpps), RoundMpps: a.mpps, Offered: median(a.offered), CPUNsPkt: median(a.cpu), LegitTried: a.tried, LegitOK: a.ok}
 		if len(a.lat) > 0 {
 			sort.Slice(a.lat, func(x, y int) bool { return a.lat[x] < a.lat[y] })
 			res.P50 = a.lat[len(a.lat)/2]
