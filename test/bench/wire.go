@@ -34,10 +34,10 @@ type scenario struct {
 // wireResult is a scenario's medians over rounds.
 type wireResult struct {
 	Key, Name  string
-	Offered    float64 // frames/s the generator pushed
-	Mpps       float64 // drops per second, in millions
+	Offered    float64   // frames/s the generator pushed
+	Mpps       float64   // drops per second, in millions
 	RoundMpps  []float64 // Mpps of each round, in order: ratios pair rounds
-	CPUNsPkt   float64 // busy CPU time (both cores) per dropped frame
+	CPUNsPkt   float64   // busy CPU time (both cores) per dropped frame
 	LegitTried int
 	LegitOK    int
 	P50, P99   time.Duration
