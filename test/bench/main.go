@@ -33,7 +33,7 @@ func main() {
 	flag.StringVar(&o.Out, "out", "docs/benchmarks.md", "report to update (between the bench markers)")
 	flag.StringVar(&o.Plot, "plot", "docs/benchmarks.png", "bar chart of the floor, xdpguard and nftables")
 	flag.StringVar(&o.Bin, "bin", "", "xdpguard binary (default: build one)")
-	flag.StringVar(&o.Only, "only", "", "for profiling: run only these veth floods (keys, e.g. r,b0) once each, print their rates, write no report")
+	flag.StringVar(&o.Only, "only", "", "for profiling or comparing builds: run only these veth floods (keys, e.g. r,b0; one round unless -rounds), print their rates and paired ratios to the first, write no report")
 	flag.DurationVar(&o.Flood, "flood", 0, "length of each flood (default: 3s, 1s with -quick)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default: 7, 3 with -quick, 1 with -only)")
 	flag.Parse()
