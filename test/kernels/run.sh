@@ -6,7 +6,7 @@
 # Kernels come from apt (apt-get download, the newest of each series), are
 # cached in $KERNEL_CACHE, and are never installed. qemu runs in TCG
 # (emulation): nested KVM on cloud VMs often refuses the CPU models a
-# kernel needs, and TCG is fast enough for these tests (about 30 s each).
+# kernel needs, and TCG is fast enough for these tests (about a minute each).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
