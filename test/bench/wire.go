@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
 	"sort"
@@ -48,16 +49,23 @@ func attachTrivial(l *lab, action int32) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	return attachToB(l, p, p)
+}
+
+// attachToB attaches prog in native mode to vethB; the undo detaches it and
+// closes owner (what holds prog). On error owner is closed at once.
+func attachToB(l *lab, prog *ebpf.Program, owner io.Closer) (func(), error) {
 	var lk link.Link
-	err = inNS(l.dut, func() error {
-		lk, err = link.AttachXDP(link.XDPOptions{Program: p, Interface: l.bIdx, Flags: link.XDPDriverMode})
+	err := inNS(l.dut, func() error {
+		var err error
+		lk, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: l.bIdx, Flags: link.XDPDriverMode})
 		return err
 	})
 	if err != nil {
-		p.Close()
+		owner.Close()
 		return nil, err
 	}
-	return func() { lk.Close(); p.Close() }, nil
+	return func() { lk.Close(); owner.Close() }, nil
 }
 
 func attachXdpguard(l *lab) (func(), error) {
@@ -81,21 +89,11 @@ func attachXdpguard(l *lab) (func(), error) {
 
 // attachReadThenDrop attaches gen.c's read_then_drop to vethB.
 func attachReadThenDrop(l *lab) (func(), error) {
-	var objs genObjects
-	if err := loadGenObjects(&objs, nil); err != nil {
+	objs := new(genObjects)
+	if err := loadGenObjects(objs, nil); err != nil {
 		return nil, err
 	}
-	var lk link.Link
-	err := inNS(l.dut, func() error {
-		var err error
-		lk, err = link.AttachXDP(link.XDPOptions{Program: objs.ReadThenDrop, Interface: l.bIdx, Flags: link.XDPDriverMode})
-		return err
-	})
-	if err != nil {
-		objs.Close()
-		return nil, err
-	}
-	return func() { lk.Close(); objs.Close() }, nil
+	return attachToB(l, objs.ReadThenDrop, objs)
 }
 
 // nftRuleset is benchPolicy in nftables: a netdev ingress chain on vethB
@@ -187,7 +185,7 @@ func scenarios() []scenario {
 			setup: attachReadThenDrop, dropped: xdpDrops},
 		// (a) has no legitimate client (the floor would drop it), so the
 		// floor is compared with xdpguard under the same load: (b0), run
-		// right after (a) in each round. (b) is the flood with the client.
+		// in the same round as (a). (b) is the flood with the client.
 		{Key: "b0", Name: "xdpguard, the same flood as (a): no legitimate client", dport: 8080, sources: 65536, setup: attachXdpguard, dropped: xdpDrops},
 		{Key: "b", Name: "xdpguard, SYN flood to a closed port", dport: 8080, sources: 65536, setup: attachXdpguard, dropped: xdpDrops, legit: true},
 		{Key: "c", Name: "XDP_PASS + nftables netdev ingress (same policy)", dport: 8080, sources: 65536, setup: attachNft, dropped: nftDrops, legit: true},
