@@ -87,6 +87,9 @@ the daemon running.`,
 			if err != nil {
 				return fmt.Errorf("%q is not an IP address", args[0])
 			}
+			if err := checkInterfaceNames(ifaces); err != nil {
+				return err
+			}
 			root, err := loader.ResolvePinRoot(bpffsFlag(cmd))
 			if err != nil {
 				return err

@@ -26,6 +26,9 @@ detach).`,
 			if all == (len(ifaces) > 0) {
 				return errors.New("give --iface or --all")
 			}
+			if err := checkInterfaceNames(ifaces); err != nil {
+				return err
+			}
 			root, err := loader.ResolvePinRoot(bpffsFlag(cmd))
 			if err != nil {
 				return err

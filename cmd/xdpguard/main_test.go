@@ -63,6 +63,8 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"run", "--iface", "x", "--policy", "p.yaml", "--mode", "turbo"}, `--mode: mode "turbo"`},
 		{[]string{"run", "--iface", "x,x", "--policy", "p.yaml"}, `listed twice`},
 		{[]string{"run", "--iface", "x", "--policy", "p.yaml", "--metrics-addr", "nonsense"}, `--metrics-addr`},
+		{[]string{"run", "--iface", "..", "--policy", "p.yaml"}, `--iface: ".." is not an interface name`},
+		{[]string{"run", "--iface", "eth0/../x", "--policy", "p.yaml"}, `contains '/'`},
 		{[]string{"detach"}, "give --iface or --all"},
 		{[]string{"detach", "--all", "--iface", "x"}, "give --iface or --all"},
 		{[]string{"status", "--output", "yaml"}, "want text or json"},

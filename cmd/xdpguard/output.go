@@ -25,6 +25,18 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// checkInterfaceNames refuses an --iface value that is not an interface
+// name (it would become a path under the pin root), before anything is
+// opened or mounted.
+func checkInterfaceNames(ifaces []string) error {
+	for _, i := range ifaces {
+		if err := loader.CheckInterfaceName(i); err != nil {
+			return fmt.Errorf("--iface: %w", err)
+		}
+	}
+	return nil
+}
+
 // pinnedInterfaces resolves the pin root and lists the interfaces with
 // xdpguard pins in this network namespace.
 func pinnedInterfaces(cmd *cobra.Command) (root string, ifaces []string, err error) {

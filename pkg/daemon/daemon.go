@@ -75,8 +75,10 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, i := range c.Ifaces {
-		if i == "" || seen[i] {
-			errs = append(errs, fmt.Errorf("--iface: %q is empty or listed twice", i))
+		if err := loader.CheckInterfaceName(i); err != nil {
+			errs = append(errs, fmt.Errorf("--iface: %w", err))
+		} else if seen[i] {
+			errs = append(errs, fmt.Errorf("--iface: %q is listed twice", i))
 		}
 		seen[i] = true
 	}

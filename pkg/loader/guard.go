@@ -70,6 +70,9 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 	if _, err := ParseMode(string(mode)); err != nil {
 		return nil, false, err
 	}
+	if err := CheckInterfaceName(iface); err != nil {
+		return nil, false, err
+	}
 	nl, err := netlink.LinkByName(iface)
 	if err != nil {
 		return nil, false, fmt.Errorf("interface %q: %w", iface, err)
@@ -92,7 +95,7 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 			// A first attach that fails leaves nothing behind: the maps
 			// it pinned would outlive it with no filter to serve.
 			if created {
-				_ = os.RemoveAll(g.Dir)
+				_ = removePinDir(g.Dir)
 				_ = os.Remove(pinRoot)
 			}
 		}

@@ -63,7 +63,7 @@ func Interfaces(pinRoot string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if !e.IsDir() {
+		if !e.IsDir() || CheckInterfaceName(e.Name()) != nil {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(pinRoot, e.Name(), generationPin)); err == nil {
@@ -76,6 +76,9 @@ func Interfaces(pinRoot string) ([]string, error) {
 
 // OpenPinned opens the pins of iface, read-only unless writable (unban).
 func OpenPinned(pinRoot, iface string, writable bool) (*Pinned, error) {
+	if err := CheckInterfaceName(iface); err != nil {
+		return nil, err
+	}
 	p := &Pinned{Iface: iface, Dir: filepath.Join(pinRoot, iface)}
 	opts := &ebpf.LoadPinOptions{ReadOnly: !writable}
 	for name, dst := range map[string]**ebpf.Map{
@@ -139,9 +142,14 @@ func Runs(ifindex int, program uint32) (mode string, running bool, err error) {
 // Detach removes xdpguard from iface: the link is detached and every pin of
 // the interface removed. It refuses while a daemon holds the interface.
 func Detach(pinRoot, iface string) error {
+	if err := CheckInterfaceName(iface); err != nil {
+		return err
+	}
 	dir := filepath.Join(pinRoot, iface)
-	if _, err := os.Stat(dir); err != nil {
+	if fi, err := os.Lstat(dir); err != nil {
 		return fmt.Errorf("%s: no xdpguard pins in %s", iface, pinRoot)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("%s: %s is not a directory (a symlink?): not touched", iface, dir)
 	}
 	lock, err := lockDir(dir)
 	if err != nil {
@@ -155,7 +163,7 @@ func Detach(pinRoot, iface string) error {
 		}
 		errs = append(errs, l.Unpin(), l.Close())
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := removePinDir(dir); err != nil {
 		errs = append(errs, err)
 	}
 	_ = os.Remove(pinRoot) // only succeeds once no interface is left
