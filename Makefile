@@ -24,11 +24,15 @@ help: ## list targets
 build: ## build bin/xdpguard
 	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/xdpguard ./cmd/xdpguard
 
-generate: deps-gen ## rebuild the BPF objects (pkg/loader/xdpguard_bpfel.{go,o}) with Debian's clang
-	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=$(STRIP) BPF2GO_CFLAGS="$(BPF_CFLAGS)" $(GO) generate ./pkg/loader ./test/bench
+# Every directory with a bpf2go line; its *_bpfel.{go,o} are committed.
+BPF_GEN_DIRS := ./pkg/loader ./pkg/loader/internal/testclock ./test/bench
+
+generate: deps-gen ## rebuild the BPF objects (*_bpfel.{go,o}) with Debian's clang
+	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=$(STRIP) BPF2GO_CFLAGS="$(BPF_CFLAGS)" $(GO) generate $(BPF_GEN_DIRS)
 
 check-generated: generate ## fail if the committed BPF objects are not what the sources build
-	git diff --exit-code -- pkg/loader/xdpguard_bpfel.go pkg/loader/xdpguard_bpfel.o test/bench/gen_bpfel.go test/bench/gen_bpfel.o || { echo "generated BPF objects are stale: run 'make generate' and commit"; exit 1; }
+	@stale=$$(git status --porcelain -- '*_bpfel.go' '*_bpfel.o'); \
+	[ -z "$$stale" ] || { echo "generated BPF objects are stale: run 'make generate' and commit"; echo "$$stale"; exit 1; }
 
 deps-gen:
 	@./scripts/apt-deps.sh $(GEN_PKGS)

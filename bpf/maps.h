@@ -52,8 +52,28 @@ XDPG_SOURCE_TABLE(xdpg_icmp_buckets);
 
 /* Banned sources -> ban expiry. Written by XDP when a source exceeds its SYN
  * rate and ratelimit.syn.ban is set; expired entries are deleted by XDP
- * itself; `xdpguard unban` deletes. */
-XDPG_SOURCE_TABLE(xdpg_bans);
+ * itself and swept by the daemon; `xdpguard unban` deletes. A plain hash,
+ * not an LRU: a spray of spoofed sources must not evict a real offender's
+ * ban. When it is full, new bans are counted (XDPG_HEALTH_BANS_NOT_STORED),
+ * not stored. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct xdpg_src_key);
+	__type(value, struct xdpg_source);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_bans SEC(".maps");
+
+/* Sources never banned (by their xdpg_src_key) -> enum xdpg_protection
+ * bits. Written by the daemon (SSH peers, gateways, resolvers), read by XDP
+ * only when it is about to ban. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct xdpg_src_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_protected SEC(".maps");
 
 /* GCRA theoretical arrival time per destination port, all sources together. */
 struct {
@@ -155,5 +175,15 @@ struct {
 	__type(value, struct xdpg_meta);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdpg_generation SEC(".maps");
+
+#ifdef XDPG_TEST_CLOCK
+/* Test builds only: the clock, set by the test (see clock.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xdpg_test_clock);
+} xdpg_test_now SEC(".maps");
+#endif
 
 #endif

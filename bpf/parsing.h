@@ -158,6 +158,11 @@ static __always_inline int parse_ipv6(void *data, void *data_end, struct hdr_cur
 	next = b[6];
 	l4->is_v6 = 1;
 	__builtin_memcpy(l4->saddr, b + 8, 16);
+	/* An IPv4-mapped source (::ffff:0:0/96) is not a valid source on the
+	 * wire (RFC 6890): a v6 socket would see it as the IPv4 peer a.b.c.d,
+	 * which no IPv4 rule (deny, trust, scope) judged. */
+	if (l4->saddr[0] == 0 && l4->saddr[1] == 0 && l4->saddr[2] == bpf_htonl(0x0000ffff))
+		return XDPG_PARSE_MALFORMED;
 	c->off += 40;
 
 	/* The last fragment header's offset/flags word, bit 17 set once a

@@ -7,7 +7,7 @@
 
 /* Bump when a pinned map's layout or meaning changes: a daemon refuses to
  * adopt pins written under another schema instead of misreading them. */
-#define XDPG_SCHEMA_VERSION 2
+#define XDPG_SCHEMA_VERSION 3
 
 /* Why a packet got its verdict. Passes come first, then drops; Go keeps the
  * names and verdicts (pkg/loader/reasons.go) and a test checks they match. */
@@ -73,6 +73,9 @@ enum xdpg_health_counter {
 	XDPG_HEALTH_EVENTS_OVER_BUDGET = 0, /* drop events not sent: over the events budget */
 	XDPG_HEALTH_EVENTS_RING_FULL,       /* drop events not sent: the ring buffer was full */
 	XDPG_HEALTH_SRC_INSERTS,            /* sources added to the SYN limiter table (evictions once full) */
+	XDPG_HEALTH_BANS_NOT_STORED,        /* bans not written: the ban table was full (nothing is evicted) */
+	XDPG_HEALTH_BANS_PROTECTED,         /* bans not written: the source is protected (link-local, xdpg_protected) */
+	XDPG_HEALTH_LIMITER_CONTENDED,      /* events admitted after XDPG_GCRA_TRIES lost compare-and-swaps */
 	XDPG_HEALTH_MAX,
 };
 
@@ -108,8 +111,10 @@ struct xdpg_port_counters {
 	__u64 udp_not_allowed;
 };
 
-/* Per-source limiter key: IPv4 as ::ffff:a.b.c.d, IPv6 as its /64 with the
- * low 64 bits zero, so the two families can never collide. */
+/* Per-source limiter and ban key: IPv4 as ::ffff:a.b.c.d, IPv6 as its /64
+ * with the low 64 bits zero (link-local fe80::/10 sources as the whole
+ * address: a /64 there is every neighbour), so the two families can never
+ * collide. */
 struct xdpg_src_key {
 	__u32 addr[4];
 };
@@ -120,6 +125,15 @@ struct xdpg_src_key {
 struct xdpg_source {
 	__u64 at;
 	__u64 drops;
+};
+
+/* Why a source is protected from bans (xdpg_protected values, bits): the
+ * daemon writes the peers of SSH sessions, the default gateways and the
+ * resolvers; link-local sources are protected by the data path itself. */
+enum xdpg_protection {
+	XDPG_PROTECT_SSH = 1,
+	XDPG_PROTECT_GATEWAY = 2,
+	XDPG_PROTECT_RESOLVER = 4,
 };
 
 /* Key of the source LPM tries (deny, trust). The family (4 or 6) comes
@@ -144,6 +158,13 @@ struct xdpg_meta {
 	__u64 src_limit_ns;    /* telling which sources it refuses right now */
 	__u8 policy_digest[32];
 	char policy_path[256]; /* the file the daemon reads, for `status` */
+};
+
+/* The clock of a test build (XDPG_TEST_CLOCK), set by the test before each
+ * run: what bpf_ktime_get_ns and bpf_ktime_get_coarse_ns would return. */
+struct xdpg_test_clock {
+	__u64 precise;
+	__u64 coarse;
 };
 
 #endif

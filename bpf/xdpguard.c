@@ -10,6 +10,7 @@
 #include "types.h"
 #include "parsing.h"
 #include "maps.h"
+#include "clock.h"
 
 /* The policy of this generation, set by Go before load (see pkg/loader).
  * The scalars come first: clang lays .rodata out in declaration order, and
@@ -35,6 +36,10 @@ volatile const __u16 udp_reply_last;
 volatile const __u32 generation;
 /* Ban length in ns (ratelimit.syn.ban); 0 disables bans. */
 volatile const __u64 ban_ns;
+/* Non-zero when some limiter's tolerance is under one tick of the coarse
+ * clock plus one interval: the limiters then read the precise clock (see
+ * limiter_now). */
+volatile const __u8 precise_clock;
 /* GCRA parameters: emission interval (ns per SYN) and tolerance
  * (burst * interval). interval 0 disables that limiter. */
 volatile const __u64 src_interval_ns;
@@ -71,6 +76,7 @@ const enum xdpg_rule_slot *unused_rule_slot __attribute__((unused));
 const enum xdpg_health_counter *unused_health __attribute__((unused));
 const struct xdpg_event *unused_event __attribute__((unused));
 const struct xdpg_event_budget *unused_event_config __attribute__((unused));
+const enum xdpg_protection *unused_protection __attribute__((unused));
 
 /* A packet's outcome besides its reason: the destination port (SYN, UDP),
  * the rule it is counted under, and whether a monitor-mode rule let a
@@ -174,73 +180,6 @@ static __always_inline int port_admits(struct l4_info *l4, __u16 port, int udp, 
 	return 0;
 }
 
-/* Would one more SYN now fit the bucket? Read-only: sheds a flood at a
- * saturated port without writing the per-source table. */
-static __always_inline int gcra_would_allow(__u64 tat, __u64 now, __u64 interval, __u64 limit)
-{
-	__u64 base = tat > now ? tat : now;
-
-	return base + interval - now <= limit;
-}
-
-/* GCRA: take one SYN from the bucket at *tat_p. State is a single u64, so a
- * compare-and-swap keeps it exact across CPUs without a lock. No overflow:
- * an idle bucket restarts at now, and a TAT beyond now+limit (the limit was
- * lowered) is clamped instead of locking the source out. */
-static __always_inline int gcra_take(__u64 *tat_p, __u64 now, __u64 interval, __u64 limit)
-{
-	__u64 tat = *(volatile __u64 *)tat_p;
-
-#pragma unroll
-	for (int i = 0; i < 2; i++) {
-		__u64 base = tat > now ? tat : now;
-		__u64 next, seen;
-
-		if (base - now > limit) {
-			__sync_val_compare_and_swap(tat_p, tat, now + limit);
-			return 0;
-		}
-		next = base + interval;
-		if (next - now > limit)
-			return 0;
-		seen = __sync_val_compare_and_swap(tat_p, tat, next);
-		if (seen == tat)
-			return 1;
-		tat = seen; /* another CPU took a token first: decide again */
-	}
-	return 0;
-}
-
-/* The per-source key: IPv4 /32, IPv6 /64 (one host owns a whole /64, so
- * rotating the low bits must not mint fresh budgets or escape a ban). */
-static __always_inline void src_key_of(struct l4_info *l4, struct xdpg_src_key *key)
-{
-	__builtin_memcpy(key->addr, l4->saddr, sizeof(key->addr));
-	if (l4->is_v6) {
-		key->addr[2] = 0;
-		key->addr[3] = 0;
-	}
-}
-
-/* Is the source serving a ban? Expired bans are removed here, so they end
- * on time without the daemon. */
-static __always_inline int banned(struct l4_info *l4)
-{
-	struct xdpg_src_key key;
-	struct xdpg_source *ban;
-
-	src_key_of(l4, &key);
-	ban = bpf_map_lookup_elem(&xdpg_bans, &key);
-	if (!ban)
-		return 0;
-	if (ban->at > bpf_ktime_get_coarse_ns()) {
-		__sync_fetch_and_add(&ban->drops, 1);
-		return 1;
-	}
-	bpf_map_delete_elem(&xdpg_bans, &key);
-	return 0;
-}
-
 static __always_inline void health_inc(__u32 idx)
 {
 	__u64 *cnt = bpf_map_lookup_elem(&xdpg_health, &idx);
@@ -249,15 +188,164 @@ static __always_inline void health_inc(__u32 idx)
 		*cnt += 1;
 }
 
+/* The limiters' clock. With a coarse clock, every SYN of one tick sees the
+ * same time, so a bucket whose tolerance is under a tick would pass only
+ * `burst` SYNs per tick whatever its rate; Go sets precise_clock for such
+ * generations (pkg/loader, limiterClock) and the cheaper coarse clock does
+ * elsewhere. */
+static __always_inline __u64 limiter_now(void)
+{
+	return precise_clock ? clock_precise() : clock_coarse();
+}
+
+static __always_inline __u64 clock_now(int precise)
+{
+	return precise ? limiter_now() : clock_coarse();
+}
+
+/* GCRA (ITU-T I.371 virtual scheduling): one more event at now fits a
+ * bucket whose theoretical arrival time is tat if, once charged interval,
+ * the bucket runs at most limit ahead of now. */
+static __always_inline int gcra_fits(__u64 tat, __u64 now, __u64 interval, __u64 limit)
+{
+	__u64 base = tat > now ? tat : now;
+
+	return base + interval - now <= limit;
+}
+
+/* Would one more SYN fit the bucket at *tat_p? Read-only: sheds a flood at
+ * a saturated port without writing the per-source table. A refusal is
+ * decided again on a fresh clock reading: another CPU whose reading came
+ * after ours may have advanced the bucket. *now is updated. */
+static __always_inline int gcra_peek(__u64 *tat_p, __u64 *now, __u64 interval, __u64 limit)
+{
+	__u64 tat = *(volatile __u64 *)tat_p;
+
+	if (gcra_fits(tat, *now, interval, limit))
+		return 1;
+	*now = limiter_now();
+	return gcra_fits(tat, *now, interval, limit);
+}
+
+/* Compare-and-swap attempts before an event is admitted anyway. Each lost
+ * attempt is another CPU's successful take, so a bucket under contention
+ * is still charged for every event; what is admitted this way is counted
+ * (XDPG_HEALTH_LIMITER_CONTENDED). */
+#define XDPG_GCRA_TRIES 8
+
+/* GCRA: take one event from the bucket at *tat_p. State is a single u64, so
+ * a compare-and-swap keeps it exact across CPUs without a lock. A refusal is
+ * decided again on a fresh clock reading (see gcra_peek), and a bucket
+ * further ahead than limit even then (the limit was lowered by a reload)
+ * is clamped to it instead of locking the source out. No overflow: an idle
+ * bucket restarts at now. precise selects the limiters' clock, else the
+ * coarse one (the events budget). *now is updated.
+ *
+ * A global function: the verifier checks it once rather than at each
+ * caller, where its loop cost about 30k verified instructions a call. */
+__noinline int gcra_take(__u64 *tat_p, __u64 *now_p, __u64 interval, __u64 limit, int precise)
+{
+	__u64 tat, now;
+	int fresh = 0;
+
+	if (!tat_p || !now_p)
+		return 1;
+	tat = *(volatile __u64 *)tat_p;
+	now = *now_p;
+
+	for (int i = 0; i < XDPG_GCRA_TRIES; i++) {
+		__u64 base = tat > now ? tat : now;
+		__u64 next = base + interval, seen;
+
+		if (next - now > limit) {
+			if (!fresh) {
+				fresh = 1;
+				now = clock_now(precise);
+				*now_p = now;
+				continue;
+			}
+			if (base - now > limit)
+				__sync_val_compare_and_swap(tat_p, tat, now + limit);
+			return 0;
+		}
+		seen = __sync_val_compare_and_swap(tat_p, tat, next);
+		if (seen == tat)
+			return 1;
+		tat = seen; /* another CPU took one first: decide again */
+	}
+	health_inc(XDPG_HEALTH_LIMITER_CONTENDED);
+	return 1;
+}
+
+static __always_inline int v6_link_local(const __u32 *addr)
+{
+	return (bpf_ntohl(addr[0]) & 0xffc00000) == 0xfe800000;
+}
+
+/* The per-source key: IPv4 /32, IPv6 /64 (one host owns a whole /64, so
+ * rotating the low bits must not mint fresh budgets or escape a ban),
+ * except link-local IPv6, keyed per address: its /64 is every neighbour. */
+static __always_inline void src_key_of(struct l4_info *l4, struct xdpg_src_key *key)
+{
+	__builtin_memcpy(key->addr, l4->saddr, sizeof(key->addr));
+	if (l4->is_v6 && !v6_link_local(l4->saddr)) {
+		key->addr[2] = 0;
+		key->addr[3] = 0;
+	}
+}
+
+/* Link-local sources (fe80::/10, 169.254.0.0/16) are neighbours: routers,
+ * neighbour discovery, DHCP. Anyone on the link can forge them, so they are
+ * never banned. */
+static __always_inline int link_local(struct l4_info *l4)
+{
+	if (l4->is_v6)
+		return v6_link_local(l4->saddr);
+	return (bpf_ntohl(l4->saddr[3]) >> 16) == 0xa9fe;
+}
+
+/* The ban the source is serving, or NULL. Expired bans are removed here, so
+ * they end on time without the daemon. */
+static __always_inline struct xdpg_source *ban_of(struct xdpg_src_key *key)
+{
+	struct xdpg_source *ban = bpf_map_lookup_elem(&xdpg_bans, key);
+
+	if (!ban || ban->at > clock_coarse())
+		return ban;
+	bpf_map_delete_elem(&xdpg_bans, key);
+	return NULL;
+}
+
+/* Drop for a ban: counted in the ban's entry, for `xdpguard bans`. */
+static __always_inline enum xdpg_reason ban_drop(struct xdpg_source *ban)
+{
+	__sync_fetch_and_add(&ban->drops, 1);
+	return XDPG_DROP_BANNED;
+}
+
+/* Ban a source that missed its SYN rate, unless it is protected. A full
+ * table evicts nothing: the ban that cannot be stored is counted. */
+static __always_inline void ban_source(struct l4_info *l4, struct xdpg_src_key *key, __u64 now)
+{
+	struct xdpg_source ban = { .at = now + ban_ns };
+
+	if (link_local(l4) || bpf_map_lookup_elem(&xdpg_protected, key)) {
+		health_inc(XDPG_HEALTH_BANS_PROTECTED);
+		return;
+	}
+	if (bpf_map_update_elem(&xdpg_bans, key, &ban, BPF_ANY))
+		health_inc(XDPG_HEALTH_BANS_NOT_STORED);
+}
+
 /* Take a token from key's bucket in one of the per-source tables, creating
  * the bucket (with its first token taken) on a source's first packet. */
-static __always_inline int bucket_take(void *table, struct xdpg_src_key *key, __u64 now, __u64 interval,
+static __always_inline int bucket_take(void *table, struct xdpg_src_key *key, __u64 *now, __u64 interval,
 				       __u64 limit)
 {
 	struct xdpg_source *src = bpf_map_lookup_elem(table, key);
 
 	if (!src) {
-		struct xdpg_source first = { .at = now + interval };
+		struct xdpg_source first = { .at = *now + interval };
 
 		if (bpf_map_update_elem(table, key, &first, BPF_NOEXIST) == 0) {
 			if (table == (void *)&xdpg_src_buckets)
@@ -269,23 +357,35 @@ static __always_inline int bucket_take(void *table, struct xdpg_src_key *key, __
 		if (!src)
 			return 1; /* table busy: fail open (the per-port limit still applies to SYNs) */
 	}
-	if (gcra_take(&src->at, now, interval, limit))
+	if (gcra_take(&src->at, now, interval, limit, 1))
 		return 1;
 	__sync_fetch_and_add(&src->drops, 1);
 	return 0;
 }
 
-static __always_inline int src_take(struct xdpg_src_key *key, __u64 now)
+static __always_inline int src_take(struct xdpg_src_key *key, __u64 *now)
 {
 	return bucket_take(&xdpg_src_buckets, key, now, src_interval_ns, src_limit_ns);
 }
 
-/* Rate-limit echo requests per source; everything else ICMP passes:
- * neighbour discovery, errors (fragmentation needed, packet too big),
- * replies to our own pings. */
+/* ICMP messages that ask this host for an answer: echo, timestamp,
+ * information and address mask requests; ICMPv6 echo and node information
+ * queries. Neighbour discovery, MLD, errors and replies are not. */
+static __always_inline int icmp_request(__u8 type, int v6)
+{
+	if (v6)
+		return type == 128 || type == 139;
+	return type == 8 || type == 13 || type == 15 || type == 17;
+}
+
+/* ICMP requests: a banned source's are dropped, and the rest limited per
+ * source under icmp.echo. Everything else passes: neighbour discovery,
+ * errors (fragmentation needed, packet too big), replies to our own
+ * requests. */
 static __always_inline enum xdpg_reason judge_icmp(void *data, void *data_end, struct hdr_cursor *c,
 						   struct l4_info *l4)
 {
+	struct xdpg_source *ban;
 	struct xdpg_src_key key;
 	__u8 *type;
 
@@ -293,13 +393,19 @@ static __always_inline enum xdpg_reason judge_icmp(void *data, void *data_end, s
 	type = cursor_ptr(data, c, 1, data_end);
 	if (!type || l4->l4_len < 1)
 		return l4->first_frag ? XDPG_DROP_FRAGMENT : XDPG_DROP_MALFORMED;
-	if (*type != (l4->is_v6 ? 128 : 8))
+	if (!icmp_request(*type, l4->is_v6))
 		return XDPG_PASS_NOT_TCP;
 	if (has_trust && source_in(&xdpg_trust, l4))
 		return XDPG_PASS_NOT_TCP;
 	src_key_of(l4, &key);
-	if (!bucket_take(&xdpg_icmp_buckets, &key, bpf_ktime_get_coarse_ns(), icmp_interval_ns, icmp_limit_ns))
-		return XDPG_DROP_ICMP_RATE_LIMITED;
+	if (ban_ns && (ban = ban_of(&key)))
+		return ban_drop(ban);
+	if (icmp_interval_ns) {
+		__u64 now = limiter_now();
+
+		if (!bucket_take(&xdpg_icmp_buckets, &key, &now, icmp_interval_ns, icmp_limit_ns))
+			return XDPG_DROP_ICMP_RATE_LIMITED;
+	}
 	return XDPG_PASS_NOT_TCP;
 }
 
@@ -308,6 +414,8 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 {
 	/* What an admitted SYN becomes when no limit stops it. */
 	enum xdpg_reason admitted = XDPG_PASS_SYN_ALLOWED;
+	struct xdpg_source *ban;
+	struct xdpg_src_key key;
 	__u64 *port_tat = NULL;
 	__u64 now;
 
@@ -319,33 +427,30 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 	}
 	if (v->monitored)
 		admitted = XDPG_DROP_PORT_NOT_ALLOWED; /* passes: see record() */
-	if (!src_interval_ns && !port_interval_ns)
+	if (!src_interval_ns && !port_interval_ns && !ban_ns)
 		return admitted;
 	if (has_trust && source_in(&xdpg_trust, l4))
-		return admitted; /* trusted: no rate limits */
+		return admitted; /* trusted: no rate limits, no bans */
+	src_key_of(l4, &key);
+	if (ban_ns && (ban = ban_of(&key)))
+		return ban_drop(ban);
+	if (!src_interval_ns && !port_interval_ns)
+		return admitted;
 
-	now = bpf_ktime_get_coarse_ns();
+	now = limiter_now();
 	if (port_interval_ns) {
 		__u32 idx = dport;
 
 		port_tat = bpf_map_lookup_elem(&xdpg_port_buckets, &idx);
-		if (port_tat && !gcra_would_allow(*(volatile __u64 *)port_tat, now, port_interval_ns, port_limit_ns))
+		if (port_tat && !gcra_peek(port_tat, &now, port_interval_ns, port_limit_ns))
 			return XDPG_DROP_PORT_RATE_LIMITED;
 	}
-	if (src_interval_ns) {
-		struct xdpg_src_key key;
-
-		src_key_of(l4, &key);
-		if (!src_take(&key, now)) {
-			if (ban_ns) {
-				struct xdpg_source ban = { .at = now + ban_ns };
-
-				bpf_map_update_elem(&xdpg_bans, &key, &ban, BPF_ANY);
-			}
-			return XDPG_DROP_RATE_LIMITED;
-		}
+	if (src_interval_ns && !src_take(&key, &now)) {
+		if (ban_ns)
+			ban_source(l4, &key, now);
+		return XDPG_DROP_RATE_LIMITED;
 	}
-	if (port_tat && !gcra_take(port_tat, now, port_interval_ns, port_limit_ns))
+	if (port_tat && !gcra_take(port_tat, &now, port_interval_ns, port_limit_ns, 1))
 		return XDPG_DROP_PORT_RATE_LIMITED;
 	return admitted;
 }
@@ -365,12 +470,23 @@ static __always_inline enum xdpg_reason judge_udp(void *data, void *data_end, st
 	v->dport = dport;
 	/* Replies are checked before monitor-mode rules: what enforcing
 	 * would let in is never a would-be drop. */
-	if (bit(udp_allow_ports, dport)) {
+	if (bit(udp_allow_ports, dport))
 		v->rule = port_rule(dport, 1);
-		return XDPG_PASS_UDP_ALLOWED;
+	else if (!scoped_allows(l4, dport, 1, &v->rule))
+		goto closed;
+	/* A datagram to a service can start something: a banned source's is
+	 * dropped. Replies (below) never are. */
+	if (ban_ns) {
+		struct xdpg_src_key key;
+		struct xdpg_source *ban;
+
+		src_key_of(l4, &key);
+		/* The trie is consulted only for sources that hit a ban. */
+		if ((ban = ban_of(&key)) && !(has_trust && source_in(&xdpg_trust, l4)))
+			return ban_drop(ban);
 	}
-	if (scoped_allows(l4, dport, 1, &v->rule))
-		return XDPG_PASS_UDP_ALLOWED;
+	return XDPG_PASS_UDP_ALLOWED;
+closed:
 	if (dport >= udp_reply_first && dport <= udp_reply_last) {
 		v->rule = XDPG_RULE_UDP_REPLIES;
 		return XDPG_PASS_UDP_REPLY;
@@ -388,8 +504,9 @@ static __always_inline enum xdpg_reason judge_udp(void *data, void *data_end, st
  * with a sound header. That is nearly all traffic, and most of what a flood
  * or a scan sends; this decides its two commonest cases, a segment that
  * cannot open a connection and a SYN to a port nothing opens, straight from
- * fixed offsets. Everything else (and everything when deny lists or bans
- * need the source) returns XDPG_REASON_MAX: the general parser judges it
+ * fixed offsets: neither depends on bans, which only stop what could start
+ * something. Everything else (and everything when a deny list needs the
+ * source) returns XDPG_REASON_MAX: the general parser judges it
  * from the start. Both paths reach the same verdicts, which the
  * differential test checks against pkg/reference. */
 static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, struct verdict *v)
@@ -401,7 +518,7 @@ static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, st
 	__u16 dport;
 	__u8 flags;
 
-	if (has_deny || ban_ns || (void *)(tcp + 20) > data_end)
+	if (has_deny || (void *)(tcp + 20) > data_end)
 		return XDPG_REASON_MAX;
 	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip[0] != 0x45 || ip[9] != IPPROTO_TCP)
 		return XDPG_REASON_MAX;
@@ -463,16 +580,15 @@ static __always_inline enum xdpg_reason classify(void *data, void *data_end, str
 		v->rule = XDPG_RULE_SOURCES_DENY;
 		return XDPG_DROP_SOURCE_DENIED;
 	}
-	/* Trusted sources are exempt from bans, even inside a banned IPv6 /64;
-	 * the trie is consulted only for sources that hit a ban. */
-	if (ban_ns && banned(l4) && !(has_trust && source_in(&xdpg_trust, l4)))
-		return XDPG_DROP_BANNED;
-
+	/* Bans are judged where something could start: SYNs (judge_syn),
+	 * datagrams to services (judge_udp), ICMP requests (judge_icmp).
+	 * Established connections, replies and neighbour discovery never meet
+	 * a ban, so a spoofer who gets a victim banned cannot cut them. */
 	if (l4->later_frag)
 		return (l4->frag_off_one && l4->proto == IPPROTO_TCP) ? XDPG_DROP_FRAGMENT : XDPG_PASS_FRAGMENT;
 	if (l4->proto == IPPROTO_UDP && has_udp)
 		return judge_udp(data, data_end, &c, l4, v);
-	if (icmp_interval_ns && l4->proto == (l4->is_v6 ? XDPG_IPPROTO_ICMPV6 : IPPROTO_ICMP))
+	if ((icmp_interval_ns || ban_ns) && l4->proto == (l4->is_v6 ? XDPG_IPPROTO_ICMPV6 : IPPROTO_ICMP))
 		return judge_icmp(data, data_end, &c, l4);
 	if (l4->proto != IPPROTO_TCP)
 		return XDPG_PASS_NOT_TCP;
@@ -599,8 +715,8 @@ static __always_inline void emit_event(struct xdp_md *ctx, enum xdpg_reason reas
 		fast_path_l4((void *)(long)ctx->data, (void *)(long)ctx->data_end, &fast_l4);
 		l4 = &fast_l4;
 	}
-	now = bpf_ktime_get_coarse_ns();
-	if (!gcra_take(&cfg->tat, now, cfg->interval_ns, cfg->limit_ns)) {
+	now = clock_coarse();
+	if (!gcra_take(&cfg->tat, &now, cfg->interval_ns, cfg->limit_ns, 0)) {
 		health_inc(XDPG_HEALTH_EVENTS_OVER_BUDGET);
 		return;
 	}

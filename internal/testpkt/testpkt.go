@@ -89,7 +89,9 @@ func NewSYN(src, dst string, dport uint16) Frame {
 func (f Frame) Bytes() []byte {
 	l4 := f.l4()
 	var l3 []byte
-	v6 := f.Src.Is6() && !f.Src.Is4In6()
+	// IPv6 by the source; an IPv4-mapped source (::ffff:a.b.c.d) sent to
+	// an IPv6 destination stays IPv6 on the wire, as a spoofer would send it.
+	v6 := f.Src.Is6() && (!f.Src.Is4In6() || (f.Dst.Is6() && !f.Dst.Is4In6()))
 	if v6 {
 		l3 = f.ipv6(l4)
 	} else {

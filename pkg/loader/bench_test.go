@@ -46,7 +46,7 @@ func BenchmarkPaths(b *testing.B) {
 	b.Run("TrivialPass", func(b *testing.B) { bench(b, trivial(b, 2), syn) })
 	b.Run("TrivialDrop", func(b *testing.B) { bench(b, trivial(b, 1), syn) })
 
-	d := load(b, mustPolicy(b, basePolicy+"ratelimit:\n  syn:\n    rate: 100000000\n    burst: 1000000000\n  syn_total:\n    rate: 100000000\n    burst: 1000000000\n"))
+	d := load(b, mustPolicy(b, basePolicy+"ratelimit:\n  syn:\n    rate: 10000000\n    burst: 1000000000\n  syn_total:\n    rate: 10000000\n    burst: 1000000000\n"))
 	ack := v4(22)
 	ack.Flags = testpkt.ACK
 	v6ext := with(v6(8080), func(f *testpkt.Frame) { f.Ext = exts(0, 60, 43) })

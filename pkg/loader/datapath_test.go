@@ -116,6 +116,12 @@ func cases() []tcase {
 		{"v4 SYN closed 65535", v4(65535), loader.DropPortNotAllowed},
 		{"v6 SYN open 443", v6(443), loader.PassSYNAllowed},
 		{"v6 SYN closed 8080", v6(8080), loader.DropPortNotAllowed},
+		// Not a valid source on the wire (RFC 6890): an IPv6 socket would
+		// take it for the IPv4 peer, which no IPv4 rule judged.
+		{"v6 SYN from an IPv4-mapped source", with(v6(22), func(f *testpkt.Frame) { f.Src = netip.MustParseAddr("::ffff:203.0.113.5") }), loader.DropMalformed},
+		{"v6 ACK from an IPv4-mapped source", with(v6(22), func(f *testpkt.Frame) { f.Src = netip.MustParseAddr("::ffff:203.0.113.5"); f.Flags = testpkt.ACK }), loader.DropMalformed},
+		{"v6 SYN from link-local", with(v6(22), func(f *testpkt.Frame) { f.Src = netip.MustParseAddr("fe80::1") }), loader.PassSYNAllowed},
+		{"v6 SYN from the unspecified address", with(v6(22), func(f *testpkt.Frame) { f.Src = netip.IPv6Unspecified() }), loader.PassSYNAllowed},
 		{"SYN+ACK to closed port (reply to our own connect)", with(v4(8080), flags(testpkt.SYN|testpkt.ACK)), loader.PassNotSYN},
 		{"ACK to closed port", with(v4(8080), flags(testpkt.ACK)), loader.PassNotSYN},
 		{"RST to closed port", with(v4(8080), flags(testpkt.RST)), loader.PassNotSYN},

@@ -14,7 +14,8 @@ import (
 type Detached struct {
 	Program *ebpf.Program
 	StateMaps
-	objs *xdpguardObjects
+	objs  *xdpguardObjects
+	extra []*ebpf.Map // closed with it
 }
 
 // LoadDetached loads the program for pol with fresh, unpinned maps.
@@ -22,7 +23,12 @@ func LoadDetached(pol *policy.Policy) (*Detached, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}
-	gen, err := loadGeneration(pol, "", "")
+	return loadDetached(pol, loadOptions{})
+}
+
+// loadDetached is LoadDetached with opts (a test build of the program).
+func loadDetached(pol *policy.Policy, opts loadOptions) (*Detached, error) {
+	gen, err := loadGeneration(pol, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -31,6 +37,7 @@ func LoadDetached(pol *policy.Policy) (*Detached, error) {
 		Stats: o.XdpgStats, PortDrops: o.XdpgPortDrops, SrcBuckets: o.XdpgSrcBuckets, Generation: o.XdpgGeneration, Bans: o.XdpgBans,
 		RuleStats: o.XdpgRuleStats, RuleNames: o.XdpgRuleNames,
 		Health: o.XdpgHealth, Events: o.XdpgEvents, EventBudget: o.XdpgEventConfig,
+		Protected: o.XdpgProtected,
 	}}, nil
 }
 
@@ -40,7 +47,10 @@ func (d *Detached) Close() error {
 		return nil
 	}
 	err := d.objs.Close()
-	d.objs = nil
+	for _, m := range d.extra {
+		m.Close()
+	}
+	d.objs, d.extra = nil, nil
 	return err
 }
 

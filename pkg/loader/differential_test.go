@@ -168,7 +168,7 @@ const diffPolicy = `tcp:
       name: https-again # counts nothing: tcp/443 comes first
   allow_listening: true
 icmp:
-  echo: {rate: 100000000, burst: 1000000000}
+  echo: {rate: 10000000, burst: 1000000000}
 udp:
   allow:
     - 53

@@ -38,6 +38,9 @@ const (
 	HealthEventsOverBudget = int(xdpguardXdpgHealthCounterXDPG_HEALTH_EVENTS_OVER_BUDGET)
 	HealthEventsRingFull   = int(xdpguardXdpgHealthCounterXDPG_HEALTH_EVENTS_RING_FULL)
 	HealthSourceInserts    = int(xdpguardXdpgHealthCounterXDPG_HEALTH_SRC_INSERTS)
+	HealthBansNotStored    = int(xdpguardXdpgHealthCounterXDPG_HEALTH_BANS_NOT_STORED)
+	HealthBansProtected    = int(xdpguardXdpgHealthCounterXDPG_HEALTH_BANS_PROTECTED)
+	HealthLimiterContended = int(xdpguardXdpgHealthCounterXDPG_HEALTH_LIMITER_CONTENDED)
 	NumHealthCounters      = int(xdpguardXdpgHealthCounterXDPG_HEALTH_MAX)
 )
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -193,6 +194,7 @@ func (g *Guard) State() (StateMaps, error) {
 		SrcBuckets: g.objs.XdpgSrcBuckets, Generation: g.objs.XdpgGeneration, Bans: g.objs.XdpgBans,
 		RuleStats: g.objs.XdpgRuleStats, RuleNames: g.objs.XdpgRuleNames,
 		Health: g.objs.XdpgHealth, Events: g.objs.XdpgEvents, EventBudget: g.objs.XdpgEventConfig,
+		Protected: g.objs.XdpgProtected,
 	}, nil
 }
 
@@ -235,10 +237,10 @@ func (g *Guard) Close() error {
 // generation is a loaded, not yet active program with its maps.
 type generation struct {
 	objs *xdpguardObjects
-	// newSrc is set when the source table was resized: the new, unpinned
-	// table replaces the pinned one once the program is switched.
-	newSrc bool
-	rules  *ruleSlotTable
+	// carried are pinned maps this generation replaces with maps of a new
+	// layout (see carriedPin): pinned in their place at commit.
+	carried []carriedPin
+	rules   *ruleSlotTable
 }
 
 // Close abandons a generation that was not switched in.
@@ -246,24 +248,46 @@ func (gen *generation) Close() error {
 	if gen.rules != nil {
 		gen.rules.release()
 	}
+	closeCarried(gen.carried)
+	gen.carried = nil
 	return gen.objs.Close()
+}
+
+// loadOptions are what loadGeneration loads against.
+type loadOptions struct {
+	// spec is the program; nil is the embedded one (tests load the
+	// test-clock build).
+	spec *ebpf.CollectionSpec
+	// dir holds the pinned state maps (created and pinned if missing);
+	// empty makes every map private to the program.
+	dir, iface string
+	// extra replaces more maps (tests: the test clock).
+	extra map[string]*ebpf.Map
 }
 
 // load builds a generation of pol against the pinned state maps.
 func (g *Guard) load(pol *policy.Policy) (*generation, error) {
-	return loadGeneration(pol, g.Dir, g.Iface)
+	return loadGeneration(pol, loadOptions{dir: g.Dir, iface: g.Iface})
 }
 
-// loadGeneration loads pol's program. With dir set, state maps are the ones
-// pinned there (created and pinned if missing); with dir empty every map is
-// private to the program (tests and benchmarks).
-func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) {
+// loadGeneration loads pol's program. With opts.dir set, state maps are the
+// ones pinned there (created and pinned if missing); with it empty every map
+// is private to the program (tests and benchmarks).
+func loadGeneration(pol *policy.Policy, opts loadOptions) (*generation, error) {
+	dir, iface := opts.dir, opts.iface
 	// Compile only rules that apply now (callers normally pass At's result
 	// already; At is idempotent).
 	pol = pol.At(time.Now())
-	spec, err := loadXdpguard()
+	spec := opts.spec
+	if spec == nil {
+		var err error
+		if spec, err = loadXdpguard(); err != nil {
+			return nil, fmt.Errorf("parse embedded BPF object: %w", err)
+		}
+	}
+	precise, err := limiterClock(pol)
 	if err != nil {
-		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
+		return nil, err
 	}
 	scoped := pol.ScopedTable()
 	var udpOpen []policy.PortRange
@@ -300,6 +324,7 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 		xdpguardVarGeneration:      nextGeneration(dir),
 		xdpguardVarMonitorPorts:    portBitmap(rulePorts(scoped.Monitor[0])),
 		xdpguardVarUdpMonitorPorts: portBitmap(rulePorts(scoped.Monitor[1])),
+		xdpguardVarPreciseClock:    flag(precise),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -330,25 +355,19 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 
 	spec.Maps[xdpguardMapXdpgGroupRule].MaxEntries = uint32(max(groupRuleEntries(scoped), 1))
 	gen := &generation{objs: new(xdpguardObjects)}
-	srcSpec := spec.Maps[srcBucketsPin]
-	srcSpec.MaxEntries = pol.MaxSources
+	spec.Maps[srcBucketsPin].MaxEntries = pol.MaxSources
 	if dir == "" {
 		for _, m := range spec.Maps {
 			m.Pinning = ebpf.PinNone
 		}
-	} else if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, srcBucketsPin), nil); err == nil {
-		if m.MaxEntries() != pol.MaxSources {
-			// A table of another size cannot be reused: start a fresh one,
-			// private to the new program until it is switched in.
-			srcSpec.Pinning = ebpf.PinNone
-			gen.newSrc = true
-		}
-		m.Close()
+	} else if gen.carried, err = changedPins(spec, dir); err != nil {
+		return nil, err
 	}
 	// Rule counter slots are assigned before the load: the port -> rule
 	// table they fill is part of the program's .rodata.
 	names, stats, err := openRuleMaps(spec, dir)
 	if err != nil {
+		closeCarried(gen.carried)
 		return nil, incompatiblePins(err, dir, iface)
 	}
 	defer names.Close() // the program holds its own references
@@ -359,18 +378,24 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 	}
 	if err := spec.Variables[xdpguardVarPortRules].Set(rules.portRules(pol.OpenRules(), scoped.Monitor)); err != nil {
 		rules.release()
+		closeCarried(gen.carried)
 		return nil, fmt.Errorf("set %s: %w", xdpguardVarPortRules, err)
 	}
+	replace := map[string]*ebpf.Map{
+		denyMap: deny, trustMap: trust,
+		xdpguardMapXdpgScopedSrc: scopedSrc, xdpguardMapXdpgGroupPorts: groupPorts,
+		xdpguardMapXdpgRuleNames: names, xdpguardMapXdpgRuleStats: stats,
+	}
+	for name, m := range opts.extra {
+		replace[name] = m
+	}
 	err = spec.LoadAndAssign(gen.objs, &ebpf.CollectionOptions{
-		Maps: ebpf.MapOptions{PinPath: dir},
-		MapReplacements: map[string]*ebpf.Map{
-			denyMap: deny, trustMap: trust,
-			xdpguardMapXdpgScopedSrc: scopedSrc, xdpguardMapXdpgGroupPorts: groupPorts,
-			xdpguardMapXdpgRuleNames: names, xdpguardMapXdpgRuleStats: stats,
-		},
+		Maps:            ebpf.MapOptions{PinPath: dir},
+		MapReplacements: replace,
 	})
 	if err != nil {
 		rules.release()
+		closeCarried(gen.carried)
 	}
 	err = incompatiblePins(err, dir, iface)
 	if errors.Is(err, os.ErrPermission) {
@@ -389,6 +414,13 @@ func loadGeneration(pol *policy.Policy, dir, iface string) (*generation, error) 
 	}
 	rules.names, rules.stats = gen.objs.XdpgRuleNames, gen.objs.XdpgRuleStats
 	gen.rules = rules
+	maps := gen.objs.byName()
+	for _, c := range gen.carried {
+		if err := carryOver(c.old, maps[c.name]); err != nil {
+			gen.Close()
+			return nil, fmt.Errorf("carry %s over to its new layout: %w", c.name, err)
+		}
+	}
 	if err := rules.fillGroupRules(gen.objs.XdpgGroupRule, scoped); err != nil {
 		gen.Close()
 		return nil, fmt.Errorf("rule counters: %w", err)
@@ -420,18 +452,21 @@ func incompatiblePins(err error, dir, iface string) error {
 	return err
 }
 
-// commit records the generation now in force and pins a resized source table.
+// commit records the generation now in force and pins the maps it carried
+// over to a new layout in place of the old ones.
 func (gen *generation) commit(dir string, pol *policy.Policy) error {
-	if gen.newSrc {
-		path := filepath.Join(dir, srcBucketsPin)
+	maps := gen.objs.byName()
+	for _, c := range gen.carried {
+		path := filepath.Join(dir, c.name)
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("replace source table pin: %w", err)
+			return fmt.Errorf("replace the %s pin: %w", c.name, err)
 		}
-		if err := gen.objs.XdpgSrcBuckets.Pin(path); err != nil {
-			return fmt.Errorf("pin source table: %w", err)
+		if err := maps[c.name].Pin(path); err != nil {
+			return fmt.Errorf("pin %s: %w", c.name, err)
 		}
-		gen.newSrc = false
 	}
+	closeCarried(gen.carried)
+	gen.carried = nil
 	var meta Meta
 	key := uint32(0)
 	if err := gen.objs.XdpgGeneration.Lookup(key, &meta); err != nil {
@@ -549,9 +584,9 @@ func checkSchema(dir string) error {
 	if err := m.Lookup(uint32(0), &meta); err != nil {
 		return fmt.Errorf("read pinned generation in %s: %w", dir, err)
 	}
-	if meta.SchemaVersion != 0 && meta.SchemaVersion != SchemaVersion {
-		return fmt.Errorf("pins in %s have schema version %d, this xdpguard uses %d; "+
-			"remove them with `xdpguard detach` and start again", dir, meta.SchemaVersion, SchemaVersion)
+	if meta.SchemaVersion != 0 && (meta.SchemaVersion < MinSchemaVersion || meta.SchemaVersion > SchemaVersion) {
+		return fmt.Errorf("pins in %s have schema version %d, this xdpguard uses %d (and adopts %d to %[3]d); "+
+			"remove them with `xdpguard detach` and start again", dir, meta.SchemaVersion, SchemaVersion, MinSchemaVersion)
 	}
 	return nil
 }
@@ -582,4 +617,38 @@ func nextGeneration(dir string) uint32 {
 		return 1
 	}
 	return uint32(meta.Generation + 1)
+}
+
+// byName lists the program's maps by their C names, from the generated
+// struct's tags: the one list of maps.
+func (o *xdpguardObjects) byName() map[string]*ebpf.Map {
+	out := map[string]*ebpf.Map{}
+	v := reflect.ValueOf(&o.xdpguardMaps).Elem()
+	for i := range v.NumField() {
+		if m, ok := v.Field(i).Interface().(*ebpf.Map); ok {
+			out[v.Type().Field(i).Tag.Get("ebpf")] = m
+		}
+	}
+	return out
+}
+
+// limiterClock reports whether pol's limiters need the precise clock: a
+// bucket whose tolerance is under one tick of the coarse clock plus one
+// interval would pass only `burst` events per tick on it, whatever its rate.
+func limiterClock(pol *policy.Policy) (bool, error) {
+	var res unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &res); err != nil {
+		return false, fmt.Errorf("read the coarse clock's resolution: %w", err)
+	}
+	return NeedsPreciseClock(pol, uint64(res.Nano())), nil
+}
+
+// NeedsPreciseClock is limiterClock for a coarse clock ticking every tick ns.
+func NeedsPreciseClock(pol *policy.Policy, tick uint64) bool {
+	for _, g := range []policy.GCRA{pol.SYN.GCRA(), pol.SYNTotal.GCRA(), pol.ICMPEcho.GCRA()} {
+		if g.IntervalNs != 0 && g.LimitNs < tick+g.IntervalNs {
+			return true
+		}
+	}
+	return false
 }

@@ -79,4 +79,4 @@ const MetaMonitor = 1
 
 // SchemaVersion is XDPG_SCHEMA_VERSION in bpf/types.h; TestSchemaVersion
 // keeps them equal.
-const SchemaVersion = 2
+const SchemaVersion = 3

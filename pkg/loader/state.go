@@ -28,6 +28,8 @@ type StateMaps struct {
 	Health      *ebpf.Map
 	Events      *ebpf.Map
 	EventBudget *ebpf.Map
+	// Protected holds the sources never banned (SetProtected).
+	Protected *ebpf.Map
 }
 
 // Pinned is a read-only view of an interface's pinned filter, for `status`.
@@ -41,7 +43,7 @@ type Pinned struct {
 // Close releases the handles; the filter is untouched.
 func (p *Pinned) Close() error {
 	var errs []error
-	for _, m := range []*ebpf.Map{p.Stats, p.PortDrops, p.SrcBuckets, p.Generation, p.Bans, p.RuleStats, p.RuleNames, p.Health, p.Events, p.EventBudget} {
+	for _, m := range []*ebpf.Map{p.Stats, p.PortDrops, p.SrcBuckets, p.Generation, p.Bans, p.RuleStats, p.RuleNames, p.Health, p.Events, p.EventBudget, p.Protected} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
@@ -86,6 +88,7 @@ func OpenPinned(pinRoot, iface string, writable bool) (*Pinned, error) {
 		srcBucketsPin: &p.SrcBuckets, generationPin: &p.Generation, xdpguardMapXdpgBans: &p.Bans,
 		xdpguardMapXdpgRuleStats: &p.RuleStats, xdpguardMapXdpgRuleNames: &p.RuleNames,
 		xdpguardMapXdpgHealth: &p.Health, xdpguardMapXdpgEvents: &p.Events, xdpguardMapXdpgEventConfig: &p.EventBudget,
+		xdpguardMapXdpgProtected: &p.Protected,
 	} {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(p.Dir, name), opts)
 		if err != nil {

@@ -46,7 +46,10 @@ const (
 	xdpguardXdpgHealthCounterXDPG_HEALTH_EVENTS_OVER_BUDGET xdpguardXdpgHealthCounter = 0
 	xdpguardXdpgHealthCounterXDPG_HEALTH_EVENTS_RING_FULL   xdpguardXdpgHealthCounter = 1
 	xdpguardXdpgHealthCounterXDPG_HEALTH_SRC_INSERTS        xdpguardXdpgHealthCounter = 2
-	xdpguardXdpgHealthCounterXDPG_HEALTH_MAX                xdpguardXdpgHealthCounter = 3
+	xdpguardXdpgHealthCounterXDPG_HEALTH_BANS_NOT_STORED    xdpguardXdpgHealthCounter = 3
+	xdpguardXdpgHealthCounterXDPG_HEALTH_BANS_PROTECTED     xdpguardXdpgHealthCounter = 4
+	xdpguardXdpgHealthCounterXDPG_HEALTH_LIMITER_CONTENDED  xdpguardXdpgHealthCounter = 5
+	xdpguardXdpgHealthCounterXDPG_HEALTH_MAX                xdpguardXdpgHealthCounter = 6
 )
 
 type xdpguardXdpgLpmKey struct {
@@ -75,6 +78,14 @@ type xdpguardXdpgPortCounters struct {
 	PortRateLimited uint64
 	UdpNotAllowed   uint64
 }
+
+type xdpguardXdpgProtection uint32
+
+const (
+	xdpguardXdpgProtectionXDPG_PROTECT_SSH      xdpguardXdpgProtection = 1
+	xdpguardXdpgProtectionXDPG_PROTECT_GATEWAY  xdpguardXdpgProtection = 2
+	xdpguardXdpgProtectionXDPG_PROTECT_RESOLVER xdpguardXdpgProtection = 4
+)
 
 type xdpguardXdpgReason uint32
 
@@ -150,6 +161,7 @@ const (
 	xdpguardMapXdpgIcmpBuckets   = "xdpg_icmp_buckets"
 	xdpguardMapXdpgPortBuckets   = "xdpg_port_buckets"
 	xdpguardMapXdpgPortDrops     = "xdpg_port_drops"
+	xdpguardMapXdpgProtected     = "xdpg_protected"
 	xdpguardMapXdpgRuleNames     = "xdpg_rule_names"
 	xdpguardMapXdpgRuleStats     = "xdpg_rule_stats"
 	xdpguardMapXdpgScopedSrc     = "xdpg_scoped_src"
@@ -172,6 +184,7 @@ const (
 	xdpguardVarPortIntervalNs    = "port_interval_ns"
 	xdpguardVarPortLimitNs       = "port_limit_ns"
 	xdpguardVarPortRules         = "port_rules"
+	xdpguardVarPreciseClock      = "precise_clock"
 	xdpguardVarScopedPorts       = "scoped_ports"
 	xdpguardVarSrcIntervalNs     = "src_interval_ns"
 	xdpguardVarSrcLimitNs        = "src_limit_ns"
@@ -185,6 +198,7 @@ const (
 	xdpguardVarUnusedHealth      = "unused_health"
 	xdpguardVarUnusedLpmKey      = "unused_lpm_key"
 	xdpguardVarUnusedMeta        = "unused_meta"
+	xdpguardVarUnusedProtection  = "unused_protection"
 	xdpguardVarUnusedReason      = "unused_reason"
 	xdpguardVarUnusedRuleSlot    = "unused_rule_slot"
 )
@@ -249,6 +263,7 @@ type xdpguardMapSpecs struct {
 	XdpgIcmpBuckets *ebpf.MapSpec `ebpf:"xdpg_icmp_buckets"`
 	XdpgPortBuckets *ebpf.MapSpec `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.MapSpec `ebpf:"xdpg_port_drops"`
+	XdpgProtected   *ebpf.MapSpec `ebpf:"xdpg_protected"`
 	XdpgRuleNames   *ebpf.MapSpec `ebpf:"xdpg_rule_names"`
 	XdpgRuleStats   *ebpf.MapSpec `ebpf:"xdpg_rule_stats"`
 	XdpgScopedSrc   *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
@@ -276,6 +291,7 @@ type xdpguardVariableSpecs struct {
 	PortIntervalNs    *ebpf.VariableSpec `ebpf:"port_interval_ns"`
 	PortLimitNs       *ebpf.VariableSpec `ebpf:"port_limit_ns"`
 	PortRules         *ebpf.VariableSpec `ebpf:"port_rules"`
+	PreciseClock      *ebpf.VariableSpec `ebpf:"precise_clock"`
 	ScopedPorts       *ebpf.VariableSpec `ebpf:"scoped_ports"`
 	SrcIntervalNs     *ebpf.VariableSpec `ebpf:"src_interval_ns"`
 	SrcLimitNs        *ebpf.VariableSpec `ebpf:"src_limit_ns"`
@@ -289,6 +305,7 @@ type xdpguardVariableSpecs struct {
 	UnusedHealth      *ebpf.VariableSpec `ebpf:"unused_health"`
 	UnusedLpmKey      *ebpf.VariableSpec `ebpf:"unused_lpm_key"`
 	UnusedMeta        *ebpf.VariableSpec `ebpf:"unused_meta"`
+	UnusedProtection  *ebpf.VariableSpec `ebpf:"unused_protection"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRuleSlot    *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
 }
@@ -324,6 +341,7 @@ type xdpguardMaps struct {
 	XdpgIcmpBuckets *ebpf.Map `ebpf:"xdpg_icmp_buckets"`
 	XdpgPortBuckets *ebpf.Map `ebpf:"xdpg_port_buckets"`
 	XdpgPortDrops   *ebpf.Map `ebpf:"xdpg_port_drops"`
+	XdpgProtected   *ebpf.Map `ebpf:"xdpg_protected"`
 	XdpgRuleNames   *ebpf.Map `ebpf:"xdpg_rule_names"`
 	XdpgRuleStats   *ebpf.Map `ebpf:"xdpg_rule_stats"`
 	XdpgScopedSrc   *ebpf.Map `ebpf:"xdpg_scoped_src"`
@@ -345,6 +363,7 @@ func (m *xdpguardMaps) Close() error {
 		m.XdpgIcmpBuckets,
 		m.XdpgPortBuckets,
 		m.XdpgPortDrops,
+		m.XdpgProtected,
 		m.XdpgRuleNames,
 		m.XdpgRuleStats,
 		m.XdpgScopedSrc,
@@ -373,6 +392,7 @@ type xdpguardVariables struct {
 	PortIntervalNs    *ebpf.Variable `ebpf:"port_interval_ns"`
 	PortLimitNs       *ebpf.Variable `ebpf:"port_limit_ns"`
 	PortRules         *ebpf.Variable `ebpf:"port_rules"`
+	PreciseClock      *ebpf.Variable `ebpf:"precise_clock"`
 	ScopedPorts       *ebpf.Variable `ebpf:"scoped_ports"`
 	SrcIntervalNs     *ebpf.Variable `ebpf:"src_interval_ns"`
 	SrcLimitNs        *ebpf.Variable `ebpf:"src_limit_ns"`
@@ -386,6 +406,7 @@ type xdpguardVariables struct {
 	UnusedHealth      *ebpf.Variable `ebpf:"unused_health"`
 	UnusedLpmKey      *ebpf.Variable `ebpf:"unused_lpm_key"`
 	UnusedMeta        *ebpf.Variable `ebpf:"unused_meta"`
+	UnusedProtection  *ebpf.Variable `ebpf:"unused_protection"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRuleSlot    *ebpf.Variable `ebpf:"unused_rule_slot"`
 }

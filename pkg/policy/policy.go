@@ -26,10 +26,11 @@ import (
 	"github.com/goccy/go-yaml/token"
 )
 
-// Limits on what a policy may say. A rate above MaxRate would make the GCRA
-// interval shorter than 10 ns; a burst above MaxBurst buys nothing.
+// Limits on what a policy may say. The GCRA counts whole nanoseconds, so a
+// rate up to MaxRate (an interval of at least 100 ns) is honoured within
+// 0.5%; a burst above MaxBurst buys nothing.
 const (
-	MaxRate           = 100_000_000
+	MaxRate           = 10_000_000
 	MaxBurst          = 1_000_000_000
 	DefaultMaxSources = 65536
 	MinMaxSources     = 1024

@@ -78,7 +78,7 @@ func TestErrorsNameLineAndField(t *testing.T) {
 		{"tcp:\n  allow: [[1, 2]]\n", "tcp.allow[0]: want a port like 443"},
 		{"tcp:\n  allow: []\n", "p.yaml:2:3: tcp.allow: empty allow-list would refuse every new TCP connection"},
 		{"ratelimit:\n  syn: {rate: 1, burst: 1}\n", "p.yaml:1:1: missing the tcp section"},
-		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 0\n    burst: 5\n", "p.yaml:5:5: ratelimit.syn.rate: 0 is out of range [1, 100000000]"},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 0\n    burst: 5\n", "p.yaml:5:5: ratelimit.syn.rate: 0 is out of range [1, 10000000]"},
 		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 999999999999\n    burst: 5\n", "ratelimit.syn.rate: 999999999999 is out of range"},
 		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 99999999999999999999999\n    burst: 5\n", "p.yaml:5:11: cannot unmarshal 99999999999999999999999"},
 		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: -3\n    burst: 5\n", "p.yaml:5:11: cannot unmarshal -3"},

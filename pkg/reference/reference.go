@@ -249,6 +249,9 @@ func (p pkt) ipv6(off int) (l3, bool) {
 	next := p.b[off+6]
 	h.addr = netip.AddrFrom16([16]byte(p.b[off+8 : off+24]))
 	h.v6 = true
+	if h.addr.Is4In6() {
+		return h, false // not a valid source on the wire (RFC 6890)
+	}
 	off += 40
 	for i := 0; i < MaxExtHdrs && isExt(next) && !h.laterFrag; i++ {
 		if !p.has(off, 8) {
