@@ -61,3 +61,26 @@ func TestICMPEchoLimit(t *testing.T) {
 		t.Errorf("SYN after pings: %s", r.Name())
 	}
 }
+
+// Every ICMP message that asks this host for an answer is limited like
+// echo, in the one bucket per source: timestamp, information and address
+// mask requests, ICMPv6 node information queries. MLD and router
+// solicitations (neighbour protocols) are not requests.
+func TestICMPRequestsShareTheEchoLimit(t *testing.T) {
+	d := load(t, mustPolicy(t, icmpPolicy))
+	v4 := countReasons(t, d, icmpFrame("192.0.2.3", 13), icmpFrame("192.0.2.3", 15), icmpFrame("192.0.2.3", 17), icmpFrame("192.0.2.3", 8), icmpFrame("192.0.2.3", 13))
+	if v4[loader.PassNotTCP] != 3 || v4[loader.DropICMPRateLimited] != 2 {
+		t.Errorf("timestamp, information, address mask, echo, timestamp (burst 3): %v", v4)
+	}
+	v6 := countReasons(t, d, icmpFrame("2001:db8:6::1", 139), icmpFrame("2001:db8:6::1", 139), icmpFrame("2001:db8:6::1", 128), icmpFrame("2001:db8:6::1", 139))
+	if v6[loader.PassNotTCP] != 3 || v6[loader.DropICMPRateLimited] != 1 {
+		t.Errorf("node information queries and echo (burst 3): %v", v6)
+	}
+	for name, typ := range map[string]byte{"MLD query": 130, "MLD report": 131, "router solicitation": 133, "node information reply": 140} {
+		for i := 0; i < 4; i++ {
+			if _, r := run(t, d, icmpFrame("2001:db8:6::1", typ)); r != loader.PassNotTCP {
+				t.Errorf("%s from a source over its limit: %s", name, r.Name())
+			}
+		}
+	}
+}
