@@ -23,9 +23,12 @@ func newBansCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bans [--output text|json]",
 		Short: "List sources banned for exceeding their SYN rate",
-		Long: `bans lists the sources (IPv4 addresses, IPv6 /64s) that exceeded their SYN
-rate while ratelimit.syn.ban is set, and when each ban ends. Bans end on their
-own, in the data path; 'xdpguard unban' ends one early.`,
+		Long: `bans lists the sources (IPv4 addresses, IPv6 /64s, link-local IPv6 addresses)
+that exceeded their SYN rate while ratelimit.syn.ban is set, and when each ban
+ends. A banned source cannot start anything (SYNs, datagrams to UDP services,
+ICMP requests are dropped); its established connections and the replies to
+this host's own traffic still pass. Bans end on their own, in the data path;
+'xdpguard unban' ends one early.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {

@@ -12,7 +12,8 @@ func newRootCmd() *cobra.Command {
 		Short: "XDP firewall: only listed TCP ports accept new connections",
 		Long: `xdpguard drops, in XDP, TCP SYNs to ports the policy does not list and SYNs
 beyond each source's and each port's rate. Established traffic, replies to
-this host's own connections, UDP, ICMP, ARP and neighbour discovery pass.
+this host's own connections, ARP and neighbour discovery pass; so do UDP and
+ICMP unless the policy has a udp allow-list or an icmp limit.
 
 The filter is pinned in bpffs: it keeps enforcing when the daemon stops or
 dies, and a restarted daemon adopts it. 'xdpguard detach' removes it.`,

@@ -35,7 +35,15 @@ type ifaceStatus struct {
 	Rules        []maps.Rule       `json:"rules"`
 	Sources      int               `json:"ratelimit_sources"`
 	SourcesCap   uint32            `json:"ratelimit_sources_capacity"`
-	Problem      string            `json:"problem,omitempty"`
+	// Protected are the sources no ban may hit (besides link-local
+	// sources and sources.trust, always protected).
+	Protected []protectedStatus `json:"protected_sources"`
+	Problem   string            `json:"problem,omitempty"`
+}
+
+type protectedStatus struct {
+	Source string `json:"source"`
+	Why    string `json:"why"`
 }
 
 type portStatus struct {
@@ -134,6 +142,12 @@ func readStatus(root, iface string) ifaceStatus {
 	if rules, err := maps.ReadRules(p.RuleNames, p.RuleStats); err == nil {
 		s.Rules = rules
 	}
+	s.Protected = []protectedStatus{}
+	if prot, err := loader.ReadProtected(p.Protected); err == nil {
+		for _, pr := range prot {
+			s.Protected = append(s.Protected, protectedStatus{pr.Source.String(), pr.Why.String()})
+		}
+	}
 	s.Sources, _ = maps.CountEntries(p.SrcBuckets)
 	s.SourcesCap = p.SrcBuckets.MaxEntries()
 
@@ -216,6 +230,10 @@ func printStatus(w interface{ Write([]byte) (int, error) }, s ifaceStatus) {
 		fmt.Fprintf(tw, "  %s\t%d / %d / %d\n", r.Name, r.Passed, r.Dropped, r.Monitored)
 	}
 	fmt.Fprintf(tw, "rate limiter\t%d of %d sources tracked\n", s.Sources, s.SourcesCap)
+	fmt.Fprintf(tw, "never banned\tlink-local sources, sources.trust\n")
+	for _, p := range s.Protected {
+		fmt.Fprintf(tw, "  %s\t%s\n", p.Source, p.Why)
+	}
 	for _, p := range s.TopPorts {
 		fmt.Fprintf(tw, "  port %d\tnot allowed %d, rate limited %d, port rate limited %d, udp not allowed %d\n", p.Port, p.NotAllowed, p.RateLimited, p.PortRateLimited, p.UDPNotAllowed)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/metrics"
 	"github.com/xdpguard/xdpguard/pkg/policy"
+	"github.com/xdpguard/xdpguard/pkg/protect"
 )
 
 // Config is what `xdpguard run` was asked to do.
@@ -120,7 +121,21 @@ type Daemon struct {
 	events  *metrics.Events
 	pinRoot string
 	missing map[string]bool // interfaces found deleted (logged once)
+	// host is where protected sources are discovered; protected is what
+	// the data path was last given (nil: not yet), protectErr the last
+	// discovery problem logged.
+	host       protect.Host
+	protected  protect.Sources
+	protectErr string
 }
+
+// How often the daemon refreshes the protected sources (an SSH session
+// just opened is protected from then on) and sweeps ended bans (which the
+// data path deletes only when their source sends again).
+const (
+	protectEvery = 2 * time.Second
+	sweepEvery   = 30 * time.Second
+)
 
 // Run attaches, serves and reloads until ctx is done. The filter stays
 // attached after Run returns: that is the point of pinning.
@@ -142,7 +157,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{cfg: cfg, log: log, base: base, reloads: metrics.NewReloads(), events: metrics.NewEvents(), missing: map[string]bool{}}
+	d := &Daemon{cfg: cfg, log: log, base: base, reloads: metrics.NewReloads(), events: metrics.NewEvents(), missing: map[string]bool{},
+		host: protect.ThisHost(cfg.SSHConnection)}
 	if base.AllowListening {
 		if d.ports, err = listening.Ports(); err != nil {
 			return err
@@ -204,6 +220,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer d.stopEvents(events)
+	d.refreshProtected()
 
 	if cfg.ReadyFile != "" {
 		if err := os.WriteFile(cfg.ReadyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
@@ -222,6 +239,10 @@ func Run(ctx context.Context, cfg Config) error {
 		log.Info("timed rules", "rules", rules)
 	}
 	timed := d.nextChange()
+	protectTick := time.NewTicker(protectEvery)
+	defer protectTick.Stop()
+	sweepTick := time.NewTicker(sweepEvery)
+	defer sweepTick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -247,6 +268,10 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-timed:
 			d.retime()
 			timed = d.nextChange()
+		case <-protectTick.C:
+			d.refreshProtected()
+		case <-sweepTick.C:
+			d.sweepBans()
 		}
 	}
 }
@@ -411,6 +436,57 @@ func (d *Daemon) switchTo(pol *policy.Policy) (changed bool, err error) {
 	}
 	d.current = pol
 	return true, nil
+}
+
+// refreshProtected gives the data path the sources it must never ban: the
+// peers of SSH sessions, the default gateways, the resolvers. A discovery
+// that fails in part keeps what it found (and says what failed, once).
+func (d *Daemon) refreshProtected() {
+	found, err := d.host.Discover()
+	if msg := fmt.Sprint(err); err != nil && msg != d.protectErr {
+		d.log.Warn("finding the sources to protect from bans", "err", err)
+		d.protectErr = msg
+	} else if err == nil {
+		d.protectErr = ""
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.protected != nil && found.Equal(d.protected) {
+		return
+	}
+	for _, g := range d.guards {
+		st, err := g.State()
+		if err == nil {
+			err = loader.SetProtected(st.Protected, found)
+		}
+		if err != nil {
+			d.log.Error("protecting sources from bans", "interface", g.Iface, "err", err)
+			return // try again next time
+		}
+	}
+	d.protected = found
+	var list []string
+	for a, why := range found {
+		list = append(list, a.String()+" ("+why.String()+")")
+	}
+	slices.Sort(list)
+	d.log.Info("never banned", "sources", list)
+}
+
+// sweepBans deletes ended bans, so spoofed sources that never return do
+// not fill the ban table.
+func (d *Daemon) sweepBans() {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	for _, g := range d.guards {
+		st, err := g.State()
+		if err != nil {
+			continue
+		}
+		if _, err := loader.SweepBans(st.Bans); err != nil {
+			d.log.Warn("sweeping ended bans", "interface", g.Iface, "err", err)
+		}
+	}
 }
 
 func (d *Daemon) close() {

@@ -42,6 +42,7 @@ type Collector struct {
 	bans, rulePackets                 *prometheus.Desc
 	eventsLost, sourceInserts         *prometheus.Desc
 	sourcesLimited                    *prometheus.Desc
+	bansRefused, contended, protected *prometheus.Desc
 	loadedAt, attached                *prometheus.Desc
 }
 
@@ -70,6 +71,9 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 		eventsLost:     d("events_lost_total", "Drop events the data path did not send: over the events budget (over_budget) or the ring buffer full (ring_full).", "interface", "cause"),
 		sourcesLimited: d("ratelimit_limited_sources", "Sources the per-source SYN limit refuses right now (their next SYN would be dropped).", "interface"),
 		sourceInserts:  d("ratelimit_source_inserts_total", "Sources added to the per-source SYN limiter table; once it is full, each insert evicts the least recently used source.", "interface"),
+		bansRefused:    d("bans_refused_total", "Bans the data path did not write: the source is protected (protected: link-local, an SSH peer, a gateway, a resolver) or the ban table is full (table_full; nothing is evicted).", "interface", "cause"),
+		contended:      d("limiter_contended_total", "SYNs and ICMP requests admitted after 8 lost compare-and-swaps on their bucket (each loss is another CPU's take): a sign of extreme contention, never a false drop.", "interface"),
+		protected:      d("protected_sources", "Sources the daemon protects from bans (SSH peers, default gateways, resolvers), besides link-local sources and sources.trust.", "interface"),
 		rulePackets:    d("rule_packets_total", "Packets counted under each policy rule (its name, or one xdpguard gives), by verdict: passed, dropped, or monitored (would have dropped; passed in monitor mode).", "interface", "rule", "verdict"),
 		generation:     d("policy_generation", "Policy generation in force (increments on every switch).", "interface"),
 		loadedAt:       d("policy_loaded_timestamp_seconds", "When the policy in force was switched in.", "interface"),
@@ -80,7 +84,7 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.scrapeErrors.Describe(ch)
-	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.bans, c.generation, c.loadedAt, c.attached, c.monitored, c.monitorMode, c.rulePackets, c.eventsLost, c.sourceInserts, c.sourcesLimited} {
+	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.bans, c.generation, c.loadedAt, c.attached, c.monitored, c.monitorMode, c.rulePackets, c.eventsLost, c.sourceInserts, c.sourcesLimited, c.bansRefused, c.contended, c.protected} {
 		ch <- d
 	}
 }
@@ -158,6 +162,14 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 		counter(c.eventsLost, h[loader.HealthEventsOverBudget], t.Iface, "over_budget")
 		counter(c.eventsLost, h[loader.HealthEventsRingFull], t.Iface, "ring_full")
 		counter(c.sourceInserts, h[loader.HealthSourceInserts], t.Iface)
+		counter(c.bansRefused, h[loader.HealthBansProtected], t.Iface, "protected")
+		counter(c.bansRefused, h[loader.HealthBansNotStored], t.Iface, "table_full")
+		counter(c.contended, h[loader.HealthLimiterContended], t.Iface)
+	}
+	if prot, err := loader.ReadProtected(t.Maps.Protected); err != nil {
+		c.scrapeErrors.Inc()
+	} else {
+		gauge(c.protected, float64(len(prot)), t.Iface)
 	}
 	meta, metaErr := loader.ReadMeta(t.Maps.Generation)
 	if n, limited, err := maps.CountSources(t.Maps.SrcBuckets, meta); err != nil || metaErr != nil {
