@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -145,20 +146,20 @@ type file struct {
 	} `yaml:"tcp"`
 	RateLimit *struct {
 		SYN *struct {
-			Rate       *uint64 `yaml:"rate"`
-			Burst      *uint64 `yaml:"burst"`
-			MaxSources *uint64 `yaml:"max_sources"`
+			Rate       *int64  `yaml:"rate"`
+			Burst      *int64  `yaml:"burst"`
+			MaxSources *int64  `yaml:"max_sources"`
 			Ban        *string `yaml:"ban"`
 		} `yaml:"syn"`
 		SYNTotal *struct {
-			Rate  *uint64 `yaml:"rate"`
-			Burst *uint64 `yaml:"burst"`
+			Rate  *int64 `yaml:"rate"`
+			Burst *int64 `yaml:"burst"`
 		} `yaml:"syn_total"`
 	} `yaml:"ratelimit"`
 	ICMP *struct {
 		Echo *struct {
-			Rate  *uint64 `yaml:"rate"`
-			Burst *uint64 `yaml:"burst"`
+			Rate  *int64 `yaml:"rate"`
+			Burst *int64 `yaml:"burst"`
 		} `yaml:"echo"`
 	} `yaml:"icmp"`
 	UDP *struct {
@@ -222,30 +223,54 @@ func checkTrusted(st os.FileInfo) error {
 	return nil
 }
 
-// Parse validates a policy document; name is used in errors.
-func Parse(name string, data []byte) (p *Policy, err error) {
-	// go-yaml v1.19 panics on some malformed documents (a tagged value where
-	// a sequence is expected, found by FuzzParse). A bad file must be
-	// refused, never crash the daemon mid-reload.
+// Parse validates a policy document; name is used in errors. Every problem
+// of every stage is reported (up to MaxErrors), each with its line, column
+// and field; nothing is returned from a document with any.
+func Parse(name string, data []byte) (*Policy, error) {
+	v := validator{name: name}
+	if !v.precheck(data) {
+		return nil, errors.Join(v.errors()...)
+	}
+	astFile, err := parseYAML(name, data)
+	if err != nil {
+		return nil, err
+	}
+	v.ast = astFile
+	var raw file
+	if len(astFile.Docs) > 1 {
+		if d := astFile.Docs[1]; d.Start != nil {
+			v.failPos(d.Start.Position, "", "more than one document (---): a policy is one")
+		} else {
+			v.failAt(d, "", "more than one document (---): a policy is one")
+		}
+	}
+	if len(astFile.Docs) > 0 {
+		v.decode(astFile.Docs[0], reflect.ValueOf(&raw).Elem(), "$")
+	}
+	p := v.policy(&raw)
+	if len(v.errs) > 0 {
+		return nil, errors.Join(v.errors()...)
+	}
+	return p, nil
+}
+
+// parseYAML builds the document's syntax tree. go-yaml v1.19 panics on some
+// malformed documents (a tagged value where a sequence is expected, found
+// by FuzzParse): a bad file must be refused, never crash the daemon
+// mid-reload. Only the library's code runs under this recover: a panic in
+// our own validation reaches the fuzzer.
+func parseYAML(name string, data []byte) (f *ast.File, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			p, err = nil, &Error{File: name, Msg: fmt.Sprintf("the YAML parser failed on this document (%v); check its syntax", r)}
+			f, err = nil, &Error{File: name, Msg: fmt.Sprintf("the YAML parser failed on this document (%s); check its syntax", short(r))}
 		}
 	}()
-	astFile, err := parser.ParseBytes(data, 0)
+	// Repeated keys are the decoder's to report, each of them (decode).
+	f, err = parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey())
 	if err != nil {
 		return nil, yamlError(name, err)
 	}
-	var raw file
-	if err := yaml.UnmarshalWithOptions(data, &raw, yaml.Strict()); err != nil {
-		return nil, yamlError(name, err)
-	}
-	v := validator{name: name, ast: astFile}
-	p = v.policy(&raw)
-	if len(v.errs) > 0 {
-		return nil, errors.Join(v.errs...)
-	}
-	return p, nil
+	return f, nil
 }
 
 func yamlError(name string, err error) error {
@@ -258,9 +283,11 @@ func yamlError(name string, err error) error {
 }
 
 type validator struct {
-	name string
-	ast  *ast.File
-	errs []error
+	name    string
+	ast     *ast.File
+	errs    []error
+	dropped int             // errors beyond MaxErrors
+	bad     map[string]bool // paths whose value could not be decoded (reported)
 }
 
 // fail records an error at the YAML path (e.g. "$.tcp.allow[2]"); the line is
@@ -269,13 +296,17 @@ func (v *validator) fail(path, format string, args ...any) {
 	e := &Error{File: v.name, Field: strings.TrimPrefix(path, "$"), Msg: fmt.Sprintf(format, args...)}
 	e.Field = strings.TrimPrefix(e.Field, ".")
 	e.Line, e.Column = 1, 1
+	if len(v.errs) >= MaxErrors {
+		v.dropped++ // not worth locating
+		return
+	}
 	for p := path; p != "" && p != "$"; p = parentPath(p) {
 		if tok := v.token(p); tok != nil {
 			e.Line, e.Column = tok.Position.Line, tok.Position.Column
 			break
 		}
 	}
-	v.errs = append(v.errs, e)
+	v.add(e)
 }
 
 // token is where path is written: the key for a mapping field, the item
@@ -297,6 +328,9 @@ func (v *validator) token(path string) *token.Token {
 }
 
 func (v *validator) node(path string) ast.Node {
+	if v.ast == nil {
+		return nil
+	}
 	p, err := yaml.PathString(path)
 	if err != nil {
 		return nil
@@ -382,10 +416,7 @@ func (v *validator) policy(raw *file) *Policy {
 		if s := rl.SYN; s != nil {
 			p.SYN = v.limit("$.ratelimit.syn", s.Rate, s.Burst)
 			if s.MaxSources != nil {
-				n := *s.MaxSources
-				if n < MinMaxSources || n > MaxMaxSources {
-					v.fail("$.ratelimit.syn.max_sources", "%d is out of range [%d, %d]", n, MinMaxSources, MaxMaxSources)
-				} else {
+				if n, ok := v.inRange("$.ratelimit.syn.max_sources", *s.MaxSources, MinMaxSources, MaxMaxSources, ""); ok {
 					p.MaxSources = uint32(n)
 				}
 			}
@@ -426,26 +457,40 @@ func (v *validator) policy(raw *file) *Policy {
 	return p
 }
 
-func (v *validator) limit(path string, rate, burst *uint64) *Limit {
-	ok := true
+func (v *validator) limit(path string, rate, burst *int64) *Limit {
+	var l Limit
+	okRate, okBurst := false, false
 	if rate == nil {
-		v.fail(path, "missing rate (per second)")
-		ok = false
-	} else if *rate < 1 || *rate > MaxRate {
-		v.fail(path+".rate", "%d is out of range [1, %d] per second", *rate, MaxRate)
-		ok = false
+		if !v.bad[path+".rate"] {
+			v.fail(path, "missing rate (per second)")
+		}
+	} else {
+		l.Rate, okRate = v.inRange(path+".rate", *rate, 1, MaxRate, " per second")
 	}
 	if burst == nil {
-		v.fail(path, "missing burst")
-		ok = false
-	} else if *burst < 1 || *burst > MaxBurst {
-		v.fail(path+".burst", "%d is out of range [1, %d]", *burst, MaxBurst)
-		ok = false
+		if !v.bad[path+".burst"] {
+			v.fail(path, "missing burst")
+		}
+	} else {
+		l.Burst, okBurst = v.inRange(path+".burst", *burst, 1, MaxBurst, "")
 	}
-	if !ok {
+	if !okRate || !okBurst {
 		return nil
 	}
-	return &Limit{Rate: *rate, Burst: *burst}
+	return &l
+}
+
+// inRange checks a whole number against [lo, hi], saying how to fix it.
+func (v *validator) inRange(path string, n, lo, hi int64, unit string) (uint64, bool) {
+	switch {
+	case n < 0:
+		v.fail(path, "%d is negative; use %d..%d%s", n, lo, hi, unit)
+	case n < lo || n > hi:
+		v.fail(path, "%d is out of range [%d, %d]%s", n, lo, hi, unit)
+	default:
+		return uint64(n), true
+	}
+	return 0, false
 }
 
 // portRange accepts 443, "443" or "9000-9002".

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -64,47 +65,75 @@ func TestRangesMergeAndDigestIgnoresLayout(t *testing.T) {
 	}
 }
 
-// Every bad input names the file, the line and the field.
+// Every bad input names the file, the line, the column and the field, in
+// our words.
 func TestErrorsNameLineAndField(t *testing.T) {
-	for _, tc := range []struct{ doc, want string }{
-		{"tcp:\n  allow: [22]\n  bogus: 1\n", "p.yaml:3:3: unknown field \"bogus\""},
-		{"tcp:\n  allow: [22]\ntcp:\n  allow: [80]\n", "p.yaml:3:1: mapping key \"tcp\" already defined"},
-		{"tcp:\n  allow: [22, 70000]\n", "p.yaml:2:15: tcp.allow[1]: port 70000 is out of range [1, 65535]"},
-		{"tcp:\n  allow: [0]\n", "p.yaml:2:11: tcp.allow[0]: port 0 is out of range"},
-		{"tcp:\n  allow: [-1]\n", "p.yaml:2:11: tcp.allow[0]: port -1 is out of range"},
-		{"tcp:\n  allow:\n    - 22\n    - 80-70\n", "p.yaml:4:7: tcp.allow[1]: range \"80-70\" is reversed: write 70-80"},
-		{"tcp:\n  allow: [ssh]\n", "p.yaml:2:11: tcp.allow[0]: \"ssh\": \"ssh\" is not a port number"},
-		{"tcp:\n  allow: [{port: 1, from: 5}]\n", "p.yaml:2:21: tcp.allow[0].from: want a non-empty list"},
-		{"tcp:\n  allow: [[1, 2]]\n", "tcp.allow[0]: want a port like 443"},
-		{"tcp:\n  allow: []\n", "p.yaml:2:3: tcp.allow: empty allow-list would refuse every new TCP connection"},
-		{"ratelimit:\n  syn: {rate: 1, burst: 1}\n", "p.yaml:1:1: missing the tcp section"},
-		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 0\n    burst: 5\n", "p.yaml:5:5: ratelimit.syn.rate: 0 is out of range [1, 10000000]"},
-		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 999999999999\n    burst: 5\n", "ratelimit.syn.rate: 999999999999 is out of range"},
-		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 99999999999999999999999\n    burst: 5\n", "p.yaml:5:11: cannot unmarshal 99999999999999999999999"},
-		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: -3\n    burst: 5\n", "p.yaml:5:11: cannot unmarshal -3"},
-		{"tcp:\n  allow: [22]\nratelimit:\n  syn_total:\n    rate: 5\n", "p.yaml:4:3: ratelimit.syn_total: missing burst"},
-		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 5\n    burst: 5\n    max_sources: 10\n", "p.yaml:7:5: ratelimit.syn.max_sources: 10 is out of range"},
-		{"tcp:\n  allow: [22]\n  allow_empty: true\n", "tcp.allow_empty: allow_empty: true with a non-empty allow-list"},
-		{"tcp: [\n", "p.yaml:1:"},
-		{"", "missing the tcp section"},
-		{"\x00\x01\x02garbage", "p.yaml"},
-		{"tcp:\n  allow: !foo 0\n", "p.yaml"}, // go-yaml panics here; must be an error
+	for _, tc := range []struct{ doc, at, field, msg string }{
+		{"tcp:\n  allow: [22]\n  bogus: 1\n", "3:3", "tcp.bogus", `unknown field "bogus"; known here: allow, allow_empty`},
+		{"tcp:\n  allow: [22]\ntcp:\n  allow: [80]\n", "3:1", "tcp", "given twice (first at line 1)"},
+		{"tcp:\n  allow: [22, 70000]\n", "2:15", "tcp.allow[1]", "port 70000 is out of range [1, 65535]"},
+		{"tcp:\n  allow: [0]\n", "2:11", "tcp.allow[0]", "port 0 is out of range"},
+		{"tcp:\n  allow: [-1]\n", "2:11", "tcp.allow[0]", "port -1 is out of range"},
+		{"tcp:\n  allow:\n    - 22\n    - 80-70\n", "4:7", "tcp.allow[1]", `range "80-70" is reversed: write 70-80`},
+		{"tcp:\n  allow: [ssh]\n", "2:11", "tcp.allow[0]", `"ssh": "ssh" is not a port number`},
+		{"tcp:\n  allow: [{port: 1, from: 5}]\n", "2:21", "tcp.allow[0].from", "want a non-empty list"},
+		{"tcp:\n  allow: [[1, 2]]\n", "2:11", "tcp.allow[0]", "want a port like 443"},
+		{"tcp:\n  allow: []\n", "2:3", "tcp.allow", "empty allow-list would refuse every new TCP connection"},
+		{"tcp:\n  allow: 22\n", "2:10", "tcp.allow", "want a list ([a, b] or - lines), got the number \"22\""},
+		{"tcp:\n  allow: [22]\n  allow_listening: yes please\n", "3:20", "tcp.allow_listening", `want true or false, got the text "yes please"`},
+		{"ratelimit:\n  syn: {rate: 1, burst: 1}\n", "1:1", "", "missing the tcp section"},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 0\n    burst: 5\n", "5:5", "ratelimit.syn.rate", "0 is out of range [1, 10000000] per second"},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 999999999999\n    burst: 5\n", "5:5", "ratelimit.syn.rate", "999999999999 is out of range"},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 99999999999999999999999\n    burst: 5\n", "5:11", "ratelimit.syn.rate", `"99999999999999999999999" is far too large`},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: -5\n    burst: 5\n", "5:5", "ratelimit.syn.rate", "-5 is negative; use 1..10000000 per second"},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 2.5\n    burst: 5\n", "5:11", "ratelimit.syn.rate", `want a whole number, got the number "2.5"`},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn_total:\n    rate: 5\n", "4:3", "ratelimit.syn_total", "missing burst"},
+		{"tcp:\n  allow: [22]\nratelimit:\n  syn:\n    rate: 5\n    burst: 5\n    max_sources: 10\n", "7:5", "ratelimit.syn.max_sources", "10 is out of range"},
+		{"tcp:\n  allow: [22]\n  allow_empty: true\n", "3:3", "tcp.allow_empty", "allow_empty: true with a non-empty allow-list"},
+		{"tcp: [\n", "1:", "", ""},
+		{"", "1:1", "", "missing the tcp section"},
+		{"\x00\x01\x02garbage", "1:1", "", ""},
+		{"tcp:\n  allow: !foo 0\n", "2:10", "", `tags ("!foo") are not supported`}, // go-yaml panicked here
+		{"tcp:\n  allow: &a [22]\nudp:\n  allow: *a\n", "2:10", "", "anchors and aliases (&name, *name) are not supported"},
+		{"tcp:\n  allow: [22]\n---\ntcp:\n  allow: [80]\n", "3:1", "", "more than one document"},
 	} {
 		_, err := Parse("p.yaml", []byte(tc.doc))
 		if err == nil {
 			t.Errorf("%q: accepted", tc.doc)
 			continue
 		}
-		if !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q:\n got %v\nwant %s", tc.doc, err, tc.want)
+		want := "p.yaml:" + tc.at
+		if tc.field != "" {
+			want += ": " + tc.field + ": " + tc.msg
+		} else if tc.msg != "" {
+			want += ": " + tc.msg
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q:\n got %v\nwant %s", tc.doc, err, want)
 		}
 	}
 }
 
+// Every error of every stage, in one pass: unknown keys, values of the
+// wrong type, values out of range, and the checks across fields.
 func TestAllErrorsReportedAtOnce(t *testing.T) {
-	_, err := Parse("p.yaml", []byte("tcp:\n  allow: [0, 70000, 9-1]\n"))
-	if err == nil || strings.Count(err.Error(), "p.yaml:") != 3 {
-		t.Fatalf("want three errors, got %v", err)
+	doc := "tcp:\n  allow: [0, 70000, 9-1]\n  bogus: 1\n  alsobogus: 2\nratelimit:\n  syn:\n    rate: -5\n    burst: many\nudp:\n  allow: [53]\n  replies: 40000-30000\nweird: true\n"
+	_, err := Parse("p.yaml", []byte(doc))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		"p.yaml:2:11: tcp.allow[0]: port 0", "p.yaml:2:14: tcp.allow[1]: port 70000", "p.yaml:2:21: tcp.allow[2]: range \"9-1\" is reversed",
+		"p.yaml:3:3: tcp.bogus: unknown field", "p.yaml:4:3: tcp.alsobogus: unknown field",
+		"p.yaml:7:5: ratelimit.syn.rate: -5 is negative", "p.yaml:8:12: ratelimit.syn.burst: want a whole number",
+		"p.yaml:11:3: udp.replies: range \"40000-30000\" is reversed", "p.yaml:12:1: weird: unknown field",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if n := strings.Count(err.Error(), "p.yaml:"); n != 9 {
+		t.Errorf("%d errors, want 9:\n%v", n, err)
 	}
 }
 
@@ -142,9 +171,26 @@ func TestLoadFile(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(issueExample))
 	f.Add([]byte("tcp:\n  allow: [1-65535]\n"))
+	examples, _ := filepath.Glob("../../examples/*.yaml")
+	for _, e := range examples {
+		if b, err := os.ReadFile(e); err == nil {
+			f.Add(b)
+		}
+	}
+	located := regexp.MustCompile(`^fuzz:\d+:\d+: `)
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		p, err := Parse("fuzz", doc)
 		if err != nil {
+			// Every error names a line and a column (but the count of
+			// those left out), and none runs on.
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !located.MatchString(line) && !strings.HasPrefix(line, "fuzz: ... and ") {
+					t.Fatalf("error without a line: %q", line)
+				}
+			}
+			if len(err.Error()) > (MaxErrors+1)*(maxMsgLen+200) {
+				t.Fatalf("%d bytes of errors", len(err.Error()))
+			}
 			return
 		}
 		// Whatever parses must be a consistent, sorted, merged policy.
@@ -153,10 +199,50 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("bad ranges %v", p.AllowTCP)
 			}
 		}
-		if len(p.AllowTCP) == 0 && !p.AllowEmpty {
+		tcpRules := 0
+		for _, r := range append(append([]Rule{}, p.Open...), p.Scoped...) {
+			if r.Ports.First == 0 || r.Ports.First > r.Ports.Last {
+				t.Fatalf("rule %q has ports %v", r.Name, r.Ports)
+			}
+			if r.Proto == ProtoTCP {
+				tcpRules++
+			}
+		}
+		if tcpRules == 0 && !p.AllowEmpty && !p.AllowListening {
 			t.Fatal("empty allow-list accepted without allow_empty")
 		}
+		// It means the same written back.
+		again, err := Parse("again", p.Marshal())
+		if err != nil {
+			t.Fatalf("the policy written back does not parse: %v\n%s", err, p.Marshal())
+		}
+		if again.Digest() != p.Digest() {
+			t.Fatalf("written back, the policy changed:\n%s", p.Marshal())
+		}
 	})
+}
+
+// Every example, written back, means the same.
+func TestMarshalRoundTrip(t *testing.T) {
+	examples, _ := filepath.Glob("../../examples/*.yaml")
+	docs := []string{issueExample, "tcp:\n  allow_empty: true\nudp:\n  allow: []\n  replies: none\n"}
+	for _, e := range examples {
+		b, err := os.ReadFile(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, string(b))
+	}
+	for _, doc := range docs {
+		p, err := Parse("p", []byte(doc))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, doc)
+		}
+		again, err := Parse("again", p.Marshal())
+		if err != nil || again.Digest() != p.Digest() {
+			t.Errorf("round trip: %v\n%s\n->\n%s", err, doc, p.Marshal())
+		}
+	}
 }
 
 func TestSourceLists(t *testing.T) {
