@@ -12,6 +12,7 @@ import (
 // shares nothing mutable with p.
 func (p *Policy) WithListening(ports []uint16) *Policy {
 	q := *p
+	q.scoped, q.digest = nil, nil // computed again for the copy
 	q.AllowTCP = append([]PortRange(nil), p.AllowTCP...)
 	if !p.AllowListening {
 		return &q

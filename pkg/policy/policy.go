@@ -82,6 +82,11 @@ type Policy struct {
 	// Trust lists sources exempt from the SYN rate limits (port rules
 	// still apply).
 	Trust []netip.Prefix
+
+	// Computed once, on first use (a copy made by At or WithListening
+	// starts without them).
+	scoped *ScopedTable
+	digest *[32]byte
 }
 
 // UDPPolicy says which UDP ports accept datagrams.
@@ -446,12 +451,8 @@ func (v *validator) policy(raw *file) *Policy {
 	if src := raw.Sources; src != nil {
 		p.Deny = v.sourceList("$.sources.deny", src.Deny)
 		p.Trust = v.sourceList("$.sources.trust", src.Trust)
-		for _, d := range p.Deny {
-			for _, t := range p.Trust {
-				if d.Overlaps(t) {
-					v.fail("$.sources.trust", "%s overlaps denied %s: a source cannot be both", t, d)
-				}
-			}
+		for _, o := range overlapping(p.Deny, p.Trust) {
+			v.fail("$.sources.trust", "%s overlaps denied %s: a source cannot be both", o[1], o[0])
 		}
 	}
 	return p
@@ -563,6 +564,14 @@ func (p *Policy) Allows(port uint16) bool {
 // Digest identifies the policy's meaning: files that differ only in layout,
 // order or comments have the same digest.
 func (p *Policy) Digest() [32]byte {
+	if p.digest == nil {
+		d := p.computeDigest()
+		p.digest = &d
+	}
+	return *p.digest
+}
+
+func (p *Policy) computeDigest() [32]byte {
 	h := sha256.New()
 	put := func(v uint64) { _ = binary.Write(h, binary.LittleEndian, v) }
 	put(uint64(len(p.AllowTCP)))

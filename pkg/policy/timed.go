@@ -179,6 +179,7 @@ func (r *Rule) ActiveAt(t time.Time) (bool, string) {
 // ranges. The loader compiles only what At returns.
 func (p *Policy) At(t time.Time) *Policy {
 	q := *p
+	q.scoped, q.digest = nil, nil // computed again for the copy
 	q.AllowTCP = append([]PortRange(nil), p.AllowTCP...)
 	if p.UDP != nil {
 		u := *p.UDP
