@@ -60,7 +60,7 @@ func TestBanStopsNewConnectionsOnly(t *testing.T) {
 	if err != nil || len(bans) != 1 || bans[0].Source.String() != "192.0.2.7/32" || bans[0].Drops != 4 {
 		t.Fatalf("bans %+v %v, want 192.0.2.7/32 with the 4 packets it dropped", bans, err)
 	}
-	if left := bans[0].Until - loader.MonotonicNow(); left < 59e9 || left > 60e9 {
+	if left := bans[0].Until - loader.MonotonicNow(); left < 50e9 || left > 60e9 { // (read up to 10 s after the ban on a loaded machine)
 		t.Errorf("ban ends in %dns, want about 60s", left)
 	}
 	if ok, err := loader.Unban(d.Bans, netip.MustParseAddr("192.0.2.7")); !ok || err != nil {

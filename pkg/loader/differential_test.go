@@ -26,6 +26,9 @@ func randomFrame(r *rand.Rand) []byte {
 	if r.IntN(2) == 0 {
 		f = testpkt.NewSYN("10.1.2.3", "10.9.9.9", 0)
 		f.Src = netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.IntN(256)), byte(r.IntN(256))})
+		if r.IntN(8) == 0 {
+			f.Src = edgeSource(r, false)
+		}
 		if r.IntN(4) == 0 {
 			f.IPOptions = make([]byte, 4*r.IntN(11))
 		}
@@ -38,6 +41,9 @@ func randomFrame(r *rand.Rand) []byte {
 		var a [16]byte
 		a[0], a[1], a[7], a[15] = 0x20, 0x01, byte(r.IntN(4)), byte(r.IntN(256))
 		f.Src = netip.AddrFrom16(a)
+		if r.IntN(6) == 0 {
+			f.Src = edgeSource(r, true) // an IPv4-mapped one stays IPv6: the destination is IPv6
+		}
 		for n := r.IntN(11); n > 0 && r.IntN(3) > 0; n-- {
 			e := testpkt.Ext{Type: uint8(pick(0, 43, 44, 51, 60)), Len: uint8(r.IntN(3))}
 			if e.Type == testpkt.ExtFragment {
@@ -92,6 +98,48 @@ func randomFrame(r *rand.Rand) []byte {
 		b[r.IntN(len(b))] = byte(r.IntN(256))
 	}
 	return b
+}
+
+// edgeSource draws a source at the edges of the address space (§1.4 of
+// docs/datapath.md): IPv4-mapped IPv6 (::ffff:a.b.c.d, never valid on the
+// wire: malformed, even where a.b.c.d is trusted, denied or scoped),
+// link-local, multicast, unspecified, loopback, limited broadcast, and the
+// deprecated IPv4-compatible form (::a.b.c.d, inside the denied ::/8).
+func edgeSource(r *rand.Rand, v6 bool) netip.Addr {
+	v4 := func() [4]byte { return [4]byte{10, byte(r.IntN(4)), byte(r.IntN(256)), byte(r.IntN(256))} }
+	if !v6 {
+		switch r.IntN(6) {
+		case 0:
+			return netip.AddrFrom4([4]byte{169, 254, byte(r.IntN(256)), byte(r.IntN(256))})
+		case 1:
+			return netip.AddrFrom4([4]byte{224 + byte(r.IntN(16)), 0, 0, byte(r.IntN(256))})
+		case 2:
+			return netip.IPv4Unspecified()
+		case 3:
+			return netip.AddrFrom4([4]byte{255, 255, 255, 255})
+		case 4:
+			return netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		default:
+			return netip.AddrFrom4([4]byte{0, 0, 0, byte(r.IntN(256))})
+		}
+	}
+	var a [16]byte
+	switch r.IntN(8) {
+	case 0, 1, 2:
+		return netip.AddrFrom16(netip.AddrFrom4(v4()).As16()) // ::ffff:10.x.y.z
+	case 3: // fe80::/10, keyed whole
+		a[0], a[1], a[15] = 0xfe, 0x80|byte(r.IntN(0x40)), byte(r.IntN(256))
+	case 4:
+		a[0], a[1], a[15] = 0xff, byte(r.IntN(16)), byte(1+r.IntN(2))
+	case 5:
+		return netip.IPv6Unspecified()
+	case 6:
+		return netip.IPv6Loopback()
+	default:
+		b := v4()
+		copy(a[12:], b[:]) // ::10.x.y.z
+	}
+	return netip.AddrFrom16(a)
 }
 
 // checkAgainstReference runs frame through the program and the reference
@@ -214,6 +262,7 @@ func testDifferential(t *testing.T, text string) {
 	t.Logf("seed %d, %d frames", seed, n)
 	r := rand.New(rand.NewPCG(seed, 1))
 	seen := map[loader.Reason]int{}
+	edges := map[string]int{}
 	scopedOpen, scopedShut := 0, 0
 	// What the frames must have reached for the comparison to prove much:
 	// every rule and reason this policy can produce, would-be drops of both
@@ -230,6 +279,11 @@ func testDifferential(t *testing.T, text string) {
 		}
 		if wantRules["trial-8080"].Monitored == 0 || wantRules["udp/5353 from 2001::/16"].Monitored == 0 {
 			gaps = append(gaps, fmt.Sprintf("monitor-mode rules let no would-be drop through: %+v", wantRules))
+		}
+		for _, kind := range []string{"IPv4-mapped", "link-local", "multicast", "unspecified"} {
+			if edges[kind] == 0 {
+				gaps = append(gaps, fmt.Sprintf("no frame from a source of the kind %q reached the source check (%v)", kind, edges))
+			}
 		}
 		if scopedOpen == 0 || scopedShut == 0 {
 			gaps = append(gaps, fmt.Sprintf("scoped rules barely exercised: %d SYNs opened by them, %d refused", scopedOpen, scopedShut))
@@ -256,6 +310,17 @@ func testDifferential(t *testing.T, text string) {
 		checkAgainstReference(t, d, frame, ref)
 		count(wantRules, ref)
 		seen[ref.Reason]++
+		switch a := ref.Addr; {
+		case !a.IsValid():
+		case a.Is4In6():
+			edges["IPv4-mapped"]++
+		case a.IsLinkLocalUnicast():
+			edges["link-local"]++
+		case a.IsMulticast():
+			edges["multicast"]++
+		case a.IsUnspecified():
+			edges["unspecified"]++
+		}
 		if !pol.Allows(ref.Port) {
 			switch {
 			case ref.Reason == loader.PassSYNAllowed:

@@ -1,9 +1,17 @@
 // Package reference is the specification of xdpguard's data path written as
-// plain Go: what verdict, and why, every frame gets under a policy (rate
-// limits and bans aside: they are stateful, and tested by the BPF tables). The BPF
-// program must agree with it on every frame; the differential and fuzz tests
-// in pkg/loader check that. It is written from docs/ARCHITECTURE.md, not
-// translated from the C, so that a mistake in one shows up as a mismatch.
+// plain Go: what verdict, and why, every frame gets under a policy.
+//
+// It implements docs/datapath.md, the specification, and the RFCs that
+// document cites; it is written from them, not translated from bpf/*.c, so
+// that a mistake in one shows up as a mismatch with the other. Section
+// numbers in the comments (§1.3, §3) are that document's.
+//
+// Classify states the stateless rules (§1 headers, §2 ports): for a SYN,
+// datagram or ICMP request that §3 would go on to judge, it gives the
+// verdict of a packet no limit, ban or trust stops. Model adds §3: the
+// limiters (GCRA), bans, trust and protected sources, driven by explicit
+// timestamps. The BPF program must agree with both, frame by frame and state
+// by state; pkg/loader's differential, model and fuzz tests check that.
 package reference
 
 import (
@@ -14,60 +22,82 @@ import (
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
-// Bounds of the parser (bpf/parsing.h).
+// Bounds xdpguard chooses where the RFCs set none (§1.1, §1.3).
+//
+// There is no bound on header offsets (the C caps them at 4096 to bound its
+// pointers for the verifier): an XDP program without multi-buffer support
+// sees one linear buffer of less than a page, so the cap never binds.
+// BPF_PROG_RUN puts at most a page less its headroom and tailroom (3,520
+// bytes on x86-64) of a frame in that buffer and any more in fragments the
+// program cannot read: tests compare frames shorter than that.
 const (
+	// MaxVLANTags 802.1Q/802.1ad tags are looked through; one more is
+	// malformed (§1.1).
 	MaxVLANTags = 2
-	MaxExtHdrs  = 8
-	MaxHdrOff   = 4096
+	// MaxExtHdrs IPv6 extension headers are followed; a longer chain is
+	// malformed (§1.3).
+	MaxExtHdrs = 8
+)
+
+// Class is what §3 (limits, bans and trust) judges a packet as, if anything.
+type Class uint8
+
+const (
+	// ClassNone: §3 does not judge the packet; Classify's verdict is final.
+	ClassNone Class = iota
+	// ClassSYN: a SYN admitted by §2 (by a rule, or as the would-be drop of
+	// a monitor-mode rule).
+	ClassSYN
+	// ClassDatagram: a UDP datagram admitted by a rule (§2).
+	ClassDatagram
+	// ClassICMPRequest: an ICMP or ICMPv6 request (§1.8) under a policy that
+	// judges ICMP.
+	ClassICMPRequest
 )
 
 // Verdict is the outcome for one frame.
 type Verdict struct {
 	Reason loader.Reason
-	// Port is the destination port of a SYN that reached the port check,
-	// or of a UDP datagram under udp.allow.
+	// Port is the destination port of a TCP SYN or of a UDP datagram judged
+	// under udp (§1.7, §1.9), else 0.
 	Port uint16
-	// Addr is the packet's source address, for IP packets.
+	// Addr is the packet's source address, for IP packets whose header
+	// could be read (§1.2, §1.3).
 	Addr netip.Addr
-	// Rule is the rule the packet is counted under ("" for none): the
-	// first rule in the file that opens its port to its source (open
-	// rules before scoped ones), else tcp/listening for a port only a
-	// listening socket opens; for a drop, the monitor-mode rule that lets
-	// it pass, or the implicit rule that drops it.
+	// Rule is the rule the packet is counted under ("" for none, §2): for
+	// a SYN or datagram a rule admits, that rule, whatever §3 then decides;
+	// for one no rule admits, the monitor-mode rule naming its port, else
+	// the implicit rule (tcp/closed, udp/replies, udp/closed); sources/deny
+	// for a denied source.
 	Rule string
-	// Monitored: a monitor-mode rule let this drop pass.
+	// Monitored: a monitor-mode rule let this drop pass (§2).
 	Monitored bool
+	// Class is what §3 judges the packet as.
+	Class Class
 }
 
-// Passes reports whether the frame goes on to the stack.
+// Passes reports whether the frame goes on to the stack: it is not a drop,
+// or the policy (or the monitor-mode rule that decided) only monitors.
 func (v Verdict) Passes(pol *policy.Policy) bool {
 	return !v.Reason.Dropped() || pol.Monitor || v.Monitored
 }
 
-// Classify judges one frame. It states the stateless rules only: rate
-// limits, bans and ICMP echo limits depend on what came before, so a SYN or
-// echo request the policy lets through is a pass here; the BPF tables test
-// the limiters against the data path itself (a policy without limits, or
-// with limits that are never reached, compares exactly).
+// Classify judges one frame by §1 and §2 alone. A SYN, datagram or ICMP
+// request that §3 would judge gets the verdict it has when no limit, ban or
+// trust decides (syn_allowed, udp_allowed, not_tcp, or a monitor-mode rule's
+// would-be drop), with Class saying so; Model.Judge applies §3.
 func Classify(frame []byte, pol *policy.Policy) Verdict {
-	p := pkt{b: frame}
-	v := p.classify(pol)
-	if v.Reason != PendingSYN {
-		return v
-	}
-	v.Reason = loader.PassSYNAllowed
-	if v.Rule = admittedBy(pol, policy.ProtoTCP, v.Port, v.Addr); v.Rule != "" {
-		return v
-	}
-	v.Reason = loader.DropPortNotAllowed
-	v.Rule = policy.RuleTCPClosed
-	if m := pol.MonitorRule(policy.ProtoTCP, v.Port); m != nil {
-		v.Rule, v.Monitored = m.Name, true
-	}
-	return v
+	return pkt{b: frame}.classify(pol)
 }
 
-// admittedBy is the rule that opens port to src, "" when none does.
+// admittedBy is the rule that admits a SYN (proto TCP) or datagram (UDP) to
+// port from src (§2), "" when none does. §2 lists the rules that can admit:
+// a rule open to all, for TCP a port a listening socket opens
+// (tcp/listening), a rule whose from contains the source; the first of
+// them in that order wins, and within rules of one kind the first in the
+// file. (A policy.Policy keeps open and scoped rules apart, so this is the
+// only order it can state: an open rule counts before a scoped rule even
+// when the scoped one comes first in the file.)
 func admittedBy(pol *policy.Policy, proto uint8, port uint16, src netip.Addr) string {
 	in := func(r policy.PortRange) bool { return r.First <= port && port <= r.Last }
 	for _, r := range pol.Open {
@@ -75,201 +105,309 @@ func admittedBy(pol *policy.Policy, proto uint8, port uint16, src netip.Addr) st
 			return r.Name
 		}
 	}
+	// AllowTCP holds the open rules' ports and, with allow_listening, the
+	// listening sockets' (policy.WithListening): what no open rule named
+	// above is a listening socket's.
 	if proto == policy.ProtoTCP && pol.Allows(port) {
 		return policy.RuleTCPListening
 	}
 	for _, r := range pol.Scoped {
-		if r.Proto == proto && in(r.Ports) && policy.Contains(r.From, src) {
+		if r.Proto == proto && in(r.Ports) && contains(r.From, src) {
 			return r.Name
 		}
 	}
 	return ""
 }
 
-// PendingSYN marks a valid SYN whose port and limits are still to be judged.
-const PendingSYN = loader.Reason(255)
+// contains reports whether src lies in one of the prefixes. An IPv4 prefix
+// holds only IPv4 sources and an IPv6 prefix only IPv6 ones (§1.5): no
+// unmapping.
+func contains(prefixes []netip.Prefix, src netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(src) {
+			return true
+		}
+	}
+	return false
+}
+
+// Ethertypes (IEEE 802.3, 802.1Q, 802.1ad) and protocol numbers (IANA).
+const (
+	etherIPv4  = 0x0800
+	etherIPv6  = 0x86DD
+	ether8021Q = 0x8100
+	ether8021D = 0x88A8
+
+	protoICMP   = 1
+	protoTCP    = 6
+	protoUDP    = 17
+	protoICMPv6 = 58
+
+	// IPv6 extension headers the kernel walks before the upper layer
+	// (RFC 8200 §4, RFC 4302).
+	extHopByHop = 0
+	extRouting  = 43
+	extFragment = 44
+	extAH       = 51
+	extDestOpts = 60
+)
 
 type pkt struct{ b []byte }
 
 // has reports whether n bytes at off are inside the frame.
-func (p pkt) has(off, n int) bool { return off <= MaxHdrOff && off+n <= len(p.b) }
+func (p pkt) has(off, n int) bool { return off >= 0 && off+n <= len(p.b) }
 
 func (p pkt) u16(off int) int { return int(binary.BigEndian.Uint16(p.b[off:])) }
 
+// l3 is what the network layer says about the transport header.
 type l3 struct {
-	l4Off, l4Len         int
-	proto                uint8
+	src netip.Addr
+	v6  bool
+	// proto is the upper-layer protocol (IPv4 protocol, IPv6 last next
+	// header); l4Off where its header starts, l4Len how many bytes of it
+	// the IP header says this packet carries.
+	proto        uint8
+	l4Off, l4Len int
+	// firstFrag: offset 0 with more fragments to come. laterFrag: a
+	// non-zero offset (in 8-byte units: fragOff).
 	firstFrag, laterFrag bool
-	fragOffOne           bool
-	addr                 netip.Addr
-	v6                   bool
+	fragOff              int
 }
 
-func isVLAN(t int) bool { return t == 0x8100 || t == 0x88A8 }
+func isVLAN(t int) bool { return t == ether8021Q || t == ether8021D }
 
-// classify applies every rule but the TCP port and limits.
+func malformed() Verdict { return Verdict{Reason: loader.DropMalformed} }
+
+// classify applies §1 and §2.
 func (p pkt) classify(pol *policy.Policy) Verdict {
+	// §1.1 Ethernet: 14 bytes, up to two tags, each 4 bytes.
 	if !p.has(0, 14) {
-		return Verdict{Reason: loader.DropMalformed}
+		return malformed()
 	}
 	off, etype := 14, p.u16(12)
-	for i := 0; i < MaxVLANTags && isVLAN(etype); i++ {
-		if !p.has(off, 4) {
-			return Verdict{Reason: loader.DropMalformed}
+	for tags := 0; isVLAN(etype); tags++ {
+		if tags == MaxVLANTags || !p.has(off, 4) {
+			return malformed()
 		}
 		etype = p.u16(off + 2)
 		off += 4
 	}
-	if isVLAN(etype) {
-		return Verdict{Reason: loader.DropMalformed} // more tags than we look through
-	}
 	var h l3
 	var ok bool
 	switch etype {
-	case 0x0800:
+	case etherIPv4:
 		h, ok = p.ipv4(off)
-	case 0x86DD:
+	case etherIPv6:
 		h, ok = p.ipv6(off)
 	default:
 		return Verdict{Reason: loader.PassNotIP}
 	}
 	if !ok {
-		return Verdict{Reason: loader.DropMalformed}
+		return Verdict{Reason: loader.DropMalformed, Addr: h.src}
 	}
-	// A denied source loses every IP packet, whatever it carries.
-	if policy.Contains(pol.Deny, h.addr) {
-		return Verdict{Reason: loader.DropSourceDenied, Addr: h.addr, Rule: policy.RuleSourcesDeny}
+	v := Verdict{Addr: h.src}
+	// §1.5: a denied source loses every IP packet, whatever it carries.
+	if contains(pol.Deny, h.src) {
+		v.Reason, v.Rule = loader.DropSourceDenied, policy.RuleSourcesDeny
+		return v
 	}
+	// §1.6: a later fragment carries no transport header (RFC 791, RFC
+	// 8200 §4.5); a TCP one at offset 1 can only be the overlap of RFC 1858.
 	if h.laterFrag {
-		if h.fragOffOne && h.proto == 6 {
-			return Verdict{Reason: loader.DropFragment}
+		v.Reason = loader.PassFragment
+		if h.proto == protoTCP && h.fragOff == 1 {
+			v.Reason = loader.DropFragment
 		}
-		return Verdict{Reason: loader.PassFragment}
+		return v
 	}
-	if h.proto == 17 && pol.UDP != nil {
-		return p.udp(h, pol)
-	}
-	if pol.ICMPEcho != nil && ((h.v6 && h.proto == 58) || (!h.v6 && h.proto == 1)) {
-		if !p.has(h.l4Off, 1) || h.l4Len < 1 {
-			if h.firstFrag {
-				return Verdict{Reason: loader.DropFragment}
-			}
-			return Verdict{Reason: loader.DropMalformed}
+	// whole reports whether the transport header's first n bytes are in
+	// this packet; if not, the verdict is fragment dropped for a first
+	// fragment (§1.6: the rest would come in the next one), else malformed.
+	whole := func(n int) (Verdict, bool) {
+		if p.has(h.l4Off, n) && h.l4Len >= n {
+			return v, true
 		}
-		// Only the type byte must be there; echo requests are then limited
-		// (stateful, not modelled) and everything else passes.
-		return Verdict{Reason: loader.PassNotTCP, Addr: h.addr}
-	}
-	if h.proto != 6 {
-		return Verdict{Reason: loader.PassNotTCP}
-	}
-	if !p.has(h.l4Off, 20) || h.l4Len < 20 {
 		if h.firstFrag {
-			return Verdict{Reason: loader.DropFragment}
+			return Verdict{Reason: loader.DropFragment, Addr: h.src}, false
 		}
-		return Verdict{Reason: loader.DropMalformed}
+		return Verdict{Reason: loader.DropMalformed, Addr: h.src}, false
+	}
+	switch {
+	case h.proto == protoUDP && pol.UDP != nil: // §1.7
+		if bad, ok := whole(8); !ok {
+			return bad
+		}
+		return p.udp(v, h, pol)
+	case isICMP(h) && judgesICMP(pol): // §1.8
+		if bad, ok := whole(1); !ok {
+			return bad
+		}
+		v.Reason = loader.PassNotTCP
+		if isRequest(p.b[h.l4Off], h.v6) {
+			v.Class = ClassICMPRequest
+		}
+		return v
+	case h.proto != protoTCP:
+		v.Reason = loader.PassNotTCP
+		return v
+	}
+	// §1.9 TCP (RFC 9293 §3.1).
+	if bad, ok := whole(20); !ok {
+		return bad
 	}
 	doff := int(p.b[h.l4Off+12]>>4) * 4
 	if doff < 20 || (!h.firstFrag && doff > h.l4Len) {
-		return Verdict{Reason: loader.DropMalformed}
+		return Verdict{Reason: loader.DropMalformed, Addr: h.src}
 	}
-	flags := p.b[h.l4Off+13]
 	const fin, syn, rst, ack = 0x01, 0x02, 0x04, 0x10
-	if flags&(syn|ack) != syn {
-		return Verdict{Reason: loader.PassNotSYN}
+	switch flags := p.b[h.l4Off+13]; {
+	case flags&(syn|ack) != syn:
+		v.Reason = loader.PassNotSYN
+		return v
+	case flags&(fin|rst) != 0:
+		v.Reason = loader.DropInvalidFlags
+		return v
 	}
-	if flags&(fin|rst) != 0 {
-		return Verdict{Reason: loader.DropInvalidFlags}
-	}
-	return Verdict{Reason: PendingSYN, Port: uint16(p.u16(h.l4Off + 2)), Addr: h.addr}
+	v.Port = uint16(p.u16(h.l4Off + 2))
+	return synPorts(v, pol)
 }
 
-// udp judges a datagram under udp.allow: open (to this source), a reply
-// to our own traffic (destination in the ephemeral range), or dropped.
-func (p pkt) udp(h l3, pol *policy.Policy) Verdict {
-	if !p.has(h.l4Off, 8) || h.l4Len < 8 {
-		if h.firstFrag {
-			return Verdict{Reason: loader.DropFragment}
-		}
-		return Verdict{Reason: loader.DropMalformed}
+// synPorts applies §2 to a SYN.
+func synPorts(v Verdict, pol *policy.Policy) Verdict {
+	if v.Rule = admittedBy(pol, policy.ProtoTCP, v.Port, v.Addr); v.Rule != "" {
+		v.Reason, v.Class = loader.PassSYNAllowed, ClassSYN
+		return v
 	}
-	v := Verdict{Port: uint16(p.u16(h.l4Off + 2)), Addr: h.addr}
+	v.Reason = loader.DropPortNotAllowed
+	if m := pol.MonitorRule(policy.ProtoTCP, v.Port); m != nil {
+		// The would-be drop of a monitor-mode rule: §3 still applies.
+		v.Rule, v.Monitored, v.Class = m.Name, true, ClassSYN
+		return v
+	}
+	// Dropped here, before any clock or state (§2).
+	v.Rule = policy.RuleTCPClosed
+	return v
+}
+
+// udp applies §2 to a datagram (its 8-byte header is there).
+func (p pkt) udp(v Verdict, h l3, pol *policy.Policy) Verdict {
+	v.Port = uint16(p.u16(h.l4Off + 2))
+	if v.Rule = admittedBy(pol, policy.ProtoUDP, v.Port, v.Addr); v.Rule != "" {
+		v.Reason, v.Class = loader.PassUDPAllowed, ClassDatagram
+		return v
+	}
 	replies := pol.UDP.Replies
 	if pol.UDP.RepliesAuto {
 		replies, _ = loader.EphemeralPorts()
 	}
-	v.Rule = admittedBy(pol, policy.ProtoUDP, v.Port, h.addr)
-	switch m := pol.MonitorRule(policy.ProtoUDP, v.Port); {
-	case v.Rule != "":
-		v.Reason = loader.PassUDPAllowed
-	case replies.First != 0 && replies.First <= v.Port && v.Port <= replies.Last:
+	// A reply passes: it is no drop, so no monitor-mode rule's would-be
+	// drop either.
+	if replies.First != 0 && replies.First <= v.Port && v.Port <= replies.Last {
 		v.Reason, v.Rule = loader.PassUDPReply, policy.RuleUDPReplies
-	case m != nil:
-		v.Reason, v.Rule, v.Monitored = loader.DropUDPPortNotAllowed, m.Name, true
-	default:
-		v.Reason, v.Rule = loader.DropUDPPortNotAllowed, policy.RuleUDPClosed
+		return v
+	}
+	v.Reason, v.Rule = loader.DropUDPPortNotAllowed, policy.RuleUDPClosed
+	if m := pol.MonitorRule(policy.ProtoUDP, v.Port); m != nil {
+		v.Rule, v.Monitored = m.Name, true
 	}
 	return v
 }
 
+// isICMP: ICMP over IPv4 (RFC 792), ICMPv6 over IPv6 (RFC 4443). Each is
+// only its own family's: protocol 58 over IPv4 or 1 over IPv6 is neither.
+func isICMP(h l3) bool {
+	if h.v6 {
+		return h.proto == protoICMPv6
+	}
+	return h.proto == protoICMP
+}
+
+// judgesICMP: the policy limits ICMP requests or bans (§1.8).
+func judgesICMP(pol *policy.Policy) bool {
+	return pol.ICMPEcho != nil || bansOn(pol)
+}
+
+// isRequest reports whether an ICMP type asks this host for an answer
+// (§1.8): echo (8), timestamp (13), information (15) requests (RFC 792),
+// address mask requests (17, RFC 950); ICMPv6 echo requests (128, RFC
+// 4443) and node information queries (139, RFC 4620).
+func isRequest(typ uint8, v6 bool) bool {
+	if v6 {
+		return typ == 128 || typ == 139
+	}
+	return typ == 8 || typ == 13 || typ == 15 || typ == 17
+}
+
+// ipv4 reads the IPv4 header at off (§1.2, RFC 791 §3.1).
 func (p pkt) ipv4(off int) (l3, bool) {
 	var h l3
-	if !p.has(off, 20) || p.b[off]>>4 != 4 {
+	if !p.has(off, 20) {
 		return h, false
 	}
-	hlen := int(p.b[off]&0x0f) * 4
+	h.src = netip.AddrFrom4([4]byte(p.b[off+12 : off+16]))
+	ihl := int(p.b[off]&0x0f) * 4
 	tot := p.u16(off + 2)
-	if hlen < 20 || tot < hlen || off+tot > len(p.b) {
+	if p.b[off]>>4 != 4 || ihl < 20 || tot < ihl || tot > len(p.b)-off {
 		return h, false
 	}
+	// Flags (reserved, DF, MF) and the offset in 8-byte units.
 	frag := p.u16(off + 6)
-	h.laterFrag = frag&0x1fff != 0
-	h.fragOffOne = frag&0x1fff == 1
-	h.firstFrag = frag&0x1fff == 0 && frag&0x2000 != 0
+	h.fragOff = frag & 0x1fff
+	h.laterFrag = h.fragOff != 0
+	h.firstFrag = h.fragOff == 0 && frag&0x2000 != 0
 	h.proto = p.b[off+9]
-	h.addr = netip.AddrFrom4([4]byte(p.b[off+12 : off+16]))
-	h.l4Off, h.l4Len = off+hlen, tot-hlen
+	h.l4Off, h.l4Len = off+ihl, tot-ihl
 	return h, true
 }
 
-func isExt(n uint8) bool { return n == 0 || n == 43 || n == 44 || n == 51 || n == 60 }
-
+// ipv6 reads the IPv6 header at off and the extension headers before the
+// upper layer (§1.3, RFC 8200 §3-4), and rejects sources §1.4 rules out.
 func (p pkt) ipv6(off int) (l3, bool) {
-	var h l3
-	if !p.has(off, 40) || p.b[off]>>4 != 6 {
+	h := l3{v6: true}
+	if !p.has(off, 40) {
 		return h, false
 	}
-	end := len(p.b) // a zero payload length (jumbogram) is bounded by the frame
+	h.src = netip.AddrFrom16([16]byte(p.b[off+8 : off+24]))
+	if p.b[off]>>4 != 6 {
+		return h, false
+	}
+	// Payload length 0: a jumbogram (RFC 2675), bounded by the frame.
+	end := len(p.b)
 	if pl := p.u16(off + 4); pl != 0 {
 		end = off + 40 + pl
 	}
 	if end > len(p.b) {
 		return h, false
 	}
-	next := p.b[off+6]
-	h.addr = netip.AddrFrom16([16]byte(p.b[off+8 : off+24]))
-	h.v6 = true
-	if h.addr.Is4In6() {
-		return h, false // not a valid source on the wire (RFC 6890)
+	// §1.4: ::ffff:0:0/96 is never a valid source on the wire (RFC 6890
+	// §2.2.3, RFC 4291 §2.5.5.2).
+	if h.src.Is4In6() {
+		return h, false
 	}
+	next := p.b[off+6]
 	off += 40
-	for i := 0; i < MaxExtHdrs && isExt(next) && !h.laterFrag; i++ {
-		if !p.has(off, 8) {
+	for n := 0; isExt(next); n++ {
+		if n == MaxExtHdrs {
+			return h, false // a longer chain than xdpguard follows
+		}
+		// Every extension header is at least 8 bytes; it must fit the
+		// payload.
+		if off+8 > end {
 			return h, false
 		}
 		var hlen int
 		switch next {
-		case 44:
+		case extFragment: // RFC 8200 §4.5
 			hlen = 8
-			fo := p.u16(off + 2)
-			if fo&0xfff8 != 0 {
-				h.laterFrag, h.fragOffOne = true, fo>>3 == 1
-			} else if fo&1 != 0 {
+			w := p.u16(off + 2) // offset (13 bits), reserved (2), M
+			if fo := w >> 3; fo != 0 {
+				h.laterFrag, h.fragOff = true, fo
+			} else if w&1 != 0 {
 				h.firstFrag = true
 			}
-		case 51:
+		case extAH: // RFC 4302 §2.2: in 4-byte units, less 2
 			hlen = (int(p.b[off+1]) + 2) * 4
-		default:
+		default: // RFC 8200 §4.3, 4.4, 4.6: in 8-byte units, less 1
 			hlen = (int(p.b[off+1]) + 1) * 8
 		}
 		next = p.b[off]
@@ -277,10 +415,18 @@ func (p pkt) ipv6(off int) (l3, bool) {
 		if off > end {
 			return h, false
 		}
-	}
-	if isExt(next) && !h.laterFrag {
-		return h, false // chain longer than we walk
+		if h.laterFrag {
+			break // the rest is the fragment's payload
+		}
 	}
 	h.proto, h.l4Off, h.l4Len = next, off, end-off
 	return h, true
 }
+
+func isExt(n uint8) bool {
+	return n == extHopByHop || n == extRouting || n == extFragment || n == extAH || n == extDestOpts
+}
+
+// bansOn: bans are written and enforced (§3, "Bans"): ratelimit.syn.ban is
+// set and the policy is not in monitor mode.
+func bansOn(pol *policy.Policy) bool { return pol.SYN != nil && pol.Ban > 0 && !pol.Monitor }
