@@ -127,6 +127,8 @@ type Daemon struct {
 	host       protect.Host
 	protected  protect.Sources
 	protectErr string
+	// lastListening is when listening ports last switched a generation.
+	lastListening time.Time
 }
 
 // How often the daemon refreshes the protected sources (an SSH session
@@ -135,6 +137,10 @@ type Daemon struct {
 const (
 	protectEvery = 2 * time.Second
 	sweepEvery   = 30 * time.Second
+	// listeningEvery bounds the switches listener churn causes: a service
+	// (or a user listening_users names) toggling a listener makes at most
+	// one reload per interval; a change within it waits for its end.
+	listeningEvery = 5 * time.Second
 )
 
 // Run attaches, serves and reloads until ctx is done. The filter stays
@@ -160,7 +166,7 @@ func Run(ctx context.Context, cfg Config) error {
 	d := &Daemon{cfg: cfg, log: log, base: base, reloads: metrics.NewReloads(), events: metrics.NewEvents(), missing: map[string]bool{},
 		host: protect.ThisHost(cfg.SSHConnection)}
 	if base.AllowListening {
-		if d.ports, err = listening.Ports(); err != nil {
+		if d.ports, err = listening.Ports(base.ListeningUIDs); err != nil {
 			return err
 		}
 	}
@@ -340,8 +346,8 @@ func (d *Daemon) reload() (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if base.AllowListening && !d.base.AllowListening {
-		if d.ports, err = listening.Ports(); err != nil {
+	if base.AllowListening && (!d.base.AllowListening || !slices.Equal(base.ListeningUIDs, d.base.ListeningUIDs)) {
+		if d.ports, err = listening.Ports(base.ListeningUIDs); err != nil {
 			return false, err
 		}
 	}
@@ -400,7 +406,7 @@ func (d *Daemon) rescanListening() {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ports, err := listening.Ports()
+	ports, err := listening.Ports(d.base.ListeningUIDs)
 	if err != nil {
 		d.log.Warn("listing listening sockets", "err", err)
 		return
@@ -408,12 +414,16 @@ func (d *Daemon) rescanListening() {
 	if slices.Equal(ports, d.ports) {
 		return
 	}
+	if time.Since(d.lastListening) < listeningEvery {
+		return // seen again at a tick after the interval
+	}
 	old := d.ports
 	d.ports = ports
 	if changed, err := d.switchTo(d.inForce(d.base)); err != nil {
 		d.ports = old
 		d.log.Error("listening ports changed but the switch failed; the previous policy stays", "err", err)
 	} else if changed {
+		d.lastListening = time.Now()
 		d.log.Info("listening ports changed", "listening", ports, "summary", d.current.Summary())
 	}
 }

@@ -17,10 +17,11 @@ import (
 const tcpListen = 10 // TCP_LISTEN
 
 // Ports lists, sorted and unique, the TCP ports with a listening socket
-// bound to a non-loopback address (or to any address), IPv4 and IPv6.
-// Loopback-only listeners cannot be reached from outside, so they open
-// nothing.
-func Ports() ([]uint16, error) {
+// owned by one of uids and bound to a non-loopback address (or to any
+// address), IPv4 and IPv6. Loopback-only listeners cannot be reached from
+// outside, so they open nothing; other users' listeners open nothing
+// either, or any local user could open a port to the world.
+func Ports(uids []uint32) ([]uint16, error) {
 	var ports []uint16
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
 		socks, err := netlink.SocketDiagTCP(family)
@@ -28,7 +29,7 @@ func Ports() ([]uint16, error) {
 			return nil, fmt.Errorf("list TCP sockets (sock_diag): %w", err)
 		}
 		for _, s := range socks {
-			if s.State != tcpListen || s.ID.Source.IsLoopback() {
+			if s.State != tcpListen || s.ID.Source.IsLoopback() || !slices.Contains(uids, s.UID) {
 				continue
 			}
 			ports = append(ports, s.ID.SourcePort)
@@ -45,7 +46,7 @@ func Ports() ([]uint16, error) {
 func InForce(p *policy.Policy, now time.Time) *policy.Policy {
 	eff := p.At(now)
 	if p.AllowListening {
-		if ports, err := Ports(); err == nil {
+		if ports, err := Ports(p.ListeningUIDs); err == nil {
 			eff = eff.WithListening(ports)
 		}
 	}

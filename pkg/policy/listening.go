@@ -3,9 +3,44 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 )
+
+// listeningUsers resolves tcp.listening_users (names or uids) to uids,
+// root always included.
+func (v *validator) listeningUsers(path string, items []any) []uint32 {
+	uids := []uint32{0}
+	for i, item := range items {
+		at := fmt.Sprintf("%s[%d]", path, i)
+		switch x := item.(type) {
+		case uint64:
+			if x > 1<<32-2 {
+				v.fail(at, "uid %d is out of range", x)
+				continue
+			}
+			uids = append(uids, uint32(x))
+		case string:
+			u, err := user.Lookup(x)
+			if err != nil {
+				v.fail(at, "no user %s on this host (%v); give a uid instead", short(x), err)
+				continue
+			}
+			n, err := strconv.ParseUint(u.Uid, 10, 32)
+			if err != nil {
+				v.fail(at, "user %s has uid %q", short(x), u.Uid)
+				continue
+			}
+			uids = append(uids, uint32(n))
+		default:
+			v.fail(at, "want a user name or uid, got %v", short(item))
+		}
+	}
+	slices.Sort(uids)
+	return slices.Compact(uids)
+}
 
 // WithListening is the policy in force when ports have listening sockets:
 // with allow_listening, those not in DenyPorts join AllowTCP. The result

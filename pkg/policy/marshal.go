@@ -40,6 +40,15 @@ func (p *Policy) Marshal() []byte {
 	}
 	if p.AllowListening {
 		b.WriteString("  allow_listening: true\n")
+		var users []string
+		for _, uid := range p.ListeningUIDs {
+			if uid != 0 {
+				users = append(users, strconv.FormatUint(uint64(uid), 10))
+			}
+		}
+		if len(users) > 0 {
+			b.WriteString("  listening_users: [" + strings.Join(users, ", ") + "]\n")
+		}
 	}
 	if len(p.DenyPorts) > 0 {
 		b.WriteString("  deny_ports: [" + rangeList(p.DenyPorts) + "]\n")

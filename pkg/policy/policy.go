@@ -54,6 +54,10 @@ type Policy struct {
 	// set current (WithListening).
 	AllowListening bool
 	DenyPorts      []PortRange
+	// ListeningUIDs are the users whose listening sockets open their port
+	// under AllowListening (root alone unless tcp.listening_users says
+	// more): any other local user could otherwise open a port to the world.
+	ListeningUIDs []uint32
 	// Open lists the rules that open their ports to all (TCP and UDP), in
 	// file order: they name the counters of AllowTCP and UDP.Allow.
 	Open []Rule
@@ -147,6 +151,7 @@ type file struct {
 		Allow          []any `yaml:"allow"`
 		AllowEmpty     bool  `yaml:"allow_empty"`
 		AllowListening bool  `yaml:"allow_listening"`
+		ListeningUsers []any `yaml:"listening_users"`
 		DenyPorts      []any `yaml:"deny_ports"`
 	} `yaml:"tcp"`
 	RateLimit *struct {
@@ -393,6 +398,10 @@ func (v *validator) policy(raw *file) *Policy {
 	}
 	p.AllowEmpty = raw.TCP.AllowEmpty
 	p.AllowListening = raw.TCP.AllowListening
+	p.ListeningUIDs = v.listeningUsers("$.tcp.listening_users", raw.TCP.ListeningUsers)
+	if len(raw.TCP.ListeningUsers) > 0 && !p.AllowListening {
+		v.fail("$.tcp.listening_users", "only means something with allow_listening: true")
+	}
 	for i, item := range raw.TCP.DenyPorts {
 		if r, ok := v.portRange(fmt.Sprintf("$.tcp.deny_ports[%d]", i), item); ok {
 			p.DenyPorts = append(p.DenyPorts, r)
@@ -589,7 +598,7 @@ func (p *Policy) computeDigest() [32]byte {
 	}
 	put(uint64(p.MaxSources))
 	put(uint64(p.Ban))
-	h.Write([]byte(fmt.Sprint("listening", p.AllowListening, p.DenyPorts)))
+	h.Write([]byte(fmt.Sprint("listening", p.AllowListening, p.DenyPorts, p.ListeningUIDs)))
 	if p.Monitor {
 		h.Write([]byte("monitor"))
 	}

@@ -119,21 +119,10 @@ func TestSpoofedBanCannotCutAVictim(t *testing.T) {
 	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{8022: "open"})
 }
 
-// fakeSSHD runs, in the server namespace, an echo server on port whose
-// process is named sshd, as OpenSSH's is: what the daemon looks for when it
-// protects the peers of SSH sessions.
-func fakeSSHD(t *testing.T, l *Lab, port int) {
-	t.Helper()
-	// Debian's interpreter itself (a PATH entry may be a shell shim).
-	py, err := filepath.EvalSymlinks("/usr/bin/python3")
-	if err != nil {
-		t.Fatalf("python3 (Debian package python3): %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "sshd") // the process's name is the name it is run by
-	if err := os.Symlink(py, bin); err != nil {
-		t.Fatal(err)
-	}
-	script := fmt.Sprintf(`
+// pythonEcho is a Python TCP echo server on port, for processes the tests
+// start under another name or user.
+func pythonEcho(port int) string {
+	return fmt.Sprintf(`
 import socket, threading
 s = socket.socket(socket.AF_INET6)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -149,6 +138,23 @@ while True:
     c, _ = s.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 `, port)
+}
+
+// fakeSSHD runs, in the server namespace, an echo server on port whose
+// process is named sshd, as OpenSSH's is: what the daemon looks for when it
+// protects the peers of SSH sessions.
+func fakeSSHD(t *testing.T, l *Lab, port int) {
+	t.Helper()
+	// Debian's interpreter itself (a PATH entry may be a shell shim).
+	py, err := filepath.EvalSymlinks("/usr/bin/python3")
+	if err != nil {
+		t.Fatalf("python3 (Debian package python3): %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "sshd") // the process's name is the name it is run by
+	if err := os.Symlink(py, bin); err != nil {
+		t.Fatal(err)
+	}
+	script := pythonEcho(port)
 	cmd := exec.Command("ip", "netns", "exec", l.Server, bin, "-c", script)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
