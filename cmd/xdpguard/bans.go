@@ -93,7 +93,7 @@ the daemon running.`,
 			if err := checkInterfaceNames(ifaces); err != nil {
 				return err
 			}
-			root, err := loader.ResolvePinRoot(bpffsFlag(cmd))
+			root, err := loader.ResolvePinRoot(bpffsFlag(cmd), false)
 			if err != nil {
 				return err
 			}

@@ -29,7 +29,7 @@ detach).`,
 			if err := checkInterfaceNames(ifaces); err != nil {
 				return err
 			}
-			root, err := loader.ResolvePinRoot(bpffsFlag(cmd))
+			root, err := loader.ResolvePinRoot(bpffsFlag(cmd), false)
 			if err != nil {
 				return err
 			}

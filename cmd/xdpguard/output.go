@@ -40,7 +40,7 @@ func checkInterfaceNames(ifaces []string) error {
 // pinnedInterfaces resolves the pin root and lists the interfaces with
 // xdpguard pins in this network namespace.
 func pinnedInterfaces(cmd *cobra.Command) (root string, ifaces []string, err error) {
-	if root, err = loader.ResolvePinRoot(bpffsFlag(cmd)); err != nil {
+	if root, err = loader.ResolvePinRoot(bpffsFlag(cmd), false); err != nil {
 		return "", nil, err
 	}
 	ifaces, err = loader.Interfaces(root)

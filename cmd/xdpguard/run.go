@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -39,6 +40,9 @@ On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
   xdpguard run --iface eth1 --policy policy.yaml --events /var/log/xdpguard/drops.jsonl --events-rate 50`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if logFormat != "text" && logFormat != "json" {
+				return fmt.Errorf("--log-format: want text or json, got %q", logFormat)
+			}
 			cfg.Mode = loader.Mode(mode)
 			cfg.BPFFS = bpffsFlag(cmd)
 			var h slog.Handler = slog.NewTextHandler(cmd.ErrOrStderr(), nil)

@@ -103,6 +103,11 @@ func (c *Config) Validate() error {
 	if c.TopPorts < 1 {
 		errs = append(errs, errors.New("--metrics-top-ports: must be at least 1"))
 	}
+	if c.ReadyFile != "" {
+		if fi, err := os.Stat(filepath.Dir(c.ReadyFile)); err != nil || !fi.IsDir() {
+			errs = append(errs, fmt.Errorf("--ready-file: %s is not an existing directory", filepath.Dir(c.ReadyFile)))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -183,7 +188,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := loader.CheckCapabilities(); err != nil {
 		return err
 	}
-	pinRoot, err := loader.ResolvePinRoot(cfg.BPFFS)
+	pinRoot, err := loader.ResolvePinRoot(cfg.BPFFS, true)
 	if err != nil {
 		return err
 	}
@@ -211,14 +216,20 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// The metrics server may already scrape: the guard list changes under d.mu.
 	d.mu.Lock()
-	err = d.attachAll(pinRoot, pol)
+	fresh, err := d.attachAll(pinRoot, pol)
 	d.mu.Unlock()
 	if err != nil {
 		return err
 	}
+	started := false
 	defer func() {
 		d.mu.Lock()
 		d.close()
+		if !started {
+			// A start that fails after attaching leaves the host as it
+			// was: no filter that no daemon would manage.
+			d.detach(fresh)
+		}
 		d.mu.Unlock()
 	}()
 	// Events flow while we run, and stop with us: nobody would read them.
@@ -229,10 +240,11 @@ func Run(ctx context.Context, cfg Config) error {
 	d.refreshProtected()
 
 	if cfg.ReadyFile != "" {
-		if err := os.WriteFile(cfg.ReadyFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
+		if err := writeReadyFile(cfg.ReadyFile); err != nil {
 			return fmt.Errorf("--ready-file: %w", err)
 		}
 	}
+	started = true
 	log.Info("enforcing", "interfaces", cfg.Ifaces, "policy", cfg.PolicyPath, "digest", digest(pol), "summary", pol.Summary(), "metrics", cfg.MetricsAddr)
 
 	// Editors and config managers write in several steps (truncate, write,
@@ -283,9 +295,9 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // attachAll attaches every interface or none: interfaces newly attached in
-// this call are detached again if a later one fails.
-func (d *Daemon) attachAll(pinRoot string, pol *policy.Policy) error {
-	var fresh []string
+// this call are detached again if a later one fails. It returns those it
+// attached afresh (not adopted).
+func (d *Daemon) attachAll(pinRoot string, pol *policy.Policy) (fresh []string, err error) {
 	for _, iface := range d.cfg.Ifaces {
 		g, adopted, err := loader.Attach(pinRoot, iface, d.cfg.Mode, pol)
 		if errors.Is(err, loader.ErrForeignProgram) && d.cfg.ReplaceForeign {
@@ -299,12 +311,8 @@ func (d *Daemon) attachAll(pinRoot string, pol *policy.Policy) error {
 		}
 		if err != nil {
 			d.close()
-			for _, f := range fresh {
-				if derr := loader.Detach(pinRoot, f); derr != nil {
-					d.log.Error("undo attach", "interface", f, "err", derr)
-				}
-			}
-			return err
+			d.detach(fresh)
+			return nil, err
 		}
 		mode, progID, _ := loader.AttachMode(g.Ifindex)
 		d.log.Info("attached", "interface", iface, "adopted", adopted, "mode", mode, "program_id", progID, "pins", g.Dir)
@@ -317,7 +325,40 @@ func (d *Daemon) attachAll(pinRoot string, pol *policy.Policy) error {
 		}
 		d.guards = append(d.guards, g)
 	}
-	return nil
+	return fresh, nil
+}
+
+// detach removes the filter from interfaces this daemon attached afresh
+// (their guards closed first, so the pin directory is unlocked).
+func (d *Daemon) detach(ifaces []string) {
+	for _, f := range ifaces {
+		if err := loader.Detach(d.pinRoot, f); err != nil {
+			d.log.Error("undo attach", "interface", f, "err", err)
+		}
+	}
+}
+
+// writeReadyFile writes our PID to path as root may at a path an operator
+// gave: into a new temporary file beside it (never through a symlink),
+// then renamed over path, so a reader sees the whole file or none.
+func writeReadyFile(path string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // gone after the rename
+	if _, err := fmt.Fprintf(f, "%d\n", os.Getpid()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // Reload reads the policy file and switches every interface to it. A bad
@@ -531,7 +572,7 @@ func (d *Daemon) serveMetrics() (*http.Server, error) {
 		}, d.cfg.TopPorts),
 	)
 	d.reloads.Register(reg)
-	reg.MustRegister(d.events.Written)
+	reg.MustRegister(d.events.Written, d.events.WriteErrors)
 	ln, err := net.Listen("tcp", d.cfg.MetricsAddr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/xdpguard/xdpguard/pkg/events"
 	"github.com/xdpguard/xdpguard/pkg/loader"
@@ -56,13 +57,22 @@ func (d *Daemon) startEvents(ctx context.Context, e *eventsLog) error {
 		}
 		iface := g.Iface
 		counter := d.events.Written.WithLabelValues(iface) // exported at 0 even with events off
+		errs := d.events.WriteErrors.WithLabelValues(iface)
 		if e == nil {
 			continue
 		}
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			if err := events.Stream(ctx, iface, st.Events, st.RuleNames, e.w, counter.Inc); err != nil {
+			var lastLogged time.Time
+			failed := func(err error) {
+				errs.Inc()
+				if time.Since(lastLogged) > time.Minute { // a failing disk must not flood the log too
+					d.log.Error("writing a drop event (it is lost; the log goes on)", "interface", iface, "err", err)
+					lastLogged = time.Now()
+				}
+			}
+			if err := events.Stream(ctx, iface, st.Events, st.RuleNames, e.w, counter.Inc, failed); err != nil {
 				d.log.Error("drop events stopped", "interface", iface, "err", err)
 			}
 		}()

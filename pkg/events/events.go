@@ -82,22 +82,58 @@ func monotonicZero() time.Time {
 }
 
 // Writer writes events as JSON lines to a file (or stdout), one line per
-// write, safe for several interfaces' readers at once. Reopen starts a new
-// file after log rotation.
+// write, safe for several interfaces' readers at once. The file is capped:
+// past MaxSize it is rotated (path.1, path.2, ... up to Keep files), so a
+// flood that the budget lets through for days cannot fill the disk.
+// Reopen starts a new file after an external rotation (SIGHUP).
 type Writer struct {
 	path string
-	mu   sync.Mutex
-	w    io.Writer
-	f    *os.File
+	// MaxSize and Keep bound the disk the log takes: at most
+	// (Keep+1)*MaxSize bytes. 0 means no cap.
+	MaxSize int64
+	Keep    int
+	mu      sync.Mutex
+	w       io.Writer
+	f       *os.File
+	size    int64
 }
 
-// OpenWriter opens path for appending ("-" is stdout).
+// Defaults of the events log's cap.
+const (
+	DefaultMaxSize = 64 << 20
+	DefaultKeep    = 3
+)
+
+// OpenWriter opens path for appending ("-" is stdout), capped at the
+// defaults.
 func OpenWriter(path string) (*Writer, error) {
-	w := &Writer{path: path}
+	w := &Writer{path: path, MaxSize: DefaultMaxSize, Keep: DefaultKeep}
 	if err := w.Reopen(); err != nil {
 		return nil, err
 	}
 	return w, nil
+}
+
+// openLog opens path for appending as root may safely at a path an
+// operator gave: never through a symlink (O_NOFOLLOW), and only a regular
+// file (a FIFO planted there would block the daemon, a device would be
+// written to).
+func openLog(path string) (*os.File, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink == 0 && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("--events: %s is not a regular file", path)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o640)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("--events: %s is a symlink: give the file itself", path)
+		}
+		return nil, fmt.Errorf("--events: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("--events: %s is not a regular file", path)
+	}
+	return f, nil
 }
 
 // Reopen closes and reopens the file (a no-op for stdout).
@@ -108,13 +144,17 @@ func (w *Writer) Reopen() error {
 		w.mu.Unlock()
 		return nil
 	}
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := openLog(w.path)
 	if err != nil {
-		return fmt.Errorf("--events: %w", err)
+		return err
+	}
+	var size int64
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
 	}
 	w.mu.Lock()
 	old := w.f
-	w.f, w.w = f, f
+	w.f, w.w, w.size = f, f, size
 	w.mu.Unlock()
 	if old != nil {
 		return old.Close()
@@ -122,15 +162,53 @@ func (w *Writer) Reopen() error {
 	return nil
 }
 
-// Write writes one event.
+// rotate moves path to path.1 (and path.1 to path.2, ...) and starts an
+// empty file; the oldest beyond Keep is removed. Called with w.mu held.
+func (w *Writer) rotate() error {
+	if w.f == nil {
+		return nil
+	}
+	w.f.Close()
+	w.f, w.w = nil, io.Discard
+	for i := w.Keep; i >= 1; i-- {
+		from := w.path
+		if i > 1 {
+			from = w.path + "." + strconv.Itoa(i-1)
+		}
+		if err := os.Rename(from, w.path+"."+strconv.Itoa(i)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if w.Keep == 0 {
+		_ = os.Remove(w.path)
+	}
+	f, err := openLog(w.path)
+	if err != nil {
+		return err
+	}
+	w.f, w.w, w.size = f, f, 0
+	return nil
+}
+
+// Write writes one event, rotating first when the file would pass MaxSize.
 func (w *Writer) Write(e Event) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
+	b = append(b, '\n')
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	_, err = w.w.Write(append(b, '\n'))
+	if w.f != nil && w.MaxSize > 0 && w.size+int64(len(b)) > w.MaxSize {
+		if err := w.rotate(); err != nil {
+			return fmt.Errorf("rotate the events log: %w", err)
+		}
+	}
+	if w.w == nil {
+		return errors.New("the events log is closed")
+	}
+	n, err := w.w.Write(b)
+	w.size += int64(n)
 	return err
 }
 
@@ -142,14 +220,17 @@ func (w *Writer) Close() error {
 		return nil
 	}
 	err := w.f.Close()
-	w.f = nil
+	w.f, w.w = nil, nil
 	return err
 }
 
 // Stream reads iface's events until ctx is done and writes them; written
-// is called once per event written. It holds its own handles on the maps,
-// so reloads (which close the generation's handles) do not disturb it.
-func Stream(ctx context.Context, iface string, ring, names *ebpf.Map, w *Writer, written func()) error {
+// is called once per event written, failed with each write error (a full
+// disk, a log removed): a failed write loses that event and the reader
+// goes on, so the log resumes when the cause goes away or a SIGHUP reopens
+// it. It holds its own handles on the maps, so reloads (which close the
+// generation's handles) do not disturb it.
+func Stream(ctx context.Context, iface string, ring, names *ebpf.Map, w *Writer, written func(), failed func(error)) error {
 	ring, err := ring.Clone()
 	if err != nil {
 		return fmt.Errorf("%s: events: %w", iface, err)
@@ -181,7 +262,8 @@ func Stream(ctx context.Context, iface string, ring, names *ebpf.Map, w *Writer,
 			continue
 		}
 		if err := w.Write(Decode(iface, &raw, names, zero)); err != nil {
-			return fmt.Errorf("%s: write event: %w", iface, err)
+			failed(err)
+			continue
 		}
 		written()
 	}

@@ -87,6 +87,9 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 	if err := os.MkdirAll(g.Dir, 0o700); err != nil {
 		return nil, false, fmt.Errorf("pin directory: %w", err)
 	}
+	if err := checkPinDir(g.Dir); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", iface, err)
+	}
 	if g.lockDir, err = lockDir(g.Dir); err != nil {
 		return nil, false, fmt.Errorf("%s: %w", iface, err)
 	}

@@ -82,6 +82,9 @@ func OpenPinned(pinRoot, iface string, writable bool) (*Pinned, error) {
 		return nil, err
 	}
 	p := &Pinned{Iface: iface, Dir: filepath.Join(pinRoot, iface)}
+	if err := checkPinDir(p.Dir); err != nil {
+		return nil, fmt.Errorf("%s: %w", iface, err)
+	}
 	opts := &ebpf.LoadPinOptions{ReadOnly: !writable}
 	for name, dst := range map[string]**ebpf.Map{
 		"xdpg_stats": &p.Stats, "xdpg_port_drops": &p.PortDrops,

@@ -106,12 +106,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	// Label values come from pins (rule names), which another root tool
+	// may have written: a value Prometheus refuses (invalid UTF-8) is
+	// counted as a scrape error, never a panic in the collector.
+	emit := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels []string) {
+		m, err := prometheus.NewConstMetric(d, t, v, labels...)
+		if err != nil {
+			c.scrapeErrors.Inc()
+			return
+		}
+		ch <- m
 	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) { emit(d, prometheus.CounterValue, float64(v), labels) }
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) { emit(d, prometheus.GaugeValue, v, labels) }
 	if reasons, err := maps.ReadReasons(t.Maps.Stats); err != nil {
 		c.scrapeErrors.Inc()
 	} else {
@@ -244,14 +251,20 @@ func (r *Reloads) Observe(err error) {
 	r.LastOK.Set(1)
 }
 
-// Events counts the drop events the daemon wrote, per interface.
+// Events counts the drop events the daemon wrote, and those it could not
+// write, per interface.
 type Events struct {
-	Written *prometheus.CounterVec
+	Written, WriteErrors *prometheus.CounterVec
 }
 
-// NewEvents creates the events metric.
+// NewEvents creates the events metrics.
 func NewEvents() *Events {
-	return &Events{Written: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "xdpguard_events_written_total", Help: "Drop events written to the events log (--events).",
-	}, []string{"interface"})}
+	return &Events{
+		Written: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xdpguard_events_written_total", Help: "Drop events written to the events log (--events).",
+		}, []string{"interface"}),
+		WriteErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xdpguard_events_write_errors_total", Help: "Drop events lost because writing the events log failed (disk full, file gone); the log goes on.",
+		}, []string{"interface"}),
+	}
 }

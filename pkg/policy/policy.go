@@ -184,7 +184,9 @@ type file struct {
 
 // Load reads and validates the policy file at path.
 func Load(path string) (*Policy, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO at path (say, a path recorded in pins another
+	// tool wrote) must be refused below, not block the reader forever.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -695,5 +696,24 @@ func TestBadPolicyFiles(t *testing.T) {
 	}
 	if _, err := Load(write("ok.yaml", good, 0o644)); err != nil {
 		t.Errorf("a root-owned 0644 file: %v", err)
+	}
+}
+
+// A FIFO at the policy path (a path recorded in pins another tool wrote,
+// read by `status`) is refused at once, not waited on.
+func TestLoadRefusesAFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Load(path); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("FIFO: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Load blocked on a FIFO")
 	}
 }

@@ -81,7 +81,7 @@ func newLab() (*lab, error) {
 		return nil, err
 	}
 	// The daemon's pins under `ip netns exec` live on this host-shared bpffs.
-	if err := run("sh", "-c", "mkdir -p /run/xdpguard/bpffs && (mountpoint -q /run/xdpguard/bpffs || mount -t bpf bpf /run/xdpguard/bpffs)"); err != nil {
+	if err := run("sh", "-c", "mkdir -p /run/xdpguard/bpffs && (mountpoint -q /run/xdpguard/bpffs || mount -t bpf -o mode=0700 bpf /run/xdpguard/bpffs)"); err != nil {
 		l.destroy()
 		return nil, err
 	}

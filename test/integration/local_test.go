@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -81,5 +82,48 @@ func TestListenerChurnIsRateLimited(t *testing.T) {
 	t.Logf("%d toggles in %v: %d switches (at most %d)", toggles, elapsed, switches, max)
 	if switches > max {
 		t.Errorf("%d toggles made %d switches, want at most %d\n%s", toggles, switches, max, d.log.String()[d.since:])
+	}
+}
+
+// A start that fails, before or after attaching, leaves the host as it was:
+// no XDP program, no pins (once a --ready-file in a missing directory, or
+// any failure after the attach, left a filter no daemon managed).
+func TestFailedStartLeavesTheHostAsItWas(t *testing.T) {
+	l := NewLab(t)
+	l.Listen(7777)
+	l.WritePolicy(labPolicy)
+	fifo := filepath.Join(l.dir, "events.fifo")
+	sh(t, "mkfifo", fifo)
+	readyDir := filepath.Join(l.dir, "ready-is-a-dir")
+	sh(t, "mkdir", "-p", filepath.Join(readyDir, "x"))
+	link := filepath.Join(l.dir, "events-link")
+	sh(t, "ln", "-s", "/etc/passwd-should-never-be-written", link)
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"ready file in a missing directory", []string{"--ready-file", "/nonexistent/dir/ready"}, "--ready-file: /nonexistent/dir is not an existing directory"},
+		{"ready file is a directory (fails after the attach)", []string{"--ready-file", readyDir}, "--ready-file"},
+		{"unknown log format", []string{"--log-format", "xml"}, `--log-format: want text or json, got "xml"`},
+		{"events to a FIFO", []string{"--events", fifo}, "is not a regular file"},
+		{"events through a symlink", []string{"--events", link}, "is a symlink"},
+		{"bad interface name", []string{"--iface", "../" + l.SrvIf}, "--iface"},
+	} {
+		args := append([]string{"run", "--policy", l.dir + "/policy.yaml", "--metrics-addr", ""}, c.args...)
+		if !strings.Contains(strings.Join(c.args, " "), "--iface") {
+			args = append(args, "--iface", l.SrvIf)
+		}
+		out, err := runIn(l, args...)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("%s: %v, want an error naming %q\n%s", c.name, err, c.want, out)
+		}
+		if s := l.Status(); strings.TrimSpace(s) != "[]" {
+			t.Errorf("%s: something was left pinned: %s", c.name, s)
+		}
+		expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open"})
+	}
+	if _, err := os.Lstat("/etc/passwd-should-never-be-written"); err == nil {
+		t.Error("the events log was written through a symlink")
 	}
 }
