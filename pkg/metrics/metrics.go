@@ -117,7 +117,9 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 		}
 		ch <- m
 	}
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) { emit(d, prometheus.CounterValue, float64(v), labels) }
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		emit(d, prometheus.CounterValue, float64(v), labels)
+	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) { emit(d, prometheus.GaugeValue, v, labels) }
 	if reasons, err := maps.ReadReasons(t.Maps.Stats); err != nil {
 		c.scrapeErrors.Inc()
