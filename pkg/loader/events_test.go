@@ -121,7 +121,7 @@ func TestSourceInsertsCounted(t *testing.T) {
 
 // The limiter table counts each source's refused SYNs: what `top` ranks.
 func TestRateLimitedSourcesCounted(t *testing.T) {
-	d := load(t, mustPolicy(t, rulesPolicy)) // 1/s, burst 2
+	d, _ := loadFrozen(t, mustPolicy(t, rulesPolicy)) // 1/s, burst 2
 	for src, n := range map[string]int{"192.0.2.1": 6, "192.0.2.2": 4, "192.0.2.3": 2} {
 		for i := 0; i < n; i++ {
 			run(t, d, srcFrame(src, 22))

@@ -27,7 +27,7 @@ func icmpFrame(src string, typ byte) []byte {
 }
 
 func TestICMPEchoLimit(t *testing.T) {
-	d := load(t, mustPolicy(t, icmpPolicy))
+	d, _ := loadFrozen(t, mustPolicy(t, icmpPolicy))
 	got := countReasons(t, d, repeat(icmpFrame("192.0.2.1", 8), 6)...)
 	if got[loader.PassNotTCP] != 3 || got[loader.DropICMPRateLimited] != 3 {
 		t.Fatalf("6 echo requests, burst 3: %v", got)
@@ -67,7 +67,7 @@ func TestICMPEchoLimit(t *testing.T) {
 // mask requests, ICMPv6 node information queries. MLD and router
 // solicitations (neighbour protocols) are not requests.
 func TestICMPRequestsShareTheEchoLimit(t *testing.T) {
-	d := load(t, mustPolicy(t, icmpPolicy))
+	d, _ := loadFrozen(t, mustPolicy(t, icmpPolicy))
 	v4 := countReasons(t, d, icmpFrame("192.0.2.3", 13), icmpFrame("192.0.2.3", 15), icmpFrame("192.0.2.3", 17), icmpFrame("192.0.2.3", 8), icmpFrame("192.0.2.3", 13))
 	if v4[loader.PassNotTCP] != 3 || v4[loader.DropICMPRateLimited] != 2 {
 		t.Errorf("timestamp, information, address mask, echo, timestamp (burst 3): %v", v4)
