@@ -92,3 +92,21 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Fatalf("version: %v %s", err, out)
 	}
 }
+
+// The README's command table is what the commands define: every command and
+// flag, with its default (regenerate with `xdpguard gen-docs --readme
+// README.md`).
+func TestREADMECommandTable(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i, j := strings.Index(s, tableBegin), strings.Index(s, tableEnd)
+	if i < 0 || j < i {
+		t.Fatal("README.md lacks the command table markers")
+	}
+	if got, want := strings.TrimSpace(s[i+len(tableBegin):j]), strings.TrimSpace(commandTable(newRootCmd())); got != want {
+		t.Errorf("README.md's command table is stale: run `go run ./cmd/xdpguard gen-docs --readme README.md`\ngot:\n%s\nwant:\n%s", got, want)
+	}
+}
