@@ -134,6 +134,8 @@ type Daemon struct {
 	protectErr string
 	// lastListening is when listening ports last switched a generation.
 	lastListening time.Time
+	// evaluated is the time the timed rules in force were evaluated at.
+	evaluated time.Time
 }
 
 // How often the daemon refreshes the protected sources (an SSH session
@@ -175,7 +177,8 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	pol := d.inForce(base)
+	d.evaluated = time.Now()
+	pol := d.inForce(base, d.evaluated)
 	if !cfg.Force {
 		if err := pol.LockOut(cfg.SSHConnection); err != nil {
 			return err
@@ -392,7 +395,8 @@ func (d *Daemon) reload() (changed bool, err error) {
 			return false, err
 		}
 	}
-	pol := d.inForce(base)
+	now := time.Now()
+	pol := d.inForce(base, now)
 	// A daemon started from an SSH session guards that session on every
 	// reload too, not only at start (a daemon under systemd has none).
 	if !d.cfg.Force {
@@ -402,35 +406,41 @@ func (d *Daemon) reload() (changed bool, err error) {
 	}
 	changed, err = d.switchTo(pol)
 	if err == nil {
-		d.base = base
+		d.base, d.evaluated = base, now
 	}
 	return changed, err
 }
 
-// inForce is the policy in force now for the file's policy base: its
-// timed rules that apply now, plus listening ports under allow_listening.
-func (d *Daemon) inForce(base *policy.Policy) *policy.Policy {
-	return base.At(time.Now()).WithListening(d.ports)
+// inForce is the policy in force at now for the file's policy base: its
+// timed rules that apply then, plus listening ports under allow_listening.
+func (d *Daemon) inForce(base *policy.Policy, now time.Time) *policy.Policy {
+	return base.At(now).WithListening(d.ports)
 }
 
 // retime switches when a timed rule starts or stops applying.
 func (d *Daemon) retime() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	changed, err := d.switchTo(d.inForce(d.base))
+	now := time.Now()
+	changed, err := d.switchTo(d.inForce(d.base, now))
 	switch {
 	case err != nil:
 		d.log.Error("timed rules changed but the switch failed; the previous policy stays", "err", err)
+		return // evaluated stays: the timer fires again at once, retrying
 	case changed:
-		d.log.Info("timed rules changed", "rules", d.base.TimedRules(time.Now()), "summary", d.current.Summary())
+		d.log.Info("timed rules changed", "rules", d.base.TimedRules(now), "summary", d.current.Summary())
 	}
+	d.evaluated = now
 }
 
-// nextChange fires when the next timed rule starts or stops; nil if none.
+// nextChange fires when the next timed rule starts or stops after the time
+// the policy in force was evaluated at (not after now: a rule that ended
+// between the two would keep its port open with no timer set); nil if
+// none.
 func (d *Daemon) nextChange() <-chan time.Time {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	next := d.base.NextChange(time.Now())
+	next := d.base.NextChange(d.evaluated)
 	if next.IsZero() {
 		return nil
 	}
@@ -460,13 +470,18 @@ func (d *Daemon) rescanListening() {
 	}
 	old := d.ports
 	d.ports = ports
-	if changed, err := d.switchTo(d.inForce(d.base)); err != nil {
+	now := time.Now()
+	changed, err := d.switchTo(d.inForce(d.base, now))
+	switch {
+	case err != nil:
 		d.ports = old
 		d.log.Error("listening ports changed but the switch failed; the previous policy stays", "err", err)
-	} else if changed {
-		d.lastListening = time.Now()
+		return
+	case changed:
+		d.lastListening = now
 		d.log.Info("listening ports changed", "listening", ports, "summary", d.current.Summary())
 	}
+	d.evaluated = now
 }
 
 // switchTo puts pol in force on every interface, or on none.

@@ -75,7 +75,14 @@ func TestConfigMapSwapReloads(t *testing.T) {
 	d.Mark()
 	cm.update("tcp:\n  allow: [8022, 7777\n") // broken YAML
 	d.WaitLog(`policy reload refused`)
+	// The swap's one watched step (the rename of ..data) was refused; a
+	// later, wrong reload of it (a half-swapped directory) would come
+	// within the watcher's 200 ms debounce: give it that time to show,
+	// then the previous policy is still the one in force.
 	time.Sleep(300 * time.Millisecond)
+	if g := Metric(d.Scrape(), "xdpguard_policy_generation"); g != 2 {
+		t.Errorf("generation %v after a refused update, want 2", g)
+	}
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "filtered", 7777: "open"})
 
 	d.Mark()

@@ -232,9 +232,16 @@ func (l *Lab) ListenAddr(addr string) net.Listener {
 // echoes a line through the connection. It returns "open", "refused" or
 // "filtered" (no answer within the timeout).
 func (l *Lab) Connect(src, dst string, port int) string {
+	return l.ConnectTimeout(src, dst, port, 700*time.Millisecond)
+}
+
+// ConnectTimeout is Connect with another dial timeout: past a second, the
+// client's kernel retransmits a SYN that got lost before the filter (a veth
+// ring overflowing under a flood), as a real client does.
+func (l *Lab) ConnectTimeout(src, dst string, port int, timeout time.Duration) string {
 	var conn net.Conn
 	var err error
-	d := net.Dialer{Timeout: 700 * time.Millisecond, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 	l.InNS(l.Client, func() { conn, err = d.Dial("tcp", net.JoinHostPort(dst, strconv.Itoa(port))) })
 	switch {
 	case err == nil:
@@ -290,9 +297,19 @@ func (s *syncBuffer) String() string {
 
 // WritePolicy writes the lab's policy file.
 func (l *Lab) WritePolicy(doc string) string {
+	return l.WritePolicyMode(doc, 0o600)
+}
+
+// WritePolicyMode writes the lab's policy file with the given permissions.
+// The file appears (one rename) with its content and mode together: the
+// daemon may read it as soon as it appears.
+func (l *Lab) WritePolicyMode(doc string, mode os.FileMode) string {
 	path := filepath.Join(l.dir, "policy.yaml")
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(doc), 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, mode); err != nil { // WriteFile's mode is under the umask
 		l.t.Fatal(err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -373,13 +390,54 @@ func (d *Daemon) Stop() {
 // WaitLog waits until the daemon's log matches re.
 func (d *Daemon) WaitLog(re string) {
 	d.l.t.Helper()
+	d.WaitLogWithin(re, 10*time.Second)
+}
+
+// WaitLogWithin waits up to timeout until the daemon's log, from the last
+// Mark, matches re, and returns the first match.
+func (d *Daemon) WaitLogWithin(re string, timeout time.Duration) string {
+	d.l.t.Helper()
 	rx := regexp.MustCompile(re)
-	deadline := time.Now().Add(10 * time.Second)
-	for !rx.MatchString(d.log.String()[d.since:]) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if m := rx.FindString(d.log.String()[d.since:]); m != "" {
+			return m
+		}
 		if time.Now().After(deadline) {
-			d.l.t.Fatalf("log never matched %q:\n%s", re, d.log)
+			d.l.t.Fatalf("log never matched %q in %v:\n%s", re, timeout, d.log)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Settle waits until the traffic sent so far has been judged: it scrapes
+// until count(scrape) reaches want, or stops moving for a second (frames
+// lost before the filter never arrive), or 10 s pass. Frames are judged
+// after they are sent, sometimes well after on a busy machine, so counters
+// read as soon as a sender returns may miss some. Settle returns the scrape
+// that showed the final counts and the moment it ended: every packet it
+// counts was judged by then, so a bound that grows with time (rate * t +
+// burst) measures t up to that moment, not up to the sender's return.
+func (d *Daemon) Settle(want float64, count func(scrape string) float64) (string, time.Time) {
+	d.l.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var last string
+	var lastAt time.Time
+	for {
+		m := d.Scrape()
+		at := time.Now()
+		if count(m) >= want {
+			return m, at
+		}
+		if last == "" || count(m) != count(last) {
+			last, lastAt = m, at
+		} else if at.Sub(lastAt) >= time.Second {
+			return last, lastAt
+		}
+		if at.After(deadline) {
+			return m, at
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

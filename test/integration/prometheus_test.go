@@ -120,17 +120,36 @@ func TestPrometheusDashboardAndAlerts(t *testing.T) {
 	}
 	// A flood from a few hundred sources, so some are limited and banned.
 	// Scrapes time out while it saturates the two CPUs; the ones after it
-	// see the whole increase, and rates over a minute include it.
-	tx.Flood(t, 3*time.Second, func(i int) []byte {
+	// see the whole increase, and rates over a minute include it. The
+	// flood alert wants over 1,000 drops/s over a minute, so the flood is
+	// sized by count (150,000 SYNs, nearly all refused: 2,500/s over the
+	// minute), not by how fast this machine sends for 3 s.
+	sent, elapsed := tx.FloodAtLeast(t, 150000, 3*time.Second, func(i int) []byte {
 		return l.synFrame(fmt.Sprintf("198.18.%d.%d", i%8, 1+i%200), l.SrvV4, 8080, uint16(20000+i%40000))
-	}, nil)
-	time.Sleep(4 * time.Second) // a few scrapes and rule evaluations after it
-	now := time.Now()
+	})
+	floodEnd := time.Now()
+	t.Logf("flood: %d SYNs in %v", sent, elapsed)
+	floodExpr := alertExpr(t, "XdpguardSynFlood")
+	pending := `ALERTS{alertname="XdpguardSynFlood", interface="` + l.SrvIf + `"}`
 
-	var targets struct {
-		ActiveTargets []struct{ Health, LastError, ScrapeURL string }
+	// Wait for a few scrapes after the flood (the dashboard's rates over
+	// 15 s want two samples), the last one successful, and for the rule
+	// evaluations after them to put the alert in pending.
+	type target struct {
+		Health, LastError, ScrapeURL string
+		LastScrape                   time.Time
 	}
-	prom.API("/api/v1/targets", &targets)
+	var targets struct{ ActiveTargets []target }
+	var now time.Time
+	for deadline := time.Now().Add(40 * time.Second); ; {
+		prom.API("/api/v1/targets", &targets)
+		now = time.Now()
+		scraped := len(targets.ActiveTargets) == 1 && targets.ActiveTargets[0].Health == "up" && targets.ActiveTargets[0].LastScrape.After(floodEnd.Add(2*time.Second))
+		if scraped && prom.Query(pending, now) > 0 || now.After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	if len(targets.ActiveTargets) != 1 || targets.ActiveTargets[0].Health != "up" {
 		t.Fatalf("prometheus does not scrape the daemon: %+v", targets)
 	}
@@ -169,6 +188,20 @@ func TestPrometheusDashboardAndAlerts(t *testing.T) {
 
 	// The flood alert's own expression fires at the flood, and Prometheus
 	// has the alert pending (its for: is a minute).
+	if floodExpr == "" || prom.Query(floodExpr, now) == 0 {
+		t.Errorf("the flood alert's expression does not fire at the flood: %q", floodExpr)
+	}
+	if prom.Query(pending, now) == 0 {
+		t.Error("Prometheus did not put XdpguardSynFlood in pending or firing during the flood")
+	}
+	if prom.Query(`ALERTS{alertname="XdpguardFilterDetached"}`, time.Now()) != 0 {
+		t.Error("XdpguardFilterDetached fires while the filter is attached")
+	}
+}
+
+// alertExpr is the expression of the named alert in the shipped rules.
+func alertExpr(t *testing.T, alert string) string {
+	t.Helper()
 	b, err := os.ReadFile("../../deploy/prometheus/xdpguard-rules.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -181,19 +214,10 @@ func TestPrometheusDashboardAndAlerts(t *testing.T) {
 	if err := yaml.Unmarshal(b, &file); err != nil {
 		t.Fatal(err)
 	}
-	var floodExpr string
 	for _, r := range file.Groups[0].Rules {
-		if r.Alert == "XdpguardSynFlood" {
-			floodExpr = r.Expr
+		if r.Alert == alert {
+			return r.Expr
 		}
 	}
-	if floodExpr == "" || prom.Query(floodExpr, now) == 0 {
-		t.Errorf("the flood alert's expression does not fire at the flood: %q", floodExpr)
-	}
-	if prom.Query(`ALERTS{alertname="XdpguardSynFlood", interface="`+l.SrvIf+`"}`, now) == 0 {
-		t.Error("Prometheus did not put XdpguardSynFlood in pending or firing during the flood")
-	}
-	if prom.Query(`ALERTS{alertname="XdpguardFilterDetached"}`, time.Now()) != 0 {
-		t.Error("XdpguardFilterDetached fires while the filter is attached")
-	}
+	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -14,9 +15,11 @@ import (
 	"github.com/xdpguard/xdpguard/pkg/loader"
 )
 
-// upgradeFrom is the xdpguard commit the upgrade test starts from: the
-// last one before this test, with the same pin schema (2). Bump it when
-// the schema changes (an incompatible upgrade is refused by design, see
+// upgradeFrom is the xdpguard commit the upgrade test starts from: one
+// with pin schema 2, the oldest this xdpguard adopts (loader.MinSchemaVersion).
+// Schema 3 changed the ban table (LRU to plain hash) and grew the health
+// counters: the upgrade carries both over. Move it when MinSchemaVersion
+// moves (an upgrade from an older schema is refused by design, see
 // TestSchemaVersion and docs/reliability.md).
 const upgradeFrom = "b61dfbf"
 
@@ -89,9 +92,22 @@ func TestUpgradeFromPreviousBinary(t *testing.T) {
 	old := buildRevision(t, upgradeFrom)
 	l := NewLab(t)
 	l.Listen(8080, 7777)
-	l.WritePolicy(labPolicy)
+	l.WritePolicy(labPolicy + "ratelimit:\n  syn:\n    rate: 5\n    burst: 5\n    ban: 1h\n")
 	d := l.StartDaemonBinary(old)
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
+	// A ban under the old binary (its ban table is an LRU map), which the
+	// upgrade must carry into the new plain-hash table.
+	offender := strings.Replace(l.CliV4, "198.18.", "198.19.", 1)
+	tx := l.RawSender()
+	for i := 0; i < 50; i++ {
+		if err := tx.Send(l.synFrame(offender, l.SrvV4, 8080, uint16(20000+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the old binary banning the offender", 10*time.Second, func() bool {
+		out, _ := execCombined("ip", "netns", "exec", l.Server, old, "bans")
+		return strings.Contains(out, offender+"/32")
+	})
 	before := Metric(d.Scrape(), "xdpguard_drops_total", `reason="port_not_allowed"`)
 	linkBefore := pinnedLinkID(t, l)
 	progBefore := attachedProgram(t, l)
@@ -108,6 +124,25 @@ func TestUpgradeFromPreviousBinary(t *testing.T) {
 	}
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8080: "open"})
 	expectPorts(t, l, l.CliV6, l.SrvV6, map[int]string{7777: "filtered", 8080: "open"})
+	if !bannedSources(t, l)[offender+"/32"] {
+		t.Errorf("the ban did not survive the upgrade: %v", bannedSources(t, l))
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pinDir(l), "xdpg_bans"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Type() != ebpf.Hash {
+		t.Errorf("the pinned ban table is a %s after the upgrade, want a plain hash", m.Type())
+	}
+	var meta loader.Meta
+	if g, err := ebpf.LoadPinnedMap(filepath.Join(pinDir(l), "xdpg_generation"), nil); err == nil {
+		_ = g.Lookup(uint32(0), &meta)
+		g.Close()
+	}
+	if meta.SchemaVersion != loader.SchemaVersion {
+		t.Errorf("pins record schema %d after the upgrade, want %d", meta.SchemaVersion, loader.SchemaVersion)
+	}
 }
 
 // Pins written by an xdpguard of another schema version are refused with
