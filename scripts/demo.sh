@@ -69,7 +69,7 @@ for ns in "$SRV" "$CLI"; do ip netns exec "$ns" ip link set lo up; done
 in_srv ip link set "$SIF" up; in_cli ip link set "$CIF" up
 # `ip netns exec` hides /sys/fs/bpf; this host-shared bpffs keeps the pins.
 mkdir -p /run/xdpguard/bpffs
-mountpoint -q /run/xdpguard/bpffs || mount -t bpf bpf /run/xdpguard/bpffs
+mountpoint -q /run/xdpguard/bpffs || mount -t bpf -o mode=0700 bpf /run/xdpguard/bpffs
 
 step "services in $SRV: web on 80 and 443 (allowed), a database on 5432 (listening, NOT allowed)"
 for port in 80 443 5432; do

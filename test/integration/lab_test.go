@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 		}
 		// `ip netns exec` hides /sys/fs/bpf; the daemon then pins on the
 		// host-shared bpffs, which an operator mounts once per boot.
-		if err := exec.Command("sh", "-c", "mkdir -p /run/xdpguard/bpffs && (mountpoint -q /run/xdpguard/bpffs || mount -t bpf bpf /run/xdpguard/bpffs)").Run(); err != nil {
+		if err := exec.Command("sh", "-c", "mkdir -p /run/xdpguard/bpffs && (mountpoint -q /run/xdpguard/bpffs || mount -t bpf -o mode=0700 bpf /run/xdpguard/bpffs)").Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "mount bpffs:", err)
 			return 1
 		}
