@@ -28,6 +28,10 @@ volatile const __u8 has_udp;
 volatile const __u8 monitor;
 /* Non-zero when any rule is in monitor mode (monitor_ports). */
 volatile const __u8 has_rule_monitor;
+/* Non-zero when some limiter's tolerance is under one tick of the coarse
+ * clock plus one interval: the limiters then read the precise clock (see
+ * limiter_now). With the other flags, so the scalars stay on one line. */
+volatile const __u8 precise_clock;
 /* Where replies to this host's own UDP traffic arrive (its ephemeral range). */
 volatile const __u16 udp_reply_first;
 volatile const __u16 udp_reply_last;
@@ -36,10 +40,6 @@ volatile const __u16 udp_reply_last;
 volatile const __u32 generation;
 /* Ban length in ns (ratelimit.syn.ban); 0 disables bans. */
 volatile const __u64 ban_ns;
-/* Non-zero when some limiter's tolerance is under one tick of the coarse
- * clock plus one interval: the limiters then read the precise clock (see
- * limiter_now). */
-volatile const __u8 precise_clock;
 /* GCRA parameters: emission interval (ns per SYN) and tolerance
  * (burst * interval). interval 0 disables that limiter. */
 volatile const __u64 src_interval_ns;
