@@ -25,7 +25,7 @@ build: ## build bin/xdpguard
 	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/xdpguard ./cmd/xdpguard
 
 # Every directory with a bpf2go line; its *_bpfel.{go,o} are committed.
-BPF_GEN_DIRS := ./pkg/loader ./pkg/loader/internal/testclock ./test/bench
+BPF_GEN_DIRS := ./pkg/datapath ./pkg/datapath/internal/testclock ./test/bench
 
 generate: deps-gen ## rebuild the BPF objects (*_bpfel.{go,o}) with Debian's clang
 	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=$(STRIP) BPF2GO_CFLAGS="$(BPF_CFLAGS)" $(GO) generate $(BPF_GEN_DIRS)
@@ -56,7 +56,7 @@ test-unit: ## tests that need no root (privileged ones skip)
 
 fuzz: ## run the fuzz targets for a while (FUZZTIME=60s)
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s} ./pkg/policy
-	$(GO) test -run XXX -fuzz FuzzDataPath -fuzztime $${FUZZTIME:-60s} -fuzzminimizetime 100x ./pkg/loader
+	$(GO) test -run XXX -fuzz FuzzDataPath -fuzztime $${FUZZTIME:-60s} -fuzzminimizetime 100x ./pkg/datapath
 
 bench: build deps ## benchmarks: program cost, veth floods vs the XDP floor and nftables, control plane; writes docs/benchmarks.{md,png} (QUICK=1: a short run)
 	$(GO) run ./test/bench -bin $(CURDIR)/bin/xdpguard $(if $(QUICK),-quick)

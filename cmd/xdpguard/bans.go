@@ -1,14 +1,19 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/maps"
 )
 
 type banStatus struct {
@@ -39,14 +44,14 @@ this host's own traffic still pass. Bans end on their own, in the data path;
 				return err
 			}
 			out := []banStatus{}
-			wallNow, monoNow := time.Now(), loader.MonotonicNow()
+			wallNow, monoNow := time.Now(), datapath.MonotonicNow()
 			for _, iface := range ifaces {
-				p, err := loader.OpenPinned(root, iface, false)
+				set, err := maps.Open(filepath.Join(root, iface), false)
 				if err != nil {
-					return err
+					return fmt.Errorf("%s: %w", iface, err)
 				}
-				bans, err := loader.ReadBans(p.Bans)
-				p.Close()
+				bans, _, err := set.Bans(0)
+				set.Close()
 				if err != nil {
 					return fmt.Errorf("%s: %w", iface, err)
 				}
@@ -102,15 +107,18 @@ the daemon running.`,
 					return err
 				}
 			}
-			src := loader.SrcKeyOf(addr).Prefix()
+			if len(ifaces) == 0 {
+				return errors.New("xdpguard is not attached to any interface in this network namespace: nothing is banned")
+			}
+			src := datapath.SrcKeyOf(addr).Prefix()
 			lifted := 0
 			for _, iface := range ifaces {
-				p, err := loader.OpenPinned(root, iface, true)
+				set, err := maps.Open(filepath.Join(root, iface), true)
 				if err != nil {
-					return err
+					return fmt.Errorf("%s: %w", iface, err)
 				}
-				ok, err := loader.Unban(p.Bans, addr)
-				p.Close()
+				ok, err := set.Unban(addr)
+				set.Close()
 				if err != nil {
 					return fmt.Errorf("%s: %w", iface, err)
 				}
@@ -120,7 +128,7 @@ the daemon running.`,
 				}
 			}
 			if lifted == 0 {
-				return fmt.Errorf("%s is not banned on %v", src, ifaces)
+				return fmt.Errorf("%s is not banned on %s", src, strings.Join(ifaces, ", "))
 			}
 			return nil
 		},

@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/xdpguard/xdpguard/pkg/listening"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
@@ -69,7 +68,7 @@ Policy format:
 			}
 			now := time.Now()
 			// Judge lock-out by what would be in force here and now.
-			eff := listening.InForce(p, now)
+			eff := inForceHere(p, now)
 			if !force {
 				if err := eff.LockOut(os.Getenv("SSH_CONNECTION")); err != nil {
 					return fmt.Errorf("%s: %w", path, err)

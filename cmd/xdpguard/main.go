@@ -10,7 +10,10 @@ import (
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "xdpguard:", err)
-		os.Exit(1)
+		code, quiet := exitStatus(err)
+		if !quiet {
+			fmt.Fprintln(os.Stderr, "xdpguard:", err)
+		}
+		os.Exit(code)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 )
 
 func execute(t *testing.T, args ...string) (string, error) {
@@ -88,7 +88,7 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Fatalf("check --help does not document the format:\n%s", out)
 	}
 	out, err = execute(t, "version")
-	if err != nil || !strings.HasPrefix(out, "xdpguard ") || !strings.Contains(out, fmt.Sprintf("pin schema %d", loader.SchemaVersion)) {
+	if err != nil || !strings.HasPrefix(out, "xdpguard ") || !strings.Contains(out, fmt.Sprintf("pin schema %d", datapath.SchemaVersion)) {
 		t.Fatalf("version: %v %s", err, out)
 	}
 }

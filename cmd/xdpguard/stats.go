@@ -52,11 +52,15 @@ func (s *sampling) validate() error {
 type sampler struct {
 	root    string
 	ifaces  []string
-	sources bool
+	sources int // how many of the most refused sources and bans to read
 	prev    *stats.Sample
 }
 
-func newSampler(cmd *cobra.Command, sources bool) (*sampler, error) {
+// sourcesPerLimit is how many more sources than it shows `top` reads: the
+// rates of those near the cut need their previous counts.
+const sourcesPerLimit = 4
+
+func newSampler(cmd *cobra.Command, sources int) (*sampler, error) {
 	root, ifaces, err := pinnedInterfaces(cmd)
 	if err != nil {
 		return nil, err
@@ -146,7 +150,7 @@ It reads pins only: it works whether or not the daemon runs.`,
 			if !watch && s.count == 0 {
 				s.count = 1
 			}
-			smp, err := newSampler(cmd, false)
+			smp, err := newSampler(cmd, 0)
 			if err != nil {
 				return err
 			}

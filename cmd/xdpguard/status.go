@@ -1,49 +1,50 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/listening"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/maps"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
-// ifaceStatus is one interface in `status` output (and its JSON form).
+// ifaceStatus is one interface in `status` output (and its JSON form). A
+// value that could not be read is absent (null), never zero; Problems says
+// what went wrong, each thing on its own.
 type ifaceStatus struct {
 	Interface    string            `json:"interface"`
 	Mode         string            `json:"mode"`
-	ProgramID    uint32            `json:"program_id"`
+	ProgramID    uint32            `json:"program_id,omitempty"`
 	Enforcing    bool              `json:"enforcing"`
-	Generation   uint64            `json:"generation"`
+	Generation   *uint64           `json:"generation"`
 	Monitor      bool              `json:"monitor"`
-	PolicyFile   string            `json:"policy_file"`
-	FileInForce  bool              `json:"policy_file_in_force"`
+	PolicyFile   string            `json:"policy_file,omitempty"`
+	FileInForce  *bool             `json:"policy_file_in_force"`
 	TimedRules   []string          `json:"timed_rules"`
 	Monitored    map[string]uint64 `json:"monitored_drops"`
-	PolicyDigest string            `json:"policy_digest"`
-	LoadedAt     time.Time         `json:"loaded_at"`
-	Packets      uint64            `json:"packets"`
-	Dropped      uint64            `json:"dropped"`
+	PolicyDigest string            `json:"policy_digest,omitempty"`
+	LoadedAt     *time.Time        `json:"loaded_at"`
+	Packets      *uint64           `json:"packets"`
+	Dropped      *uint64           `json:"dropped"`
 	Reasons      map[string]uint64 `json:"reasons"`
 	TopPorts     []portStatus      `json:"top_dropped_ports"`
 	Rules        []maps.Rule       `json:"rules"`
-	Sources      int               `json:"ratelimit_sources"`
-	SourcesCap   uint32            `json:"ratelimit_sources_capacity"`
+	Sources      *int              `json:"ratelimit_sources"`
+	SourcesCap   *uint32           `json:"ratelimit_sources_capacity"`
 	// Protected are the sources no ban may hit (besides link-local
 	// sources and sources.trust, always protected).
 	Protected []protectedStatus `json:"protected_sources"`
-	Problem   string            `json:"problem,omitempty"`
-}
-
-type protectedStatus struct {
-	Source string `json:"source"`
-	Why    string `json:"why"`
+	Problems  []string          `json:"problems"`
 }
 
 type portStatus struct {
@@ -54,189 +55,267 @@ type portStatus struct {
 	UDPNotAllowed   uint64 `json:"udp_port_not_allowed"`
 }
 
+type protectedStatus struct {
+	Source string `json:"source"`
+	Why    string `json:"why"`
+}
+
+// Exit status of `status`, documented in its help.
+const (
+	exitNotEnforcing = 3 // something asked about is not enforcing, or could not be read whole
+)
+
 func newStatusCmd() *cobra.Command {
-	var output string
+	var (
+		output string
+		ifaces []string
+	)
 	cmd := &cobra.Command{
-		Use:   "status [--output text|json]",
+		Use:   "status [--iface IF[,IF...]] [--output text|json]",
 		Short: "Show where the filter is attached, its policy and its counters",
 		Long: `status reads the pinned state of every interface xdpguard filters in this
-network namespace: attach mode, program id, policy generation, digest and
-age, and counters. It works whether or not the daemon is running.`,
+network namespace (or of those --iface names): attach mode, program id, policy
+generation, digest and age, the daemon's policy file and whether it is what is
+in force, which timed rules apply, counters, per-rule counts, top dropped
+ports, limiter table fill, and the sources never banned. It works whether or
+not the daemon is running. A value it could not read is shown as unread, never
+as zero, and every problem is listed.
+
+Exit status: 0 when every interface asked about is enforcing and its state was
+read whole; 3 when one is not enforcing, has no pins, or could not be read
+whole (or no interface is filtered at all); 1 when the command itself failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			root, ifaces, err := pinnedInterfaces(cmd)
+			if err := checkInterfaceNames(ifaces); err != nil {
+				return err
+			}
+			root, pinned, err := pinnedInterfaces(cmd)
+			if errors.Is(err, loader.ErrNoBPFFS) && len(ifaces) == 0 {
+				pinned, err = nil, nil // nothing pinned anywhere: said below
+			}
 			if err != nil {
 				return err
 			}
-			var out []ifaceStatus
+			if len(ifaces) == 0 {
+				ifaces = pinned
+			}
+			out := []ifaceStatus{}
+			healthy := len(ifaces) > 0
 			for _, iface := range ifaces {
-				out = append(out, readStatus(root, iface))
+				s := readStatus(root, iface)
+				healthy = healthy && s.Enforcing && len(s.Problems) == 0
+				out = append(out, s)
 			}
 			w := cmd.OutOrStdout()
 			if output == "json" {
-				if out == nil {
-					out = []ifaceStatus{}
+				if err := writeJSON(w, out); err != nil {
+					return err
 				}
-				return writeJSON(w, out)
-			}
-			if len(out) == 0 {
+			} else if len(out) == 0 {
 				fmt.Fprintln(w, "xdpguard is not attached to any interface in this network namespace")
-				return nil
 			}
-			for _, s := range out {
-				printStatus(w, s)
+			if output == "text" {
+				for _, s := range out {
+					printStatus(w, s)
+				}
+			}
+			if !healthy {
+				return exitCode(exitNotEnforcing)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringSliceVar(&ifaces, "iface", nil, "interfaces to show (default: every one with xdpguard pins)")
 	return cmd
 }
 
 func readStatus(root, iface string) ifaceStatus {
-	s := ifaceStatus{Interface: iface, Reasons: map[string]uint64{}, Monitored: map[string]uint64{}}
-	p, err := loader.OpenPinned(root, iface, false)
+	s := ifaceStatus{Interface: iface, Mode: "none", Problems: []string{}, Protected: []protectedStatus{}}
+	problem := func(format string, args ...any) { s.Problems = append(s.Problems, fmt.Sprintf(format, args...)) }
+	set, err := maps.Open(filepath.Join(root, iface), false)
 	if err != nil {
-		s.Problem = err.Error()
+		problem("%v", err)
 		return s
 	}
-	defer p.Close()
-	if meta, err := loader.ReadMeta(p.Generation); err == nil {
-		s.Generation = meta.Generation
-		s.Monitor = meta.Flags&loader.MetaMonitor != 0
+	defer set.Close()
+	snap := set.Snapshot(maps.SnapshotOptions{TopPorts: 10})
+	s.Problems = append(s.Problems, snap.Problems...)
+	if meta := snap.Meta; meta != nil {
+		s.Generation = &meta.Generation
+		s.Monitor = meta.Flags&datapath.MetaMonitor != 0
 		s.PolicyFile = meta.Path()
-		readPolicyFile(&s, meta)
 		s.PolicyDigest = fmt.Sprintf("%x", meta.PolicyDigest[:6])
-		s.LoadedAt = time.Unix(0, int64(meta.LoadedUnixNs)).UTC()
+		at := time.Unix(0, int64(meta.LoadedUnixNs)).UTC()
+		s.LoadedAt = &at
+		readPolicyFile(&s, *meta, problem)
 	}
-	if r, err := maps.ReadReasons(p.Stats); err == nil {
-		s.Packets, s.Dropped = r.Total(), r.Dropped()
-		for _, reason := range loader.AllReasons() {
-			key := reason.Name()
-			if reason.Dropped() {
-				key = "drop_" + key
-			} else {
-				key = "pass_" + key
-			}
-			s.Reasons[key] = r[reason]
+	if r := snap.Reasons; r != nil {
+		total, dropped := r.Total(), r.Dropped()
+		s.Packets, s.Dropped = &total, &dropped
+		s.Reasons = map[string]uint64{}
+		for _, reason := range datapath.AllReasons() {
+			s.Reasons[reasonKey(reason)] = r[reason]
 		}
 	}
-	if mon, err := maps.ReadMonitored(p.Stats); err == nil {
-		for _, reason := range loader.AllReasons() {
+	if mon := snap.Monitored; mon != nil {
+		s.Monitored = map[string]uint64{}
+		for _, reason := range datapath.AllReasons() {
 			if reason.Dropped() && mon[reason] > 0 {
 				s.Monitored[reason.Name()] = mon[reason]
 			}
 		}
 	}
-	if ports, err := maps.ReadPortDrops(p.PortDrops); err == nil {
-		for i, pd := range ports {
-			if i == 10 {
-				break
-			}
-			s.TopPorts = append(s.TopPorts, portStatus{pd.Port, pd.NotAllowed, pd.RateLimited, pd.PortRateLimited, pd.UdpNotAllowed})
-		}
+	for _, pd := range snap.Ports {
+		s.TopPorts = append(s.TopPorts, portStatus{pd.Port, pd.NotAllowed, pd.RateLimited, pd.PortRateLimited, pd.UdpNotAllowed})
 	}
-	if rules, err := maps.ReadRules(p.RuleNames, p.RuleStats); err == nil {
-		s.Rules = rules
+	s.Rules = snap.Rules
+	for _, pr := range snap.Protected {
+		s.Protected = append(s.Protected, protectedStatus{pr.Source.String(), pr.Why.String()})
 	}
-	s.Protected = []protectedStatus{}
-	if prot, err := loader.ReadProtected(p.Protected); err == nil {
-		for _, pr := range prot {
-			s.Protected = append(s.Protected, protectedStatus{pr.Source.String(), pr.Why.String()})
-		}
+	if src := snap.Sources; src != nil {
+		s.Sources, s.SourcesCap = &src.Entries, &src.Capacity
 	}
-	s.Sources, _ = maps.CountEntries(p.SrcBuckets)
-	s.SourcesCap = p.SrcBuckets.MaxEntries()
+	readAttachment(&s, set, problem)
+	return s
+}
 
-	s.Mode = "none"
-	if p.Link == nil {
-		s.Problem = "no pinned link: the filter is not attached"
-		return s
+// readAttachment says whether the interface runs xdpguard's program.
+func readAttachment(s *ifaceStatus, set *maps.Set, problem func(string, ...any)) {
+	if set.Link == nil {
+		problem("no pinned link: the filter is not attached")
+		return
 	}
-	info, err := p.Link.Info()
+	info, err := set.Link.Info()
 	if err != nil {
-		s.Problem = err.Error()
-		return s
+		problem("pinned link: %v", err)
+		return
 	}
 	s.ProgramID = uint32(info.Program)
-	nl, err := net.InterfaceByName(iface)
+	nl, err := net.InterfaceByName(s.Interface)
 	if err != nil {
-		s.Problem = "interface is gone: " + err.Error()
-		return s
+		problem("interface is gone: %v", err)
+		return
 	}
 	mode, attachedID, err := loader.AttachMode(nl.Index)
 	if err != nil {
-		s.Problem = err.Error()
-		return s
+		problem("attach mode: %v", err)
+		return
 	}
 	s.Mode = mode
 	s.Enforcing = attachedID == s.ProgramID && mode != "none"
 	if !s.Enforcing {
-		s.Problem = fmt.Sprintf("interface runs XDP program %d, not xdpguard's %d", attachedID, s.ProgramID)
+		problem("interface runs XDP program %d, not xdpguard's %d", attachedID, s.ProgramID)
 	}
-	return s
+}
+
+func reasonKey(r datapath.Reason) string {
+	if r.Dropped() {
+		return "drop_" + r.Name()
+	}
+	return "pass_" + r.Name()
 }
 
 // readPolicyFile evaluates the daemon's policy file now, as the daemon does:
 // which timed rules apply, and whether the file is what is in force.
-func readPolicyFile(s *ifaceStatus, meta loader.Meta) {
+func readPolicyFile(s *ifaceStatus, meta datapath.Meta, problem func(string, ...any)) {
 	if s.PolicyFile == "" {
 		return
 	}
 	pol, err := policy.Load(s.PolicyFile)
 	if err != nil {
-		s.Problem = "policy file: " + err.Error()
+		problem("policy file: %v", err)
 		return
 	}
 	now := time.Now()
-	s.FileInForce = listening.InForce(pol, now).Digest() == meta.PolicyDigest
+	inForce := inForceHere(pol, now).Digest() == meta.PolicyDigest
+	s.FileInForce = &inForce
 	s.TimedRules = pol.TimedRules(now)
-	if !s.FileInForce {
-		s.Problem = "the policy file differs from the policy in force: not reloaded yet, or refused (see the daemon's log)"
+	if !inForce {
+		problem("the policy file differs from the policy in force: not reloaded yet, or refused (see the daemon's log)")
 	}
 }
 
-func printStatus(w interface{ Write([]byte) (int, error) }, s ifaceStatus) {
+// inForceHere is the policy the daemon would put in force here at now: its
+// timed rules that apply, plus the listening ports under allow_listening
+// (none if they cannot be listed).
+func inForceHere(p *policy.Policy, now time.Time) *policy.Policy {
+	var ports []uint16
+	if p.AllowListening {
+		ports, _ = listening.Ports(p.ListeningUIDs)
+	}
+	return p.InForce(now, ports)
+}
+
+func printStatus(w io.Writer, s ifaceStatus) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	unread := "(unread)"
 	fmt.Fprintf(tw, "interface\t%s\n", s.Interface)
 	fmt.Fprintf(tw, "enforcing\t%v (mode %s, program %d)\n", s.Enforcing, s.Mode, s.ProgramID)
-	if s.Problem != "" {
-		fmt.Fprintf(tw, "problem\t%s\n", s.Problem)
+	for _, p := range s.Problems {
+		fmt.Fprintf(tw, "problem\t%s\n", p)
 	}
-	age := time.Since(s.LoadedAt).Round(time.Second)
-	fmt.Fprintf(tw, "policy\tgeneration %d, digest %s, loaded %s (%s ago)\n", s.Generation, s.PolicyDigest, s.LoadedAt.Format(time.RFC3339), age)
+	if s.Generation != nil && s.LoadedAt != nil {
+		age := time.Since(*s.LoadedAt).Round(time.Second)
+		fmt.Fprintf(tw, "policy\tgeneration %d, digest %s, loaded %s (%s ago)\n", *s.Generation, s.PolicyDigest, s.LoadedAt.Format(time.RFC3339), age)
+	} else {
+		fmt.Fprintf(tw, "policy\t%s\n", unread)
+	}
 	if s.Monitor {
 		fmt.Fprintf(tw, "mode\tMONITOR: nothing is dropped; would have dropped %v\n", s.Monitored)
 	}
 	if s.PolicyFile != "" {
-		fmt.Fprintf(tw, "policy file\t%s (in force: %v)\n", s.PolicyFile, s.FileInForce)
+		inForce := unread
+		if s.FileInForce != nil {
+			inForce = fmt.Sprint(*s.FileInForce)
+		}
+		fmt.Fprintf(tw, "policy file\t%s (in force: %s)\n", s.PolicyFile, inForce)
 	}
 	for _, r := range s.TimedRules {
 		fmt.Fprintf(tw, "  %s\t\n", r)
 	}
-	fmt.Fprintf(tw, "packets\t%d seen, %d dropped\n", s.Packets, s.Dropped)
-	for _, r := range loader.AllReasons() {
-		key := "pass_" + r.Name()
-		if r.Dropped() {
-			key = "drop_" + r.Name()
+	if s.Packets != nil {
+		fmt.Fprintf(tw, "packets\t%d seen, %d dropped\n", *s.Packets, *s.Dropped)
+		for _, r := range datapath.AllReasons() {
+			fmt.Fprintf(tw, "  %s\t%d\n", reasonKey(r), s.Reasons[reasonKey(r)])
 		}
-		fmt.Fprintf(tw, "  %s\t%d\n", key, s.Reasons[key])
+	} else {
+		fmt.Fprintf(tw, "packets\t%s\n", unread)
 	}
 	fmt.Fprintf(tw, "rules\tpassed / dropped / monitored (would drop, passed)\n")
 	for _, r := range s.Rules {
 		fmt.Fprintf(tw, "  %s\t%d / %d / %d\n", r.Name, r.Passed, r.Dropped, r.Monitored)
 	}
-	fmt.Fprintf(tw, "rate limiter\t%d of %d sources tracked\n", s.Sources, s.SourcesCap)
-	fmt.Fprintf(tw, "never banned\tlink-local sources, sources.trust\n")
-	for _, p := range s.Protected {
-		fmt.Fprintf(tw, "  %s\t%s\n", p.Source, p.Why)
+	if s.Sources != nil {
+		fmt.Fprintf(tw, "rate limiter\t%d of %d sources tracked\n", *s.Sources, *s.SourcesCap)
+	} else {
+		fmt.Fprintf(tw, "rate limiter\t%s\n", unread)
 	}
 	for _, p := range s.TopPorts {
 		fmt.Fprintf(tw, "  port %d\tnot allowed %d, rate limited %d, port rate limited %d, udp not allowed %d\n", p.Port, p.NotAllowed, p.RateLimited, p.PortRateLimited, p.UDPNotAllowed)
 	}
+	fmt.Fprintf(tw, "never banned\tlink-local sources, sources.trust\n")
+	for _, p := range s.Protected {
+		fmt.Fprintf(tw, "  %s\t%s\n", p.Source, p.Why)
+	}
 	tw.Flush()
 	fmt.Fprintln(w)
+}
+
+// exitCode is an error that sets the process's exit status and prints
+// nothing more (the command already said why).
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// exitStatus is what main exits with for err.
+func exitStatus(err error) (int, bool) {
+	var e exitCode
+	if errors.As(err, &e) {
+		return int(e), true
+	}
+	return 1, false
 }

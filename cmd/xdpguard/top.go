@@ -32,7 +32,7 @@ prints one JSON object per interval. It reads pins only.`,
 			if err := s.validate(); err != nil {
 				return err
 			}
-			smp, err := newSampler(cmd, true)
+			smp, err := newSampler(cmd, max(s.limit*sourcesPerLimit, 1000))
 			if err != nil {
 				return err
 			}

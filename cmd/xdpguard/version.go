@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -26,7 +26,7 @@ func newVersionCmd() *cobra.Command {
 					}
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "xdpguard %s (commit %s, pin schema %d)\n", version, commit, loader.SchemaVersion)
+			fmt.Fprintf(cmd.OutOrStdout(), "xdpguard %s (commit %s, pin schema %d)\n", version, commit, datapath.SchemaVersion)
 			return nil
 		},
 	}

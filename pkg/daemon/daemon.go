@@ -115,8 +115,11 @@ func (c *Config) Validate() error {
 type Daemon struct {
 	cfg Config
 	log *slog.Logger
-	// mu serialises reloads and start/stop (write) against scrapes (read),
-	// which use map handles a reload closes.
+	// mu guards what the HTTP handlers read (guards, current) against the
+	// switch that replaces them: held for writing only while generations
+	// switch (and at start, stop and re-attach), never while a policy is
+	// parsed or compiled. Everything else of the daemon belongs to Run's
+	// loop goroutine.
 	mu      sync.RWMutex
 	guards  []*loader.Guard
 	base    *policy.Policy // as the file says
@@ -136,6 +139,7 @@ type Daemon struct {
 	lastListening time.Time
 	// evaluated is the time the timed rules in force were evaluated at.
 	evaluated time.Time
+	collector *metrics.Collector // nil without --metrics-addr
 }
 
 // How often the daemon refreshes the protected sources (an SSH session
@@ -148,6 +152,10 @@ const (
 	// (or a user listening_users names) toggling a listener makes at most
 	// one reload per interval; a change within it waits for its end.
 	listeningEvery = 5 * time.Second
+	// maxScrapes and scrapeTimeout bound what /metrics clients can make the
+	// daemon do: more concurrent scrapes get 503, a slower one a timeout.
+	maxScrapes    = 4
+	scrapeTimeout = 10 * time.Second
 )
 
 // Run attaches, serves and reloads until ctx is done. The filter stays
@@ -368,8 +376,6 @@ func writeReadyFile(path string) error {
 // file, or a switch failing on any interface, leaves the previous policy in
 // force everywhere.
 func (d *Daemon) Reload(why string) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	changed, err := d.reload()
 	d.reloads.Observe(err)
 	switch {
@@ -414,13 +420,11 @@ func (d *Daemon) reload() (changed bool, err error) {
 // inForce is the policy in force at now for the file's policy base: its
 // timed rules that apply then, plus listening ports under allow_listening.
 func (d *Daemon) inForce(base *policy.Policy, now time.Time) *policy.Policy {
-	return base.At(now).WithListening(d.ports)
+	return base.InForce(now, d.ports)
 }
 
 // retime switches when a timed rule starts or stops applying.
 func (d *Daemon) retime() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	now := time.Now()
 	changed, err := d.switchTo(d.inForce(d.base, now))
 	switch {
@@ -438,8 +442,6 @@ func (d *Daemon) retime() {
 // between the two would keep its port open with no timer set); nil if
 // none.
 func (d *Daemon) nextChange() <-chan time.Time {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
 	next := d.base.NextChange(d.evaluated)
 	if next.IsZero() {
 		return nil
@@ -455,8 +457,6 @@ func (d *Daemon) rescanListening() {
 	if !d.base.AllowListening {
 		return
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	ports, err := listening.Ports(d.base.ListeningUIDs)
 	if err != nil {
 		d.log.Warn("listing listening sockets", "err", err)
@@ -484,13 +484,32 @@ func (d *Daemon) rescanListening() {
 	d.evaluated = now
 }
 
-// switchTo puts pol in force on every interface, or on none.
+// switchTo puts pol in force on every interface, or on none. The slow part,
+// compiling and verifying a generation per interface, runs unlocked, while
+// scrapes and /readyz are answered; only the switch itself holds d.mu.
 func (d *Daemon) switchTo(pol *policy.Policy) (changed bool, err error) {
 	if pol.Digest() == d.current.Digest() {
 		return false, nil
 	}
-	for i, g := range d.guards {
-		if err := g.Apply(pol); err != nil {
+	prepared := make([]*loader.Prepared, 0, len(d.guards))
+	discard := func(ps []*loader.Prepared) {
+		for _, p := range ps {
+			p.Discard()
+		}
+	}
+	for _, g := range d.guards {
+		p, err := g.Prepare(pol)
+		if err != nil {
+			discard(prepared)
+			return false, err
+		}
+		prepared = append(prepared, p)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, p := range prepared {
+		if err := p.Switch(); err != nil {
+			discard(prepared[i+1:])
 			// Put the interfaces already switched back on the old policy.
 			for _, done := range d.guards[:i] {
 				if rerr := done.Apply(d.current); rerr != nil {
@@ -501,6 +520,9 @@ func (d *Daemon) switchTo(pol *policy.Policy) (changed bool, err error) {
 		}
 	}
 	d.current = pol
+	if d.collector != nil {
+		d.collector.Invalidate()
+	}
 	return true, nil
 }
 
@@ -515,15 +537,15 @@ func (d *Daemon) refreshProtected() {
 	} else if err == nil {
 		d.protectErr = ""
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.protected != nil && found.Equal(d.protected) {
 		return
 	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	for _, g := range d.guards {
 		st, err := g.State()
 		if err == nil {
-			err = loader.SetProtected(st.Protected, found)
+			err = st.SetProtected(found)
 		}
 		if err != nil {
 			d.log.Error("protecting sources from bans", "interface", g.Iface, "err", err)
@@ -549,7 +571,7 @@ func (d *Daemon) sweepBans() {
 		if err != nil {
 			continue
 		}
-		if _, err := loader.SweepBans(st.Bans); err != nil {
+		if _, err := st.SweepBans(); err != nil {
 			d.log.Warn("sweeping ended bans", "interface", g.Iface, "err", err)
 		}
 	}
@@ -576,15 +598,16 @@ func (d *Daemon) targets() []metrics.Target {
 }
 
 func (d *Daemon) serveMetrics() (*http.Server, error) {
+	d.collector = metrics.NewCollector(func(fn func([]metrics.Target)) {
+		d.mu.RLock()
+		defer d.mu.RUnlock()
+		fn(d.targets())
+	}, d.cfg.TopPorts)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		metrics.NewCollector(func(fn func([]metrics.Target)) {
-			d.mu.RLock()
-			defer d.mu.RUnlock()
-			fn(d.targets())
-		}, d.cfg.TopPorts),
+		d.collector,
 	)
 	d.reloads.Register(reg)
 	reg.MustRegister(d.events.Written, d.events.WriteErrors)
@@ -593,7 +616,9 @@ func (d *Daemon) serveMetrics() (*http.Server, error) {
 		return nil, fmt.Errorf("--metrics-addr: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// A bounded number of scrapes at once, each bounded in time; the
+	// collector itself serves one collection a second to all of them.
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, MaxRequestsInFlight: maxScrapes, Timeout: scrapeTimeout}))
 	mux.HandleFunc("/readyz", d.serveReady)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	webConfig := d.cfg.MetricsWebConfig

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/xdpguard/xdpguard/pkg/events"
-	"github.com/xdpguard/xdpguard/pkg/loader"
 )
 
 // eventsLog is the drop event log of a running daemon: one reader per
@@ -52,7 +51,7 @@ func (d *Daemon) startEvents(ctx context.Context, e *eventsLog) error {
 		if err != nil {
 			return err
 		}
-		if err := loader.SetEventBudget(st.EventBudget, rate, burst); err != nil {
+		if err := st.SetEventBudget(rate, burst); err != nil {
 			return err
 		}
 		iface := g.Iface
@@ -72,7 +71,7 @@ func (d *Daemon) startEvents(ctx context.Context, e *eventsLog) error {
 					lastLogged = time.Now()
 				}
 			}
-			if err := events.Stream(ctx, iface, st.Events, st.RuleNames, e.w, counter.Inc, failed); err != nil {
+			if err := events.Stream(ctx, iface, st, e.w, counter.Inc, failed); err != nil {
 				d.log.Error("drop events stopped", "interface", iface, "err", err)
 			}
 		}()
@@ -88,7 +87,7 @@ func (d *Daemon) stopEvents(e *eventsLog) {
 	d.mu.RLock()
 	for _, g := range d.guards {
 		if st, err := g.State(); err == nil {
-			_ = loader.SetEventBudget(st.EventBudget, 0, 0)
+			_ = st.SetEventBudget(0, 0)
 		}
 	}
 	d.mu.RUnlock()

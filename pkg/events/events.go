@@ -16,11 +16,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
+	"github.com/xdpguard/xdpguard/pkg/maps"
 )
 
 // Event is one drop, as written to the log.
@@ -38,15 +38,15 @@ type Event struct {
 	Generation uint32 `json:"generation,omitempty"`
 }
 
-// Decode converts a raw event; names resolves rule slots (may be nil).
-func Decode(iface string, raw *loader.Event, names *ebpf.Map, bootWall time.Time) Event {
+// Decode converts a raw event; ruleName names rule slots.
+func Decode(iface string, raw *datapath.Event, ruleName func(uint16) string, bootWall time.Time) Event {
 	e := Event{
 		Time:       bootWall.Add(time.Duration(raw.KtimeNs)).UTC(),
 		Interface:  iface,
-		Reason:     loader.Reason(raw.Reason).Name(),
-		Monitored:  raw.Flags&loader.EventMonitored != 0,
+		Reason:     datapath.Reason(raw.Reason).Name(),
+		Monitored:  raw.Flags&datapath.EventMonitored != 0,
 		DPort:      raw.Dport,
-		Rule:       loader.RuleNameAt(names, raw.Rule),
+		Rule:       ruleName(raw.Rule),
 		Generation: raw.Generation,
 	}
 	if src := raw.Source(); src.IsValid() {
@@ -230,15 +230,17 @@ func (w *Writer) Close() error {
 // goes on, so the log resumes when the cause goes away or a SIGHUP reopens
 // it. It holds its own handles on the maps, so reloads (which close the
 // generation's handles) do not disturb it.
-func Stream(ctx context.Context, iface string, ring, names *ebpf.Map, w *Writer, written func(), failed func(error)) error {
-	ring, err := ring.Clone()
+func Stream(ctx context.Context, iface string, set *maps.Set, w *Writer, written func(), failed func(error)) error {
+	ring, err := set.XdpgEvents.Clone()
 	if err != nil {
 		return fmt.Errorf("%s: events: %w", iface, err)
 	}
-	if names, err = names.Clone(); err != nil {
+	names, err := set.XdpgRuleNames.Clone()
+	if err != nil {
 		ring.Close()
 		return fmt.Errorf("%s: events: %w", iface, err)
 	}
+	own := maps.Of(&datapath.Maps{XdpgRuleNames: names})
 	defer names.Close()
 	rd, err := ringbuf.NewReader(ring)
 	ring.Close() // the reader holds its own reference
@@ -249,7 +251,7 @@ func Stream(ctx context.Context, iface string, ring, names *ebpf.Map, w *Writer,
 	defer stop()
 	defer rd.Close()
 	zero := monotonicZero()
-	var raw loader.Event
+	var raw datapath.Event
 	for {
 		rec, err := rd.Read()
 		if errors.Is(err, ringbuf.ErrClosed) {
@@ -261,7 +263,7 @@ func Stream(ctx context.Context, iface string, ring, names *ebpf.Map, w *Writer,
 		if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &raw); err != nil {
 			continue
 		}
-		if err := w.Write(Decode(iface, &raw, names, zero)); err != nil {
+		if err := w.Write(Decode(iface, &raw, own.RuleNameAt, zero)); err != nil {
 			failed(err)
 			continue
 		}

@@ -6,12 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
 const tcpListen = 10 // TCP_LISTEN
@@ -37,18 +34,4 @@ func Ports(uids []uint32) ([]uint16, error) {
 	}
 	slices.Sort(ports)
 	return slices.Compact(ports), nil
-}
-
-// InForce is the policy the daemon would put in force here at now: the
-// timed rules that apply, plus the listening ports under allow_listening
-// (none if they cannot be listed). For commands that judge a policy file
-// outside the daemon (check, status).
-func InForce(p *policy.Policy, now time.Time) *policy.Policy {
-	eff := p.At(now)
-	if p.AllowListening {
-		if ports, err := Ports(p.ListeningUIDs); err == nil {
-			eff = eff.WithListening(ports)
-		}
-	}
-	return eff
 }

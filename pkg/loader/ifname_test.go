@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpguard/xdpguard/pkg/maps"
 )
 
 func TestCheckInterfaceName(t *testing.T) {
@@ -63,7 +65,7 @@ func TestPinDirectoriesOthersControlAreRefused(t *testing.T) {
 	if err := checkPinDir(filepath.Join(root, "eth1")); err == nil || !strings.Contains(err.Error(), "symlink") {
 		t.Errorf("symlinked pin directory: %v", err)
 	}
-	if _, err := OpenPinned(root, "eth1", false); err == nil || !strings.Contains(err.Error(), "symlink") {
+	if _, err := maps.Open(filepath.Join(root, "eth1"), false); err == nil || !strings.Contains(err.Error(), "symlink") {
 		t.Errorf("status through a symlinked pin directory: %v", err)
 	}
 }

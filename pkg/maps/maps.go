@@ -1,252 +1,149 @@
-// Package maps reads xdpguard's BPF maps into plain Go values: per-CPU
-// counters summed over CPUs, per-port drops, limiter table fill.
+// Package maps is the only code that opens, reads and writes xdpguard's
+// state maps: an interface's pins (Open) or a running generation's maps
+// (Of). Readers are methods of the Set; Snapshot reads what metrics, stats,
+// status and top show, each field or the reason it could not be read.
 package maps
 
 import (
 	"errors"
 	"fmt"
-	"net/netip"
-	"sort"
+	"os"
+	"path/filepath"
+	"reflect"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 )
 
-// Reasons holds packet counts indexed by loader.Reason.
-type Reasons [loader.NumReasons]uint64
+// Set is one interface's state maps. Only the pinned ones are set
+// (datapath.PinnedMaps); one that a pin directory of an older schema lacks
+// stays nil, and its readers say so.
+type Set struct {
+	*datapath.Maps
+	// Dir is the pin directory (Open), Link the pinned link if any.
+	Dir  string
+	Link link.Link
+	own  bool // Close closes the maps (Open), or they are borrowed (Of)
+}
 
-// Total is every packet the program saw.
-func (r *Reasons) Total() (n uint64) {
-	for _, v := range r {
-		n += v
+// ErrNotPinned: a map this xdpguard reads is not pinned there (pins of an
+// older schema, before a daemon of this version adopts them).
+var ErrNotPinned = errors.New("not pinned")
+
+// Open opens the pins of an interface's directory, read-only unless
+// writable. Nothing is created: a missing pin directory is an error, a
+// missing map a nil field. A pin directory reached through a symlink is
+// refused.
+func Open(dir string, writable bool) (*Set, error) {
+	if fi, err := os.Lstat(dir); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory (a symlink?): not opened", dir)
 	}
-	return n
-}
-
-// Dropped is every packet the program dropped.
-func (r *Reasons) Dropped() (n uint64) {
-	for i, v := range r {
-		if loader.Reason(i).Dropped() {
-			n += v
-		}
+	if _, err := os.Stat(filepath.Join(dir, "xdpg_generation")); err != nil {
+		return nil, fmt.Errorf("no xdpguard pins in %s: %w", dir, err)
 	}
-	return n
-}
-
-// ReadReasons sums the per-CPU reason counters.
-func ReadReasons(stats *ebpf.Map) (Reasons, error) { return readReasons(stats, 0) }
-
-// ReadMonitored sums the counters of drops that monitor mode let through:
-// what the policy would have dropped, by reason.
-func ReadMonitored(stats *ebpf.Map) (Reasons, error) {
-	return readReasons(stats, loader.NumReasons)
-}
-
-func readReasons(stats *ebpf.Map, base int) (Reasons, error) {
-	var out Reasons
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		return out, err
+	s := &Set{Maps: new(datapath.Maps), Dir: dir, own: true}
+	pinned := map[string]bool{}
+	for _, n := range datapath.PinnedMaps() {
+		pinned[n] = true
 	}
-	vals := make([]uint64, cpus)
-	for i := range out {
-		if err := stats.Lookup(uint32(base+i), &vals); err != nil {
-			return out, fmt.Errorf("read counter %d: %w", i, err)
-		}
-		for _, v := range vals {
-			out[i] += v
-		}
-	}
-	return out, nil
-}
-
-// PortDrops are the drops of one destination port.
-type PortDrops struct {
-	Port uint16
-	loader.PortCounters
-}
-
-// Total is the port's drops of every reason.
-func (p PortDrops) Total() uint64 {
-	return p.NotAllowed + p.RateLimited + p.PortRateLimited + p.UdpNotAllowed
-}
-
-// ReadPortDrops returns every port with drops, most drops first, summed over
-// CPUs. It reads the whole table in a few batch syscalls.
-func ReadPortDrops(m *ebpf.Map) ([]PortDrops, error) {
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		return nil, err
-	}
-	const chunk = 8192
-	keys := make([]uint32, chunk)
-	vals := make([]loader.PortCounters, chunk*cpus)
-	var out []PortDrops
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		for i := 0; i < n; i++ {
-			var sum PortDrops
-			sum.Port = uint16(keys[i])
-			for _, v := range vals[i*cpus : (i+1)*cpus] {
-				sum.NotAllowed += v.NotAllowed
-				sum.RateLimited += v.RateLimited
-				sum.PortRateLimited += v.PortRateLimited
-				sum.UdpNotAllowed += v.UdpNotAllowed
-			}
-			if sum.Total() > 0 {
-				out = append(out, sum)
-			}
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read port drops: %w", err)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Total() != out[j].Total() {
-			return out[i].Total() > out[j].Total()
-		}
-		return out[i].Port < out[j].Port
-	})
-	return out, nil
-}
-
-// CountEntries counts the entries of the source limiter table, in batches.
-func CountEntries(m *ebpf.Map) (int, error) {
-	n, _, err := CountSources(m, loader.Meta{})
-	return n, err
-}
-
-// CountSources counts the entries of the source limiter table and, under
-// the limit meta records, those it refuses right now: their next SYN
-// would find no token (GCRA time beyond now + limit - interval).
-func CountSources(m *ebpf.Map, meta loader.Meta) (entries, limited int, err error) {
-	const chunk = 4096
-	keys := make([]loader.SrcKey, chunk)
-	vals := make([]loader.SourceState, chunk)
-	var cursor ebpf.MapBatchCursor
-	now := loader.MonotonicNow()
-	for {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		entries += n
-		if meta.SrcIntervalNs > 0 {
-			for _, v := range vals[:n] {
-				if v.At+meta.SrcIntervalNs > now+meta.SrcLimitNs {
-					limited++
-				}
-			}
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return entries, limited, nil
-		}
-		if err != nil {
-			return entries, limited, fmt.Errorf("count sources: %w", err)
-		}
-	}
-}
-
-// Rule is one rule's counters, summed over CPUs.
-type Rule struct {
-	Name      string `json:"name"`
-	Passed    uint64 `json:"passed"`
-	Dropped   uint64 `json:"dropped"`
-	Monitored uint64 `json:"monitored"` // would-be drops let through (monitor mode)
-}
-
-// ReadRules returns the counters of every named rule slot, in slot order
-// (the implicit rules first).
-func ReadRules(names, stats *ebpf.Map) ([]Rule, error) {
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		return nil, err
-	}
-	vals := make([]loader.RuleCounters, cpus)
-	var out []Rule
-	for i := uint32(0); i < names.MaxEntries(); i++ {
-		var n loader.RuleName
-		if err := names.Lookup(i, &n); err != nil {
-			return nil, fmt.Errorf("read rule name %d: %w", i, err)
-		}
-		name := n.String()
-		if name == "" {
+	opts := &ebpf.LoadPinOptions{ReadOnly: !writable}
+	v := reflect.ValueOf(s.Maps).Elem()
+	for i := range v.NumField() {
+		name := v.Type().Field(i).Tag.Get("ebpf")
+		if !pinned[name] {
 			continue
 		}
-		if err := stats.Lookup(i, &vals); err != nil {
-			return nil, fmt.Errorf("read rule %q: %w", name, err)
-		}
-		r := Rule{Name: name}
-		for _, v := range vals {
-			r.Passed += v.Passed
-			r.Dropped += v.Dropped
-			r.Monitored += v.Monitored
-		}
-		out = append(out, r)
-	}
-	return out, nil
-}
-
-// ReadHealth sums the data path's health counters (loader.Health*).
-func ReadHealth(m *ebpf.Map) ([loader.NumHealthCounters]uint64, error) {
-	var out [loader.NumHealthCounters]uint64
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		return out, err
-	}
-	vals := make([]uint64, cpus)
-	for i := range out {
-		if err := m.Lookup(uint32(i), &vals); err != nil {
-			return out, fmt.Errorf("read health counter %d: %w", i, err)
-		}
-		for _, v := range vals {
-			out[i] += v
-		}
-	}
-	return out, nil
-}
-
-// Source is a source in a per-source table and the packets it refused.
-type Source struct {
-	Source netip.Prefix `json:"source"` // an IPv4 /32 or IPv6 /64
-	Drops  uint64       `json:"drops"`
-	// At is the entry's time: GCRA arrival time, or ban end (monotonic ns).
-	At uint64 `json:"-"`
-}
-
-// ReadSources returns the sources of a per-source table that refused any
-// packet, most drops first, at most n (all if n <= 0). It reads the table
-// in batches.
-func ReadSources(m *ebpf.Map, n int) ([]Source, error) {
-	const chunk = 4096
-	keys := make([]loader.SrcKey, chunk)
-	vals := make([]loader.SourceState, chunk)
-	var out []Source
-	var cursor ebpf.MapBatchCursor
-	for {
-		got, err := m.BatchLookup(&cursor, keys, vals, nil)
-		for i := 0; i < got; i++ {
-			if vals[i].Drops > 0 {
-				out = append(out, Source{keys[i].Prefix(), vals[i].Drops, vals[i].At})
-			}
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			break
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), opts)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read sources: %w", err)
+			s.Close()
+			return nil, fmt.Errorf("open pinned %s: %w", name, err)
+		}
+		v.Field(i).Set(reflect.ValueOf(m))
+	}
+	if l, err := link.LoadPinnedLink(filepath.Join(dir, datapath.LinkPin), nil); err == nil {
+		s.Link = l
+	}
+	return s, nil
+}
+
+// Of is the Set of a loaded generation's maps: borrowed, valid while the
+// generation is, and Close leaves them open.
+func Of(m *datapath.Maps) *Set { return &Set{Maps: m} }
+
+// Close releases what Open opened. Safe to call more than once.
+func (s *Set) Close() error {
+	var errs []error
+	if s.own && s.Maps != nil {
+		v := reflect.ValueOf(s.Maps).Elem()
+		for i := range v.NumField() {
+			if m, ok := v.Field(i).Interface().(*ebpf.Map); ok && m != nil {
+				errs = append(errs, m.Close())
+				v.Field(i).Set(reflect.Zero(v.Field(i).Type()))
+			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Drops != out[j].Drops {
-			return out[i].Drops > out[j].Drops
-		}
-		return out[i].Source.Addr().Less(out[j].Source.Addr())
-	})
-	if n > 0 && len(out) > n {
-		out = out[:n]
+	if s.Link != nil {
+		errs = append(errs, s.Link.Close())
+		s.Link = nil
+	}
+	return errors.Join(errs...)
+}
+
+// need fails with ErrNotPinned when m is missing.
+func need(m *ebpf.Map, name string) error {
+	if m == nil {
+		return fmt.Errorf("%s: %w", name, ErrNotPinned)
+	}
+	return nil
+}
+
+// perCPU sums the per-CPU values of key into a T with add; buf is reused
+// between calls (one per reader, sized by the possible CPUs).
+type perCPU[T any] struct{ buf []T }
+
+func newPerCPU[T any]() (*perCPU[T], error) {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, err
+	}
+	return &perCPU[T]{buf: make([]T, cpus)}, nil
+}
+
+func (p *perCPU[T]) sum(m *ebpf.Map, key uint32, add func(*T, T)) (T, error) {
+	var out T
+	if err := m.Lookup(key, &p.buf); err != nil {
+		return out, err
+	}
+	for _, v := range p.buf {
+		add(&out, v)
 	}
 	return out, nil
+}
+
+// batchChunk bounds what one batch read holds: per-CPU tables take
+// chunk*CPUs values (at 128 CPUs, 1024 port counters are 4 MiB).
+const batchChunk = 1024
+
+// eachBatch reads all of m in batches of batchChunk keys, calling fn with
+// each batch's keys and values (values of per-CPU maps: per key, one per
+// possible CPU, in a row).
+func eachBatch[K, V any](m *ebpf.Map, perKey int, fn func(keys []K, vals []V)) error {
+	keys := make([]K, batchChunk)
+	vals := make([]V, batchChunk*perKey)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		fn(keys[:n], vals[:n*perKey])
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }

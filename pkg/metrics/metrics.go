@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/maps"
 )
@@ -22,17 +23,21 @@ type Target struct {
 	// ProgramID is the program our link runs; the interface counts as
 	// attached only while the kernel reports this ID on it.
 	ProgramID uint32
-	Maps      loader.StateMaps
+	Maps      *maps.Set
 }
 
 // Targets lends the current targets to fn. The maps must stay open until
 // fn returns: a reload closes the previous generation's handles.
 type Targets func(fn func([]Target))
 
-// Collector reads every target's maps on each scrape.
+// Collector reads every target's maps, at most once per cacheFor.
 type Collector struct {
 	targets  Targets
 	topPorts int
+
+	mu       sync.Mutex // one collection at a time
+	cached   []prometheus.Metric
+	cachedAt time.Time
 
 	scrapeErrors prometheus.Counter
 
@@ -89,23 +94,57 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect implements prometheus.Collector.
+// cacheFor is how long one collection serves scrapes: reading every map
+// costs syscalls per counter and per CPU, and several Prometheus servers
+// (or a busy dashboard) scraping at once must not multiply it.
+const cacheFor = time.Second
+
+// Collect implements prometheus.Collector. One collection at a time: a
+// scrape that arrives while another collects waits for it and gets its
+// result, as does every scrape within cacheFor of it.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	if c.cached == nil || time.Since(c.cachedAt) > cacheFor {
+		c.cached, c.cachedAt = c.collect(), time.Now()
+	}
+	cached := c.cached
+	c.mu.Unlock()
+	for _, m := range cached {
+		ch <- m
+	}
+	c.scrapeErrors.Collect(ch)
+}
+
+// Invalidate makes the next scrape collect afresh (after a generation
+// switch: the cached figures describe the old one).
+func (c *Collector) Invalidate() {
+	c.mu.Lock()
+	c.cached = nil
+	c.mu.Unlock()
+}
+
+func (c *Collector) collect() []prometheus.Metric {
+	var mu sync.Mutex
+	var out []prometheus.Metric
 	c.targets(func(targets []Target) {
 		var wg sync.WaitGroup
 		for _, t := range targets {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c.collectTarget(ch, t)
+				ms := c.collectTarget(t)
+				mu.Lock()
+				out = append(out, ms...)
+				mu.Unlock()
 			}()
 		}
 		wg.Wait()
 	})
-	c.scrapeErrors.Collect(ch)
+	return out
 }
 
-func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
+func (c *Collector) collectTarget(t Target) []prometheus.Metric {
+	var out []prometheus.Metric
 	// Label values come from pins (rule names), which another root tool
 	// may have written: a value Prometheus refuses (invalid UTF-8) is
 	// counted as a scrape error, never a panic in the collector.
@@ -115,89 +154,67 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 			c.scrapeErrors.Inc()
 			return
 		}
-		ch <- m
+		out = append(out, m)
 	}
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		emit(d, prometheus.CounterValue, float64(v), labels)
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) { emit(d, prometheus.GaugeValue, v, labels) }
-	if reasons, err := maps.ReadReasons(t.Maps.Stats); err != nil {
+	snap := t.Maps.Snapshot(maps.SnapshotOptions{TopPorts: c.topPorts})
+	for range snap.Problems {
 		c.scrapeErrors.Inc()
-	} else {
-		counter(c.packets, reasons.Total(), t.Iface)
-		for _, r := range loader.AllReasons() {
+	}
+	if r := snap.Reasons; r != nil {
+		counter(c.packets, r.Total(), t.Iface)
+		for _, reason := range datapath.AllReasons() {
 			d := c.passed
-			if r.Dropped() {
+			if reason.Dropped() {
 				d = c.drops
 			}
-			counter(d, reasons[r], t.Iface, r.Name())
+			counter(d, r[reason], t.Iface, reason.Name())
 		}
 	}
-	if mon, err := maps.ReadMonitored(t.Maps.Stats); err != nil {
-		c.scrapeErrors.Inc()
-	} else {
-		for _, r := range loader.AllReasons() {
+	if mon := snap.Monitored; mon != nil {
+		for _, r := range datapath.AllReasons() {
 			if r.Dropped() {
 				counter(c.monitored, mon[r], t.Iface, r.Name())
 			}
 		}
 	}
-	if ports, err := maps.ReadPortDrops(t.Maps.PortDrops); err != nil {
-		c.scrapeErrors.Inc()
-	} else {
-		if len(ports) > c.topPorts {
-			ports = ports[:c.topPorts]
-		}
-		for _, p := range ports {
-			port := strconv.Itoa(int(p.Port))
-			counter(c.portDrops, p.NotAllowed, t.Iface, port, loader.DropPortNotAllowed.Name())
-			counter(c.portDrops, p.RateLimited, t.Iface, port, loader.DropRateLimited.Name())
-			counter(c.portDrops, p.PortRateLimited, t.Iface, port, loader.DropPortRateLimited.Name())
-			counter(c.portDrops, p.UdpNotAllowed, t.Iface, port, loader.DropUDPPortNotAllowed.Name())
-		}
+	for _, p := range snap.Ports {
+		port := strconv.Itoa(int(p.Port))
+		counter(c.portDrops, p.NotAllowed, t.Iface, port, datapath.DropPortNotAllowed.Name())
+		counter(c.portDrops, p.RateLimited, t.Iface, port, datapath.DropRateLimited.Name())
+		counter(c.portDrops, p.PortRateLimited, t.Iface, port, datapath.DropPortRateLimited.Name())
+		counter(c.portDrops, p.UdpNotAllowed, t.Iface, port, datapath.DropUDPPortNotAllowed.Name())
 	}
-	if rules, err := maps.ReadRules(t.Maps.RuleNames, t.Maps.RuleStats); err != nil {
-		c.scrapeErrors.Inc()
-	} else {
-		for _, r := range rules {
-			counter(c.rulePackets, r.Passed, t.Iface, r.Name, "passed")
-			counter(c.rulePackets, r.Dropped, t.Iface, r.Name, "dropped")
-			counter(c.rulePackets, r.Monitored, t.Iface, r.Name, "monitored")
-		}
+	for _, r := range snap.Rules {
+		counter(c.rulePackets, r.Passed, t.Iface, r.Name, "passed")
+		counter(c.rulePackets, r.Dropped, t.Iface, r.Name, "dropped")
+		counter(c.rulePackets, r.Monitored, t.Iface, r.Name, "monitored")
 	}
-	if h, err := maps.ReadHealth(t.Maps.Health); err != nil {
-		c.scrapeErrors.Inc()
-	} else {
-		counter(c.eventsLost, h[loader.HealthEventsOverBudget], t.Iface, "over_budget")
-		counter(c.eventsLost, h[loader.HealthEventsRingFull], t.Iface, "ring_full")
-		counter(c.sourceInserts, h[loader.HealthSourceInserts], t.Iface)
-		counter(c.bansRefused, h[loader.HealthBansProtected], t.Iface, "protected")
-		counter(c.bansRefused, h[loader.HealthBansNotStored], t.Iface, "table_full")
-		counter(c.contended, h[loader.HealthLimiterContended], t.Iface)
+	if h := snap.Health; h != nil {
+		counter(c.eventsLost, h[datapath.HealthEventsOverBudget], t.Iface, "over_budget")
+		counter(c.eventsLost, h[datapath.HealthEventsRingFull], t.Iface, "ring_full")
+		counter(c.sourceInserts, h[datapath.HealthSourceInserts], t.Iface)
+		counter(c.bansRefused, h[datapath.HealthBansProtected], t.Iface, "protected")
+		counter(c.bansRefused, h[datapath.HealthBansNotStored], t.Iface, "table_full")
+		counter(c.contended, h[datapath.HealthLimiterContended], t.Iface)
 	}
-	if prot, err := loader.ReadProtected(t.Maps.Protected); err != nil {
-		c.scrapeErrors.Inc()
-	} else {
-		gauge(c.protected, float64(len(prot)), t.Iface)
+	if snap.Protected != nil {
+		gauge(c.protected, float64(len(snap.Protected)), t.Iface)
 	}
-	meta, metaErr := loader.ReadMeta(t.Maps.Generation)
-	if n, limited, err := maps.CountSources(t.Maps.SrcBuckets, meta); err != nil || metaErr != nil {
-		c.scrapeErrors.Inc()
-	} else {
-		gauge(c.sources, float64(n), t.Iface)
-		gauge(c.sourcesLimited, float64(limited), t.Iface)
-		gauge(c.sourcesCap, float64(t.Maps.SrcBuckets.MaxEntries()), t.Iface)
+	if src := snap.Sources; src != nil {
+		gauge(c.sources, float64(src.Entries), t.Iface)
+		gauge(c.sourcesLimited, float64(src.Limited), t.Iface)
+		gauge(c.sourcesCap, float64(src.Capacity), t.Iface)
 	}
-	if bans, err := loader.ReadBans(t.Maps.Bans); err != nil {
-		c.scrapeErrors.Inc()
-	} else {
-		gauge(c.bans, float64(len(bans)), t.Iface)
+	if snap.BanCount != nil {
+		gauge(c.bans, float64(*snap.BanCount), t.Iface)
 	}
-	if metaErr != nil {
-		c.scrapeErrors.Inc()
-	} else {
+	if meta := snap.Meta; meta != nil {
 		gauge(c.generation, float64(meta.Generation), t.Iface)
-		gauge(c.monitorMode, float64(meta.Flags&loader.MetaMonitor), t.Iface)
+		gauge(c.monitorMode, float64(meta.Flags&datapath.MetaMonitor), t.Iface)
 		gauge(c.loadedAt, float64(time.Unix(0, int64(meta.LoadedUnixNs)).UnixMilli())/1000, t.Iface)
 	}
 	if mode, running, err := loader.Runs(t.Ifindex, t.ProgramID); err != nil {
@@ -209,6 +226,7 @@ func (c *Collector) collectTarget(ch chan<- prometheus.Metric, t Target) {
 		}
 		gauge(c.attached, v, t.Iface, mode)
 	}
+	return out
 }
 
 // Reloads counts policy reloads by result; LastReload records the last one.

@@ -8,7 +8,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	xtestutil "github.com/xdpguard/xdpguard/internal/testutil"
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
+	"github.com/xdpguard/xdpguard/pkg/maps"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
@@ -20,24 +21,24 @@ func TestInvalidRuleNameDoesNotPanic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := loader.LoadDetached(pol)
+	d, err := datapath.LoadDetached(pol)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	var bad loader.RuleName
+	var bad datapath.RuleName
 	for i, b := range []byte{'x', 0xff, 0xfe, 'y'} {
 		bad.Name[i] = int8(b)
 	}
-	if err := d.RuleNames.Put(uint32(9), &bad); err != nil {
+	if err := d.XdpgRuleNames.Put(uint32(9), &bad); err != nil {
 		t.Fatal(err)
 	}
-	counts := make([]loader.RuleCounters, ebpf.MustPossibleCPU())
+	counts := make([]datapath.RuleCounters, ebpf.MustPossibleCPU())
 	counts[0].Passed = 5
-	if err := d.RuleStats.Put(uint32(9), counts); err != nil {
+	if err := d.XdpgRuleStats.Put(uint32(9), counts); err != nil {
 		t.Fatal(err)
 	}
-	c := NewCollector(func(fn func([]Target)) { fn([]Target{{Iface: "eth0", Maps: d.StateMaps}}) }, 10)
+	c := NewCollector(func(fn func([]Target)) { fn([]Target{{Iface: "eth0", Maps: maps.Of(d.Maps)}}) }, 10)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	if _, err := reg.Gather(); err != nil {

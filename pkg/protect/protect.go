@@ -3,7 +3,7 @@
 // gateways and its DNS resolvers. Anyone who can spoof can make a SYN flood
 // carry these addresses; banning them would cut the operator off, or the
 // host from its network. The daemon writes what Discover finds into the data
-// path's xdpg_protected (loader.SetProtected) and keeps it current.
+// path's xdpg_protected (maps.Set.SetProtected) and keeps it current.
 package protect
 
 import (
@@ -19,13 +19,13 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 )
 
 // Sources maps each protected address to why it is protected.
-type Sources map[netip.Addr]loader.Protection
+type Sources map[netip.Addr]datapath.Protection
 
-func (s Sources) add(a netip.Addr, why loader.Protection) {
+func (s Sources) add(a netip.Addr, why datapath.Protection) {
 	if a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() {
 		s[a.Unmap()] |= why
 	}
@@ -78,7 +78,7 @@ func (h Host) Discover() (Sources, error) {
 	}
 	if f := strings.Fields(h.SSHConnection); len(f) == 4 {
 		if a, err := netip.ParseAddr(f[0]); err == nil {
-			out.add(a, loader.ProtectSSH)
+			out.add(a, datapath.ProtectSSH)
 		}
 	}
 	return out, errors.Join(errs...)
@@ -103,7 +103,7 @@ func (h Host) sshPeers(out Sources) error {
 		for _, s := range socks {
 			if s.State == tcpEstablished && inodes[s.INode] {
 				if a, ok := netip.AddrFromSlice(s.ID.Destination); ok {
-					out.add(a, loader.ProtectSSH)
+					out.add(a, datapath.ProtectSSH)
 				}
 			}
 		}
@@ -161,11 +161,11 @@ func gateways(out Sources) error {
 			}
 		}
 		if a, ok := netip.AddrFromSlice(r.Gw); ok {
-			out.add(a, loader.ProtectGateway)
+			out.add(a, datapath.ProtectGateway)
 		}
 		for _, nh := range r.MultiPath {
 			if a, ok := netip.AddrFromSlice(nh.Gw); ok {
-				out.add(a, loader.ProtectGateway)
+				out.add(a, datapath.ProtectGateway)
 			}
 		}
 	}
@@ -187,7 +187,7 @@ func resolvers(path string, out Sources) error {
 			// protected by the data path; the zone is dropped here.
 			host, _, _ := strings.Cut(fields[1], "%")
 			if a, err := netip.ParseAddr(host); err == nil {
-				out.add(a, loader.ProtectResolver)
+				out.add(a, datapath.ProtectResolver)
 			}
 		}
 	}

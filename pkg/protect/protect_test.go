@@ -12,7 +12,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/xdpguard/xdpguard/internal/testutil"
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 )
 
 func TestResolvers(t *testing.T) {
@@ -27,8 +27,8 @@ func TestResolvers(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Sources{
-		netip.MustParseAddr("192.0.2.53"): loader.ProtectResolver, netip.MustParseAddr("2001:db8::53"): loader.ProtectResolver,
-		netip.MustParseAddr("fe80::1"): loader.ProtectResolver,
+		netip.MustParseAddr("192.0.2.53"): datapath.ProtectResolver, netip.MustParseAddr("2001:db8::53"): datapath.ProtectResolver,
+		netip.MustParseAddr("fe80::1"): datapath.ProtectResolver,
 	}
 	if !got.Equal(want) {
 		t.Errorf("resolvers %v, want %v (loopback stubs left out)", got, want)
@@ -108,8 +108,8 @@ func TestDiscoverGatewaysAndSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Sources{
-		netip.MustParseAddr("10.9.0.1"): loader.ProtectGateway, netip.MustParseAddr("2001:db8:9::1"): loader.ProtectGateway,
-		netip.MustParseAddr("203.0.113.9"): loader.ProtectSSH,
+		netip.MustParseAddr("10.9.0.1"): datapath.ProtectGateway, netip.MustParseAddr("2001:db8:9::1"): datapath.ProtectGateway,
+		netip.MustParseAddr("203.0.113.9"): datapath.ProtectSSH,
 	}
 	if !got.Equal(want) {
 		t.Errorf("found %v, want %v", got, want)

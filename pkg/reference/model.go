@@ -4,7 +4,7 @@ import (
 	"maps"
 	"net/netip"
 
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
@@ -133,7 +133,7 @@ type Model struct {
 
 // NewModel is the data path under pol with empty state. preciseClock says
 // whether the generation's limiters read the precise clock: what the
-// loader decides from the coarse clock's tick (loader.NeedsPreciseClock).
+// loader decides from the coarse clock's tick (datapath.NeedsPreciseClock).
 func NewModel(pol *policy.Policy, preciseClock bool) *Model {
 	m := &Model{
 		pol: pol, precise: preciseClock,
@@ -196,13 +196,13 @@ func (m *Model) activeBan(k netip.Prefix, coarse uint64) *Ban {
 
 func banned(v Verdict, b *Ban) Verdict {
 	b.Drops++
-	v.Reason, v.Monitored = loader.DropBanned, false
+	v.Reason, v.Monitored = datapath.DropBanned, false
 	return v
 }
 
 // refused is a SYN §3 drops: still counted under the rule that admitted
 // it (or the monitor-mode rule it would have been the drop of), but a drop.
-func refused(v Verdict, r loader.Reason) Verdict {
+func refused(v Verdict, r datapath.Reason) Verdict {
 	v.Reason, v.Monitored = r, false
 	return v
 }
@@ -223,7 +223,7 @@ func (m *Model) syn3(v Verdict, now, coarse uint64) Verdict {
 		}
 	}
 	if m.total.On() && !m.total.Peek(m.ports[v.Port], now) { // 4
-		return refused(v, loader.DropPortRateLimited)
+		return refused(v, datapath.DropPortRateLimited)
 	}
 	if m.syn.On() { // 5
 		b := m.synBuckets[k]
@@ -239,14 +239,14 @@ func (m *Model) syn3(v Verdict, now, coarse uint64) Verdict {
 			if m.banNs != 0 {
 				m.ban(v.Addr, k, now)
 			}
-			return refused(v, loader.DropRateLimited)
+			return refused(v, datapath.DropRateLimited)
 		}
 	}
 	if m.total.On() { // 6
 		tat, ok := m.total.Take(m.ports[v.Port], now)
 		m.ports[v.Port] = tat
 		if !ok {
-			return refused(v, loader.DropPortRateLimited)
+			return refused(v, datapath.DropPortRateLimited)
 		}
 	}
 	return v // 7
@@ -298,7 +298,7 @@ func (m *Model) icmp3(v Verdict, now, coarse uint64) Verdict {
 		b.TAT = tat
 		if !ok {
 			b.Refused++
-			v.Reason = loader.DropICMPRateLimited
+			v.Reason = datapath.DropICMPRateLimited
 		}
 	}
 	return v

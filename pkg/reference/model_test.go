@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/xdpguard/xdpguard/internal/testpkt"
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
@@ -230,7 +230,7 @@ func ack(src string, port uint16) []byte {
 type step struct {
 	at    uint64
 	frame []byte
-	want  loader.Reason
+	want  datapath.Reason
 }
 
 func play(t *testing.T, m *Model, t0 uint64, steps []step) {
@@ -251,19 +251,19 @@ func TestModelBanLifecycle(t *testing.T) {
 	t0 := uint64(1e12)
 	s := "192.0.2.7"
 	play(t, m, t0, []step{
-		{0, syn(s, 22), loader.PassSYNAllowed},
-		{0, syn(s, 80), loader.PassSYNAllowed}, // one bucket for every port
-		{0, syn(s, 22), loader.DropRateLimited},
-		{0, syn(s, 22), loader.DropBanned},
-		{1, udp(s, 53), loader.DropBanned},
-		{1, icmp(s, 8), loader.DropBanned},
-		{1, icmp(s, 17), loader.DropBanned},
-		{1, syn(s, 9999), loader.DropPortNotAllowed}, // closed: never judged for bans
-		{1, ack(s, 22), loader.PassNotSYN},
-		{1, udp(s, 40005), loader.PassUDPReply},
-		{1, udp(s, 161), loader.DropUDPPortNotAllowed},
-		{1, icmp(s, 0), loader.PassNotTCP},
-		{1, icmp(s, 3), loader.PassNotTCP},
+		{0, syn(s, 22), datapath.PassSYNAllowed},
+		{0, syn(s, 80), datapath.PassSYNAllowed}, // one bucket for every port
+		{0, syn(s, 22), datapath.DropRateLimited},
+		{0, syn(s, 22), datapath.DropBanned},
+		{1, udp(s, 53), datapath.DropBanned},
+		{1, icmp(s, 8), datapath.DropBanned},
+		{1, icmp(s, 17), datapath.DropBanned},
+		{1, syn(s, 9999), datapath.DropPortNotAllowed}, // closed: never judged for bans
+		{1, ack(s, 22), datapath.PassNotSYN},
+		{1, udp(s, 40005), datapath.PassUDPReply},
+		{1, udp(s, 161), datapath.DropUDPPortNotAllowed},
+		{1, icmp(s, 0), datapath.PassNotTCP},
+		{1, icmp(s, 3), datapath.PassNotTCP},
 	})
 	bans := m.Bans()
 	k := KeyOf(netip.MustParseAddr(s))
@@ -278,13 +278,13 @@ func TestModelBanLifecycle(t *testing.T) {
 		t.Fatalf("port buckets 22: +%d, 80: +%d", m.PortTAT(22)-t0, m.PortTAT(80)-t0)
 	}
 	// Active while its end is after the coarse clock; ended at its end.
-	play(t, m, t0, []step{{60_000 - 1, udp(s, 53), loader.DropBanned}})
+	play(t, m, t0, []step{{60_000 - 1, udp(s, 53), datapath.DropBanned}})
 	if b, ok := m.BanOf(netip.MustParseAddr(s)); !ok || b.Drops != 5 {
 		t.Fatalf("ban %+v %v", b, ok)
 	}
 	play(t, m, t0, []step{
-		{60_000, udp(s, 53), loader.PassUDPAllowed},
-		{60_000, syn(s, 22), loader.PassSYNAllowed},
+		{60_000, udp(s, 53), datapath.PassUDPAllowed},
+		{60_000, syn(s, 22), datapath.PassSYNAllowed},
 	})
 	if len(m.Bans()) != 0 {
 		t.Fatalf("ended ban kept: %v", m.Bans())
@@ -322,10 +322,10 @@ func TestModelClocks(t *testing.T) {
 			t.Errorf("precise %v: ban ends +%d", precise, b.End-t0)
 		}
 		// The ban's end is compared with the coarse clock only.
-		if v := m.Judge(syn(s, 22), end+10*ms, end-1); v.Reason != loader.DropBanned {
+		if v := m.Judge(syn(s, 22), end+10*ms, end-1); v.Reason != datapath.DropBanned {
 			t.Errorf("precise %v: coarse before the end: %s", precise, v.Reason.Name())
 		}
-		if v := m.Judge(syn(s, 22), end, end); v.Reason != loader.PassSYNAllowed {
+		if v := m.Judge(syn(s, 22), end, end); v.Reason != datapath.PassSYNAllowed {
 			t.Errorf("precise %v: at the end: %s", precise, v.Reason.Name())
 		}
 	}
@@ -355,9 +355,9 @@ func TestModelTrustAndProtection(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			now := t0 + (at+uint64(i)*100)*ms
 			switch v := m.Judge(syn(c.src, 22+58*uint16(i%2)), now, now); v.Reason {
-			case loader.PassSYNAllowed:
+			case datapath.PassSYNAllowed:
 				passed++
-			case loader.DropRateLimited, loader.DropBanned:
+			case datapath.DropRateLimited, datapath.DropBanned:
 			default:
 				t.Fatalf("%s: %s", c.src, v.Reason.Name())
 			}
@@ -381,10 +381,10 @@ func TestModelTrustAndProtection(t *testing.T) {
 		}
 	}
 	// Its neighbour's ICMP requests are banned, its errors not.
-	if v := m.Judge(icmp("2001:db8:aa::2", 139), now, now); v.Reason != loader.DropBanned {
+	if v := m.Judge(icmp("2001:db8:aa::2", 139), now, now); v.Reason != datapath.DropBanned {
 		t.Errorf("node information query from the banned /64: %s", v.Reason.Name())
 	}
-	if v := m.Judge(icmp("2001:db8:aa::2", 2), now, now); v.Reason != loader.PassNotTCP {
+	if v := m.Judge(icmp("2001:db8:aa::2", 2), now, now); v.Reason != datapath.PassNotTCP {
 		t.Errorf("packet too big from the banned /64: %s", v.Reason.Name())
 	}
 }
@@ -397,12 +397,12 @@ func TestModelPortPeekAndFullBanTable(t *testing.T) {
 	m.BanTableSize = 1
 	t0 := uint64(1e12)
 	for i := 0; i < 4; i++ {
-		if v := m.Judge(syn(fmt.Sprintf("198.18.0.%d", i), 22), t0, t0); v.Reason != loader.PassSYNAllowed {
+		if v := m.Judge(syn(fmt.Sprintf("198.18.0.%d", i), 22), t0, t0); v.Reason != datapath.PassSYNAllowed {
 			t.Fatalf("SYN %d: %s", i, v.Reason.Name())
 		}
 	}
 	v := m.Judge(syn("198.18.0.9", 22), t0, t0)
-	if v.Reason != loader.DropPortRateLimited || v.Rule != "tcp/22" {
+	if v.Reason != datapath.DropPortRateLimited || v.Rule != "tcp/22" {
 		t.Fatalf("fifth source on a port of burst 4: %+v", v)
 	}
 	if h := m.Health(); h.SourceInserts != 4 || len(m.SYNBuckets()) != 4 {
@@ -414,7 +414,7 @@ func TestModelPortPeekAndFullBanTable(t *testing.T) {
 		now, port := t0+2000*ms, uint16(22+58*i)
 		m.Judge(syn(s, port), now, now)
 		m.Judge(syn(s, port), now, now)
-		if v := m.Judge(syn(s, port), now, now); v.Reason != loader.DropRateLimited {
+		if v := m.Judge(syn(s, port), now, now); v.Reason != datapath.DropRateLimited {
 			t.Fatalf("%s: %s", s, v.Reason.Name())
 		}
 	}
@@ -454,36 +454,36 @@ func TestModelICMP(t *testing.T) {
 		return f.Bytes()
 	}
 	plain := mustPolicy(t, "tcp:\n  allow: [22]\n")
-	if v := Classify(short("192.0.2.1"), plain); v.Reason != loader.PassNotTCP {
+	if v := Classify(short("192.0.2.1"), plain); v.Reason != datapath.PassNotTCP {
 		t.Errorf("no ICMP judged: %s", v.Reason.Name())
 	}
 	bans := mustPolicy(t, "tcp:\n  allow: [22]\nratelimit:\n  syn: {rate: 1, burst: 1, ban: 1s}\n")
 	for _, src := range []string{"192.0.2.1", "2001:db8::1"} {
-		if v := Classify(short(src), bans); v.Reason != loader.DropMalformed {
+		if v := Classify(short(src), bans); v.Reason != datapath.DropMalformed {
 			t.Errorf("%s: ICMP without a type under bans: %s", src, v.Reason.Name())
 		}
 	}
 	m := NewModel(mustPolicy(t, modelPolicy), false)
 	for _, typ := range []byte{8, 13, 15, 17} {
 		v := m.Judge(icmp("192.0.2.1", typ), t0, t0)
-		if want := loader.DropICMPRateLimited; typ == 8 && v.Reason != loader.PassNotTCP || typ != 8 && v.Reason != want {
+		if want := datapath.DropICMPRateLimited; typ == 8 && v.Reason != datapath.PassNotTCP || typ != 8 && v.Reason != want {
 			t.Errorf("type %d: %s", typ, v.Reason.Name())
 		}
 	}
 	for _, typ := range []byte{0, 3, 5, 11, 14, 16, 18, 128, 139} { // not requests over IPv4
-		if v := m.Judge(icmp("192.0.2.1", typ), t0, t0); v.Reason != loader.PassNotTCP || v.Class != ClassNone {
+		if v := m.Judge(icmp("192.0.2.1", typ), t0, t0); v.Reason != datapath.PassNotTCP || v.Class != ClassNone {
 			t.Errorf("ICMP type %d: %+v", typ, v)
 		}
 	}
 	for _, typ := range []byte{1, 2, 3, 4, 129, 130, 133, 134, 135, 136, 137, 140, 143, 8} { // not requests over IPv6
-		if v := m.Judge(icmp("2001:db8::1", typ), t0, t0); v.Reason != loader.PassNotTCP || v.Class != ClassNone {
+		if v := m.Judge(icmp("2001:db8::1", typ), t0, t0); v.Reason != datapath.PassNotTCP || v.Class != ClassNone {
 			t.Errorf("ICMPv6 type %d: %+v", typ, v)
 		}
 	}
-	if v := m.Judge(icmp("2001:db8::1", 139), t0, t0); v.Reason != loader.PassNotTCP {
+	if v := m.Judge(icmp("2001:db8::1", 139), t0, t0); v.Reason != datapath.PassNotTCP {
 		t.Errorf("first node information query: %s", v.Reason.Name())
 	}
-	if v := m.Judge(icmp("2001:db8::2", 128), t0, t0); v.Reason != loader.DropICMPRateLimited {
+	if v := m.Judge(icmp("2001:db8::2", 128), t0, t0); v.Reason != datapath.DropICMPRateLimited {
 		t.Errorf("echo request from the same /64 after a query: %s", v.Reason.Name())
 	}
 	b := m.ICMPBuckets()

@@ -18,7 +18,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
@@ -57,7 +57,7 @@ const (
 
 // Verdict is the outcome for one frame.
 type Verdict struct {
-	Reason loader.Reason
+	Reason datapath.Reason
 	// Port is the destination port of a TCP SYN or of a UDP datagram judged
 	// under udp (§1.7, §1.9), else 0.
 	Port uint16
@@ -176,7 +176,7 @@ type l3 struct {
 
 func isVLAN(t int) bool { return t == ether8021Q || t == ether8021D }
 
-func malformed() Verdict { return Verdict{Reason: loader.DropMalformed} }
+func malformed() Verdict { return Verdict{Reason: datapath.DropMalformed} }
 
 // classify applies §1 and §2.
 func (p pkt) classify(pol *policy.Policy) Verdict {
@@ -200,23 +200,23 @@ func (p pkt) classify(pol *policy.Policy) Verdict {
 	case etherIPv6:
 		h, ok = p.ipv6(off)
 	default:
-		return Verdict{Reason: loader.PassNotIP}
+		return Verdict{Reason: datapath.PassNotIP}
 	}
 	if !ok {
-		return Verdict{Reason: loader.DropMalformed, Addr: h.src}
+		return Verdict{Reason: datapath.DropMalformed, Addr: h.src}
 	}
 	v := Verdict{Addr: h.src}
 	// §1.5: a denied source loses every IP packet, whatever it carries.
 	if contains(pol.Deny, h.src) {
-		v.Reason, v.Rule = loader.DropSourceDenied, policy.RuleSourcesDeny
+		v.Reason, v.Rule = datapath.DropSourceDenied, policy.RuleSourcesDeny
 		return v
 	}
 	// §1.6: a later fragment carries no transport header (RFC 791, RFC
 	// 8200 §4.5); a TCP one at offset 1 can only be the overlap of RFC 1858.
 	if h.laterFrag {
-		v.Reason = loader.PassFragment
+		v.Reason = datapath.PassFragment
 		if h.proto == protoTCP && h.fragOff == 1 {
-			v.Reason = loader.DropFragment
+			v.Reason = datapath.DropFragment
 		}
 		return v
 	}
@@ -228,9 +228,9 @@ func (p pkt) classify(pol *policy.Policy) Verdict {
 			return v, true
 		}
 		if h.firstFrag {
-			return Verdict{Reason: loader.DropFragment, Addr: h.src}, false
+			return Verdict{Reason: datapath.DropFragment, Addr: h.src}, false
 		}
-		return Verdict{Reason: loader.DropMalformed, Addr: h.src}, false
+		return Verdict{Reason: datapath.DropMalformed, Addr: h.src}, false
 	}
 	switch {
 	case h.proto == protoUDP && pol.UDP != nil: // §1.7
@@ -242,13 +242,13 @@ func (p pkt) classify(pol *policy.Policy) Verdict {
 		if bad, ok := whole(1); !ok {
 			return bad
 		}
-		v.Reason = loader.PassNotTCP
+		v.Reason = datapath.PassNotTCP
 		if isRequest(p.b[h.l4Off], h.v6) {
 			v.Class = ClassICMPRequest
 		}
 		return v
 	case h.proto != protoTCP:
-		v.Reason = loader.PassNotTCP
+		v.Reason = datapath.PassNotTCP
 		return v
 	}
 	// §1.9 TCP (RFC 9293 §3.1).
@@ -257,15 +257,15 @@ func (p pkt) classify(pol *policy.Policy) Verdict {
 	}
 	doff := int(p.b[h.l4Off+12]>>4) * 4
 	if doff < 20 || (!h.firstFrag && doff > h.l4Len) {
-		return Verdict{Reason: loader.DropMalformed, Addr: h.src}
+		return Verdict{Reason: datapath.DropMalformed, Addr: h.src}
 	}
 	const fin, syn, rst, ack = 0x01, 0x02, 0x04, 0x10
 	switch flags := p.b[h.l4Off+13]; {
 	case flags&(syn|ack) != syn:
-		v.Reason = loader.PassNotSYN
+		v.Reason = datapath.PassNotSYN
 		return v
 	case flags&(fin|rst) != 0:
-		v.Reason = loader.DropInvalidFlags
+		v.Reason = datapath.DropInvalidFlags
 		return v
 	}
 	v.Port = uint16(p.u16(h.l4Off + 2))
@@ -275,10 +275,10 @@ func (p pkt) classify(pol *policy.Policy) Verdict {
 // synPorts applies §2 to a SYN.
 func synPorts(v Verdict, pol *policy.Policy) Verdict {
 	if v.Rule = admittedBy(pol, policy.ProtoTCP, v.Port, v.Addr); v.Rule != "" {
-		v.Reason, v.Class = loader.PassSYNAllowed, ClassSYN
+		v.Reason, v.Class = datapath.PassSYNAllowed, ClassSYN
 		return v
 	}
-	v.Reason = loader.DropPortNotAllowed
+	v.Reason = datapath.DropPortNotAllowed
 	if m := pol.MonitorRule(policy.ProtoTCP, v.Port); m != nil {
 		// The would-be drop of a monitor-mode rule: §3 still applies.
 		v.Rule, v.Monitored, v.Class = m.Name, true, ClassSYN
@@ -293,20 +293,20 @@ func synPorts(v Verdict, pol *policy.Policy) Verdict {
 func (p pkt) udp(v Verdict, h l3, pol *policy.Policy) Verdict {
 	v.Port = uint16(p.u16(h.l4Off + 2))
 	if v.Rule = admittedBy(pol, policy.ProtoUDP, v.Port, v.Addr); v.Rule != "" {
-		v.Reason, v.Class = loader.PassUDPAllowed, ClassDatagram
+		v.Reason, v.Class = datapath.PassUDPAllowed, ClassDatagram
 		return v
 	}
 	replies := pol.UDP.Replies
 	if pol.UDP.RepliesAuto {
-		replies, _ = loader.EphemeralPorts()
+		replies, _ = datapath.EphemeralPorts()
 	}
 	// A reply passes: it is no drop, so no monitor-mode rule's would-be
 	// drop either.
 	if replies.First != 0 && replies.First <= v.Port && v.Port <= replies.Last {
-		v.Reason, v.Rule = loader.PassUDPReply, policy.RuleUDPReplies
+		v.Reason, v.Rule = datapath.PassUDPReply, policy.RuleUDPReplies
 		return v
 	}
-	v.Reason, v.Rule = loader.DropUDPPortNotAllowed, policy.RuleUDPClosed
+	v.Reason, v.Rule = datapath.DropUDPPortNotAllowed, policy.RuleUDPClosed
 	if m := pol.MonitorRule(policy.ProtoUDP, v.Port); m != nil {
 		v.Rule, v.Monitored = m.Name, true
 	}

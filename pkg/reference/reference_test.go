@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/xdpguard/xdpguard/internal/testpkt"
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 )
 
 // No cap on header offsets: a transport header past 4096 bytes is judged
@@ -19,11 +19,11 @@ func TestClassifyNoOffsetCap(t *testing.T) {
 	if len(b) < 14+40+4096+20 {
 		t.Fatalf("only %d bytes", len(b))
 	}
-	if v := Classify(b, pol); v.Reason != loader.PassSYNAllowed || v.Class != ClassSYN {
+	if v := Classify(b, pol); v.Reason != datapath.PassSYNAllowed || v.Class != ClassSYN {
 		t.Fatalf("SYN behind 6 KiB of options: %+v", v)
 	}
 	f.DPort = 23
-	if v := Classify(f.Bytes(), pol); v.Reason != loader.DropPortNotAllowed {
+	if v := Classify(f.Bytes(), pol); v.Reason != datapath.DropPortNotAllowed {
 		t.Fatalf("closed port behind 6 KiB of options: %s", v.Reason.Name())
 	}
 }
@@ -33,20 +33,20 @@ func TestClassifyNoOffsetCap(t *testing.T) {
 // of the deprecated IPv4-compatible form).
 func TestClassifySourceFamilies(t *testing.T) {
 	pol := mustPolicy(t, "tcp:\n  allow: [22]\nsources:\n  deny: [10.0.0.0/8]\n  trust: [\"2001:db8:aa::/48\"]\n")
-	for src, want := range map[string]loader.Reason{
-		"10.1.2.3":          loader.DropSourceDenied,
-		"::ffff:10.1.2.3":   loader.DropMalformed,
-		"::ffff:192.0.2.1":  loader.DropMalformed,
-		"::10.1.2.3":        loader.PassSYNAllowed,
-		"::":                loader.PassSYNAllowed,
-		"fe80::1":           loader.PassSYNAllowed,
-		"ff02::1":           loader.PassSYNAllowed,
-		"2001:db8:aa::1":    loader.PassSYNAllowed,
-		"255.255.255.255":   loader.PassSYNAllowed,
-		"0.0.0.0":           loader.PassSYNAllowed,
-		"169.254.1.1":       loader.PassSYNAllowed,
-		"::ffff:0.0.0.0":    loader.DropMalformed,
-		"::ffff:255.0.0.11": loader.DropMalformed,
+	for src, want := range map[string]datapath.Reason{
+		"10.1.2.3":          datapath.DropSourceDenied,
+		"::ffff:10.1.2.3":   datapath.DropMalformed,
+		"::ffff:192.0.2.1":  datapath.DropMalformed,
+		"::10.1.2.3":        datapath.PassSYNAllowed,
+		"::":                datapath.PassSYNAllowed,
+		"fe80::1":           datapath.PassSYNAllowed,
+		"ff02::1":           datapath.PassSYNAllowed,
+		"2001:db8:aa::1":    datapath.PassSYNAllowed,
+		"255.255.255.255":   datapath.PassSYNAllowed,
+		"0.0.0.0":           datapath.PassSYNAllowed,
+		"169.254.1.1":       datapath.PassSYNAllowed,
+		"::ffff:0.0.0.0":    datapath.DropMalformed,
+		"::ffff:255.0.0.11": datapath.DropMalformed,
 	} {
 		dst := "198.51.100.1"
 		if netip.MustParseAddr(src).Is6() {
@@ -54,7 +54,7 @@ func TestClassifySourceFamilies(t *testing.T) {
 		}
 		f := testpkt.NewSYN(src, dst, 22)
 		f.Flags = testpkt.ACK // whatever it carries
-		if want == loader.PassSYNAllowed {
+		if want == datapath.PassSYNAllowed {
 			f.Flags = testpkt.SYN
 		}
 		if v := Classify(f.Bytes(), pol); v.Reason != want {
@@ -89,18 +89,18 @@ udp:
 		src   string
 		port  uint16
 		udp   bool
-		want  loader.Reason
+		want  datapath.Reason
 		rule  string
 		class Class
 	}{
-		{"10.1.2.3", 3306, false, loader.PassSYNAllowed, "tcp/3306", ClassSYN}, // open rules first
-		{"192.0.2.1", 9090, false, loader.PassSYNAllowed, "tcp/listening", ClassSYN},
-		{"10.1.2.3", 8080, false, loader.PassSYNAllowed, "trial", ClassSYN},
-		{"192.0.2.1", 8080, false, loader.DropPortNotAllowed, "trial", ClassSYN}, // would-be drop: §3 still judges it
-		{"192.0.2.1", 8081, false, loader.DropPortNotAllowed, "tcp/closed", ClassNone},
-		{"10.1.2.3", 40005, true, loader.PassUDPAllowed, "udp-trial", ClassDatagram},
-		{"192.0.2.1", 40005, true, loader.PassUDPReply, "udp/replies", ClassNone}, // a reply is no drop
-		{"192.0.2.1", 40011, true, loader.DropUDPPortNotAllowed, "udp/closed", ClassNone},
+		{"10.1.2.3", 3306, false, datapath.PassSYNAllowed, "tcp/3306", ClassSYN}, // open rules first
+		{"192.0.2.1", 9090, false, datapath.PassSYNAllowed, "tcp/listening", ClassSYN},
+		{"10.1.2.3", 8080, false, datapath.PassSYNAllowed, "trial", ClassSYN},
+		{"192.0.2.1", 8080, false, datapath.DropPortNotAllowed, "trial", ClassSYN}, // would-be drop: §3 still judges it
+		{"192.0.2.1", 8081, false, datapath.DropPortNotAllowed, "tcp/closed", ClassNone},
+		{"10.1.2.3", 40005, true, datapath.PassUDPAllowed, "udp-trial", ClassDatagram},
+		{"192.0.2.1", 40005, true, datapath.PassUDPReply, "udp/replies", ClassNone}, // a reply is no drop
+		{"192.0.2.1", 40011, true, datapath.DropUDPPortNotAllowed, "udp/closed", ClassNone},
 	} {
 		dst := "198.51.100.1"
 		f := testpkt.NewSYN(c.src, dst, c.port)

@@ -4,13 +4,14 @@
 package stats
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/maps"
 )
 
@@ -26,51 +27,31 @@ type Iface struct {
 	Monitored maps.Reasons
 	Ports     map[uint16]maps.PortDrops
 	Limited   []maps.Source // sources with refused SYNs, most first
-	Banned    []loader.Ban
+	Banned    []maps.Ban
 }
 
-// Take reads the pins of ifaces under root. Sources are read only with
-// sources set (they cost a walk of the limiter table).
-func Take(root string, ifaces []string, sources bool) (*Sample, error) {
+// Take reads the pins of ifaces under root. With sources > 0 the sources
+// most refused, and the bans with most drops, are read too, that many of
+// each at most (a bounded walk of the tables, whatever their size).
+func Take(root string, ifaces []string, sources int) (*Sample, error) {
 	s := &Sample{Time: time.Now(), Interfaces: map[string]*Iface{}}
 	for _, name := range ifaces {
-		p, err := loader.OpenPinned(root, name, false)
-		if err != nil {
-			return nil, err
-		}
-		it, err := read(p, sources)
-		p.Close()
+		set, err := maps.Open(filepath.Join(root, name), false)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		snap := set.Snapshot(maps.SnapshotOptions{TopSources: sources, TopBans: sources})
+		set.Close()
+		if snap.Reasons == nil || snap.Monitored == nil {
+			return nil, fmt.Errorf("%s: %s", name, strings.Join(snap.Problems, "; "))
+		}
+		it := &Iface{Reasons: *snap.Reasons, Monitored: *snap.Monitored, Ports: map[uint16]maps.PortDrops{}, Limited: snap.Limited, Banned: snap.Bans}
+		for _, pd := range snap.Ports {
+			it.Ports[pd.Port] = pd
 		}
 		s.Interfaces[name] = it
 	}
 	return s, nil
-}
-
-func read(p *loader.Pinned, sources bool) (*Iface, error) {
-	it := &Iface{Ports: map[uint16]maps.PortDrops{}}
-	var err1, err2, err3 error
-	it.Reasons, err1 = maps.ReadReasons(p.Stats)
-	it.Monitored, err2 = maps.ReadMonitored(p.Stats)
-	ports, err3 := maps.ReadPortDrops(p.PortDrops)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return nil, err
-	}
-	for _, pd := range ports {
-		it.Ports[pd.Port] = pd
-	}
-	if !sources {
-		return it, nil
-	}
-	var err error
-	if it.Limited, err = maps.ReadSources(p.SrcBuckets, 0); err != nil {
-		return nil, err
-	}
-	if it.Banned, err = loader.ReadBans(p.Bans); err != nil {
-		return nil, err
-	}
-	return it, nil
 }
 
 // Counter is a total and its rate per second over the last interval.
@@ -144,7 +125,7 @@ func Compare(prev, cur *Sample, n int) []Rates {
 		r := Rates{Interface: name, Drops: map[string]Counter{}, Passes: map[string]Counter{}, Monitored: map[string]Counter{},
 			Packets: counter(c.Reasons.Total(), p.Reasons.Total(), secs),
 			Dropped: counter(c.Reasons.Dropped(), p.Reasons.Dropped(), secs)}
-		for _, reason := range loader.AllReasons() {
+		for _, reason := range datapath.AllReasons() {
 			if reason.Dropped() {
 				r.Drops[reason.Name()] = counter(c.Reasons[reason], p.Reasons[reason], secs)
 				r.Monitored[reason.Name()] = counter(c.Monitored[reason], p.Monitored[reason], secs)
@@ -183,7 +164,7 @@ func Compare(prev, cur *Sample, n int) []Rates {
 		for _, b := range p.Banned {
 			before[b.Source] = b.Drops
 		}
-		now := loader.MonotonicNow()
+		now := datapath.MonotonicNow()
 		for _, b := range c.Banned {
 			left := time.Duration(0)
 			if b.Until > now {

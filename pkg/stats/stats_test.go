@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/maps"
 )
 
@@ -13,20 +13,20 @@ func TestCompareRatesAndRanking(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	a, b, c := netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("192.0.2.2/32"), netip.MustParsePrefix("2001:db8::/64")
 	port := func(p uint16, na uint64) maps.PortDrops {
-		return maps.PortDrops{Port: p, PortCounters: loader.PortCounters{NotAllowed: na}}
+		return maps.PortDrops{Port: p, PortCounters: datapath.PortCounters{NotAllowed: na}}
 	}
 	prev := &Sample{Time: t0, Interfaces: map[string]*Iface{"eth1": {
 		Ports:   map[uint16]maps.PortDrops{22: port(22, 100), 23: port(23, 5)},
 		Limited: []maps.Source{{Source: a, Drops: 1000}, {Source: b, Drops: 10}},
 	}}}
-	prev.Interfaces["eth1"].Reasons[loader.DropPortNotAllowed] = 105
+	prev.Interfaces["eth1"].Reasons[datapath.DropPortNotAllowed] = 105
 	made := time.Now() // the ban's end is set from the clock here; Compare reads it again
 	cur := &Sample{Time: t0.Add(2 * time.Second), Interfaces: map[string]*Iface{"eth1": {
 		Ports:   map[uint16]maps.PortDrops{22: port(22, 100), 23: port(23, 205), 24: port(24, 1)},
 		Limited: []maps.Source{{Source: a, Drops: 1000}, {Source: b, Drops: 410}, {Source: c, Drops: 2}},
-		Banned:  []loader.Ban{{Source: c, Until: loader.MonotonicNow() + uint64(30*time.Second), Drops: 7}},
+		Banned:  []maps.Ban{{Source: c, Until: datapath.MonotonicNow() + uint64(30*time.Second), Drops: 7}},
 	}}}
-	cur.Interfaces["eth1"].Reasons[loader.DropPortNotAllowed] = 306
+	cur.Interfaces["eth1"].Reasons[datapath.DropPortNotAllowed] = 306
 	got := Compare(prev, cur, 2)
 	since := time.Since(made) // however long this goroutine was held off the CPU
 	if len(got) != 1 {

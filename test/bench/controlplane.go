@@ -13,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
@@ -159,7 +160,7 @@ func daemonFigures(l *lab, bin string, res *cpResult) error {
 	defer m.Close()
 	cpus := ebpf.MustPossibleCPU()
 	keys := make([]uint32, 65536)
-	vals := make([]loader.PortCounters, 65536*cpus)
+	vals := make([]datapath.PortCounters, 65536*cpus)
 	for i := range keys {
 		keys[i] = uint32(i)
 		vals[i*cpus].NotAllowed = uint64(i + 1)

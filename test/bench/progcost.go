@@ -10,7 +10,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 
 	"github.com/xdpguard/xdpguard/internal/testpkt"
-	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
@@ -50,12 +50,12 @@ func programCost(repeat, rounds int) ([]costRow, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := loader.LoadDetached(pol)
+	d, err := datapath.LoadDetached(pol)
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
-	dp, err := loader.LoadDetached(pass)
+	dp, err := datapath.LoadDetached(pass)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
@@ -50,10 +51,10 @@ func TestAtomicSwitchUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := loader.SetEventBudget(st.EventBudget, 100000, 100000); err != nil {
+	if err := st.SetEventBudget(100000, 100000); err != nil {
 		t.Fatal(err)
 	}
-	ring, err := st.Events.Clone() // outlives the generation's handles
+	ring, err := st.XdpgEvents.Clone() // outlives the generation's handles
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +76,7 @@ func TestAtomicSwitchUnderLoad(t *testing.T) {
 	markerSrc := netip.MustParseAddr(l.CliV4)
 	go func() {
 		defer readers.Done()
-		var raw loader.Event
+		var raw datapath.Event
 		marked := false
 		for {
 			rec, err := rd.Read()

@@ -311,7 +311,10 @@ func TestReloadResizesSourceTable(t *testing.T) {
 		t.Fatalf("capacity after reload %v, want 4096", c)
 	}
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open", 7777: "filtered"})
-	if n := Metric(d.Scrape(), "xdpguard_ratelimit_sources"); n != 1 {
+	// (Scrapes share one collection a second: wait for a fresh one.)
+	var n float64
+	waitFor(t, "the fresh table's count", 10*time.Second, func() bool { n = Metric(d.Scrape(), "xdpguard_ratelimit_sources"); return n >= 1 })
+	if n != 1 {
 		t.Errorf("fresh table holds %v sources after one new connection, want 1", n)
 	}
 

@@ -6,6 +6,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"errors"
 
 	"crypto/rand"
 	"encoding/hex"
@@ -43,8 +44,9 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		xdpguardBin = filepath.Join(dir, "xdpguard")
-		// -race: the daemon runs race-checked under real traffic and reloads.
-		out, err := exec.Command("go", "build", "-race", "-o", xdpguardBin, "../../cmd/xdpguard").CombinedOutput()
+		// -race: the daemon runs race-checked under real traffic and reloads;
+		// the test hooks (crash points, a refused switch) are built in.
+		out, err := exec.Command("go", "build", "-race", "-tags", "xdpguard_testhooks", "-o", xdpguardBin, "../../cmd/xdpguard").CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build xdpguard: %v\n%s", err, out)
 			return 1
@@ -503,8 +505,17 @@ func Delta(before, after string, parts ...string) float64 {
 }
 
 // Status runs `xdpguard status --output json` in the server namespace.
+// Status runs `xdpguard status --output json` in the server namespace; its
+// exit status 3 (not enforcing, or nothing attached) is an answer, not a
+// failure.
 func (l *Lab) Status() string {
-	return sh(l.t, "ip", "netns", "exec", l.Server, xdpguardBin, "status", "--output", "json")
+	l.t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", l.Server, xdpguardBin, "status", "--output", "json").Output()
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 3) {
+		l.t.Fatalf("status: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 func execCombined(name string, args ...string) (string, error) {

@@ -12,11 +12,12 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 )
 
 // upgradeFrom is the xdpguard commit the upgrade test starts from: one
-// with pin schema 2, the oldest this xdpguard adopts (loader.MinSchemaVersion).
+// with pin schema 2, the oldest this xdpguard adopts (datapath.MinSchemaVersion).
 // Schema 3 changed the ban table (LRU to plain hash) and grew the health
 // counters: the upgrade carries both over. Move it when MinSchemaVersion
 // moves (an upgrade from an older schema is refused by design, see
@@ -135,13 +136,13 @@ func TestUpgradeFromPreviousBinary(t *testing.T) {
 	if m.Type() != ebpf.Hash {
 		t.Errorf("the pinned ban table is a %s after the upgrade, want a plain hash", m.Type())
 	}
-	var meta loader.Meta
+	var meta datapath.Meta
 	if g, err := ebpf.LoadPinnedMap(filepath.Join(pinDir(l), "xdpg_generation"), nil); err == nil {
 		_ = g.Lookup(uint32(0), &meta)
 		g.Close()
 	}
-	if meta.SchemaVersion != loader.SchemaVersion {
-		t.Errorf("pins record schema %d after the upgrade, want %d", meta.SchemaVersion, loader.SchemaVersion)
+	if meta.SchemaVersion != datapath.SchemaVersion {
+		t.Errorf("pins record schema %d after the upgrade, want %d", meta.SchemaVersion, datapath.SchemaVersion)
 	}
 }
 
@@ -157,16 +158,16 @@ func TestIncompatiblePinsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	var meta loader.Meta
+	var meta datapath.Meta
 	if err := m.Lookup(uint32(0), &meta); err != nil {
 		t.Fatal(err)
 	}
-	meta.SchemaVersion = loader.SchemaVersion + 1
+	meta.SchemaVersion = datapath.SchemaVersion + 1
 	if err := m.Put(uint32(0), &meta); err != nil {
 		t.Fatal(err)
 	}
 	out, err := runIn(l, "run", "--iface", l.SrvIf, "--policy", l.dir+"/policy.yaml", "--metrics-addr", "")
-	want := fmt.Sprintf("have schema version %d, this xdpguard uses %d", loader.SchemaVersion+1, loader.SchemaVersion)
+	want := fmt.Sprintf("have schema version %d, this xdpguard uses %d", datapath.SchemaVersion+1, datapath.SchemaVersion)
 	if err == nil || !strings.Contains(out, want) || !strings.Contains(out, "xdpguard detach") {
 		t.Fatalf("start over pins of another schema: %v\n%s", err, out)
 	}

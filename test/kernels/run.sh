@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The kernel matrix: boot Debian's 6.1 and 6.12 cloud kernels under qemu
-# and run pkg/loader's tests (the verifier, BPF_PROG_RUN tables, the
+# and run pkg/datapath's tests (the verifier, BPF_PROG_RUN tables, the
 # differential tests) inside each. The host's kernel runs them in make test.
 #
 # Kernels come from apt (apt-get download, the newest of each series), are
@@ -38,11 +38,11 @@ kernel_image() {
 }
 
 # The initramfs: init, the test binary and the files the tests read.
-mkdir -p "$WORK/root/src/pkg/loader" "$WORK/root/src/bpf" "$WORK/root/bin"
+mkdir -p "$WORK/root/src/pkg/datapath" "$WORK/root/src/bpf" "$WORK/root/bin"
 CGO_ENABLED=0 go build -o "$WORK/root/init" ./test/kernels/init
-CGO_ENABLED=0 go test -c -o "$WORK/root/src/pkg/loader/loader.test" ./pkg/loader
+CGO_ENABLED=0 go test -c -o "$WORK/root/src/pkg/datapath/datapath.test" ./pkg/datapath
 cp bpf/*.h "$WORK/root/src/bpf/"
-cp -r pkg/loader/testdata "$WORK/root/src/pkg/loader/"
+cp -r pkg/datapath/testdata "$WORK/root/src/pkg/datapath/"
 (cd "$WORK/root" && find . | cpio -o -H newc --quiet) >"$WORK/initrd.cpio"
 
 failed=()

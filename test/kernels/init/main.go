@@ -1,5 +1,5 @@
 // Command init is PID 1 of the kernel-matrix guests (test/kernels/run.sh):
-// it mounts what the BPF tests need, runs the pkg/loader test binary from
+// it mounts what the BPF tests need, runs the pkg/datapath test binary from
 // the source tree copied into the initramfs, prints its result on the
 // serial console and powers the guest off.
 package main
@@ -27,8 +27,8 @@ func main() {
 	code := 0
 	// Every limiter test runs on the test build's clock, so none depends on
 	// how slowly the emulated kernel runs.
-	cmd := exec.Command("./loader.test", "-test.v", "-test.count=1")
-	cmd.Dir = "/src/pkg/loader" // tests read ../../bpf and testdata/
+	cmd := exec.Command("./datapath.test", "-test.v", "-test.count=1")
+	cmd.Dir = "/src/pkg/datapath" // tests read ../../bpf and testdata/
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	// CI=true: a privileged test fails rather than skips. Smaller
 	// differential and model runs: the guest's CPU is emulated.

@@ -1,0 +1,95 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// linkLocalV6 is where IPv6 sources are keyed per address, not per /64:
+// a link-local /64 is every neighbour on the link.
+var linkLocalV6 = netip.MustParsePrefix("fe80::/10")
+
+// SrcKeyOf is the limiter and ban key of a source: an IPv4 address, the /64
+// of an IPv6 address, or a link-local IPv6 address whole.
+func SrcKeyOf(a netip.Addr) SrcKey {
+	var b [16]byte
+	if a = a.Unmap(); a.Is4() {
+		b = netip.AddrFrom4(a.As4()).As16() // ::ffff:a.b.c.d
+	} else {
+		b = a.As16()
+		if !linkLocalV6.Contains(a) {
+			clear(b[8:])
+		}
+	}
+	var k SrcKey
+	for i := range k.Addr {
+		k.Addr[i] = binary.LittleEndian.Uint32(b[i*4:]) // bytes in network order, as in the packet
+	}
+	return k
+}
+
+// Prefix is what a key stands for: an IPv4 /32, an IPv6 /64, or a
+// link-local IPv6 /128.
+func (k SrcKey) Prefix() netip.Prefix {
+	var b [16]byte
+	for i, w := range k.Addr {
+		binary.LittleEndian.PutUint32(b[i*4:], w)
+	}
+	a := netip.AddrFrom16(b)
+	switch {
+	case a.Is4In6():
+		return netip.PrefixFrom(a.Unmap(), 32)
+	case linkLocalV6.Contains(a):
+		return netip.PrefixFrom(a, 128)
+	}
+	return netip.PrefixFrom(a, 64)
+}
+
+// SourceState is an entry of the per-source tables (struct xdpg_source):
+// the GCRA arrival time or the ban's end, and the packets it refused.
+type SourceState = xdpguardXdpgSource
+
+// MonotonicNow is the data path's clock (CLOCK_MONOTONIC ns).
+func MonotonicNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// Path is the policy file recorded with the generation, if any.
+func (m *Meta) Path() string { return cString(m.PolicyPath[:]) }
+
+// SetPath records the policy file (cut to fit).
+func (m *Meta) SetPath(path string) {
+	m.PolicyPath = [256]int8{}
+	for i := 0; i < len(path) && i < len(m.PolicyPath)-1; i++ {
+		m.PolicyPath[i] = int8(path[i])
+	}
+}
+
+// Protection is why a source is never banned (enum xdpg_protection bits).
+type Protection uint32
+
+// The reasons the daemon protects a source (bpf/types.h).
+const (
+	ProtectSSH      = Protection(xdpguardXdpgProtectionXDPG_PROTECT_SSH)
+	ProtectGateway  = Protection(xdpguardXdpgProtectionXDPG_PROTECT_GATEWAY)
+	ProtectResolver = Protection(xdpguardXdpgProtectionXDPG_PROTECT_RESOLVER)
+)
+
+// String names the reasons, e.g. "gateway,resolver".
+func (p Protection) String() string {
+	var out []string
+	for _, r := range []struct {
+		bit  Protection
+		name string
+	}{{ProtectSSH, "ssh-session"}, {ProtectGateway, "gateway"}, {ProtectResolver, "resolver"}} {
+		if p&r.bit != 0 {
+			out = append(out, r.name)
+		}
+	}
+	return strings.Join(out, ",")
+}
