@@ -1,18 +1,15 @@
 package main
 
 import (
-	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xdpguard/xdpguard/internal/testutil"
 )
 
 // lab is three namespaces: gen (the traffic generator, which also routes
@@ -32,56 +29,45 @@ const (
 	cliIP = "198.18.101.2"
 )
 
-func run(args ...string) error {
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
+func run(args ...string) error { return testutil.Run(args...) }
 
 func newLab() (*lab, error) {
-	id := strconv.FormatUint(rand.Uint64()%0xfffff, 16)
+	id := testutil.UniqueID()
 	l := &lab{gen: "xgb-g" + id, dut: "xgb-d" + id, cli: "xgb-c" + id,
 		a: "xgba" + id, b: "xgbb" + id, c: "xgbc" + id, d: "xgbd" + id, dutIP: dutIP, cliIP: cliIP}
-	steps := [][]string{
-		{"ip", "netns", "add", l.gen}, {"ip", "netns", "add", l.dut}, {"ip", "netns", "add", l.cli},
-		{"ip", "link", "add", l.a, "netns", l.gen, "type", "veth", "peer", "name", l.b, "netns", l.dut},
-		{"ip", "link", "add", l.d, "netns", l.gen, "type", "veth", "peer", "name", l.c, "netns", l.cli},
+	if err := testutil.NewNamespaces(l.gen, l.dut, l.cli); err != nil {
+		return nil, err
+	}
+	err := testutil.Veth(l.a, l.gen, l.b, l.dut)
+	if err == nil {
+		err = testutil.Veth(l.d, l.gen, l.c, l.cli)
+	}
+	for _, s := range [][]string{
 		{"ip", "-n", l.dut, "addr", "add", dutIP + "/24", "dev", l.b},
 		{"ip", "-n", l.gen, "addr", "add", "198.18.100.2/24", "dev", l.a},
 		{"ip", "-n", l.gen, "addr", "add", "198.18.101.1/24", "dev", l.d},
 		{"ip", "-n", l.cli, "addr", "add", cliIP + "/24", "dev", l.c},
-	}
-	for _, ns := range []string{l.gen, l.dut, l.cli} {
-		steps = append(steps, []string{"ip", "-n", ns, "link", "set", "lo", "up"})
-	}
-	steps = append(steps,
-		[]string{"ip", "-n", l.gen, "link", "set", l.a, "up"}, []string{"ip", "-n", l.gen, "link", "set", l.d, "up"},
-		[]string{"ip", "-n", l.dut, "link", "set", l.b, "up"}, []string{"ip", "-n", l.cli, "link", "set", l.c, "up"},
-		[]string{"ip", "netns", "exec", l.gen, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
-		[]string{"ip", "-n", l.cli, "route", "add", "default", "via", "198.18.101.1"},
-		[]string{"ip", "-n", l.dut, "route", "add", "198.18.101.0/24", "via", "198.18.100.2"},
-	)
-	for _, s := range steps {
-		if err := run(s...); err != nil {
-			l.destroy()
-			return nil, err
+		{"ip", "netns", "exec", l.gen, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+		{"ip", "-n", l.cli, "route", "add", "default", "via", "198.18.101.1"},
+		{"ip", "-n", l.dut, "route", "add", "198.18.101.0/24", "via", "198.18.100.2"},
+	} {
+		if err == nil {
+			err = run(s...)
 		}
 	}
-	var err error
-	if l.aIdx, l.aMAC, err = l.link(l.gen, l.a); err == nil {
-		l.bIdx, l.bMAC, err = l.link(l.dut, l.b)
+	if err == nil {
+		l.aIdx, l.aMAC, err = testutil.LinkOf(l.gen, l.a)
+	}
+	if err == nil {
+		l.bIdx, l.bMAC, err = testutil.LinkOf(l.dut, l.b)
 	}
 	if err == nil {
 		l.workDir, err = os.MkdirTemp("", "xdpguard-bench")
 	}
-	if err != nil {
-		l.destroy()
-		return nil, err
+	if err == nil {
+		err = testutil.SharedBPFFS() // the daemon's pins under `ip netns exec`
 	}
-	// The daemon's pins under `ip netns exec` live on this host-shared bpffs.
-	if err := run("sh", "-c", "mkdir -p /run/xdpguard/bpffs && (mountpoint -q /run/xdpguard/bpffs || mount -t bpf -o mode=0700 bpf /run/xdpguard/bpffs)"); err != nil {
+	if err != nil {
 		l.destroy()
 		return nil, err
 	}
@@ -89,24 +75,8 @@ func newLab() (*lab, error) {
 	return l, nil
 }
 
-func (l *lab) link(ns, name string) (int, net.HardwareAddr, error) {
-	var idx int
-	var mac net.HardwareAddr
-	err := inNS(ns, func() error {
-		ln, err := netlink.LinkByName(name)
-		if err != nil {
-			return err
-		}
-		idx, mac = ln.Attrs().Index, ln.Attrs().HardwareAddr
-		return nil
-	})
-	return idx, mac, err
-}
-
 func (l *lab) destroy() {
-	for _, ns := range []string{l.gen, l.dut, l.cli} {
-		_ = run("ip", "netns", "del", ns)
-	}
+	testutil.DeleteNamespaces(l.gen, l.dut, l.cli)
 	if l.pinRoot != "" {
 		_ = os.RemoveAll(l.pinRoot)
 	}
@@ -116,29 +86,7 @@ func (l *lab) destroy() {
 }
 
 // inNS runs fn on a thread in namespace ns.
-func inNS(ns string, fn func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		return err
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			panic(err)
-		}
-	}()
-	return fn()
-}
+func inNS(ns string, fn func() error) error { return testutil.InNS(ns, fn) }
 
 // pinCPU pins the calling (locked) thread to cpu.
 func pinCPU(cpu int) error {

@@ -8,8 +8,6 @@ import (
 	"bytes"
 	"errors"
 
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -18,14 +16,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/xdpguard/xdpguard/internal/testutil"
 )
@@ -53,7 +48,7 @@ func TestMain(m *testing.M) {
 		}
 		// `ip netns exec` hides /sys/fs/bpf; the daemon then pins on the
 		// host-shared bpffs, which an operator mounts once per boot.
-		if err := exec.Command("sh", "-c", "mkdir -p /run/xdpguard/bpffs && (mountpoint -q /run/xdpguard/bpffs || mount -t bpf -o mode=0700 bpf /run/xdpguard/bpffs)").Run(); err != nil {
+		if err := testutil.SharedBPFFS(); err != nil {
 			fmt.Fprintln(os.Stderr, "mount bpffs:", err)
 			return 1
 		}
@@ -103,9 +98,7 @@ func NewLab(t testing.TB) *Lab {
 	labSeq.n++
 	n := labSeq.n
 	labSeq.Unlock()
-	var rnd [3]byte
-	_, _ = rand.Read(rnd[:])
-	id := hex.EncodeToString(rnd[:])
+	id := testutil.UniqueID()
 	l := &Lab{
 		t: t, Server: "xgs" + id, Client: "xgc" + id, SrvIf: "xgs" + id, CliIf: "xgc" + id,
 		SrvV4: fmt.Sprintf("198.18.%d.1", n), CliV4: fmt.Sprintf("198.18.%d.2", n), CliV4b: fmt.Sprintf("198.18.%d.3", n),
@@ -113,10 +106,8 @@ func NewLab(t testing.TB) *Lab {
 		dir: t.TempDir(),
 	}
 	t.Cleanup(l.destroy)
-	sh(t, "ip", "netns", "add", l.Server)
-	sh(t, "ip", "netns", "add", l.Client)
-	for _, ns := range []string{l.Server, l.Client} {
-		sh(t, "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+	if err := testutil.NewNamespaces(l.Server, l.Client); err != nil {
+		t.Fatal(err)
 	}
 	l.link(l.SrvIf, l.CliIf, l.SrvV4, l.CliV4, l.SrvV6, l.CliV6)
 	sh(t, "ip", "netns", "exec", l.Client, "ip", "addr", "add", l.CliV4b+"/24", "dev", l.CliIf)
@@ -129,14 +120,14 @@ func NewLab(t testing.TB) *Lab {
 // link joins the namespaces with a veth pair and addresses both ends.
 func (l *Lab) link(srvIf, cliIf, srv4, cli4, srv6, cli6 string) {
 	t := l.t
-	sh(t, "ip", "link", "add", srvIf, "netns", l.Server, "type", "veth", "peer", "name", cliIf, "netns", l.Client)
+	if err := testutil.Veth(srvIf, l.Server, cliIf, l.Client); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range [][]string{
 		{l.Server, "ip", "addr", "add", srv4 + "/24", "dev", srvIf},
 		{l.Server, "ip", "addr", "add", srv6 + "/64", "dev", srvIf, "nodad"},
-		{l.Server, "ip", "link", "set", srvIf, "up"},
 		{l.Client, "ip", "addr", "add", cli4 + "/24", "dev", cliIf},
 		{l.Client, "ip", "addr", "add", cli6 + "/64", "dev", cliIf, "nodad"},
-		{l.Client, "ip", "link", "set", cliIf, "up"},
 	} {
 		sh(t, append([]string{"ip", "netns", "exec"}, c...)...)
 	}
@@ -154,14 +145,10 @@ func (l *Lab) AddLink() (srvIf, srv4, cli4 string) {
 }
 
 func (l *Lab) mac(ns, iface string) net.HardwareAddr {
-	var hw net.HardwareAddr
-	l.InNS(ns, func() {
-		i, err := net.InterfaceByName(iface)
-		if err != nil {
-			l.t.Fatal(err)
-		}
-		hw = i.HardwareAddr
-	})
+	_, hw, err := testutil.LinkOf(ns, iface)
+	if err != nil {
+		l.t.Fatal(err)
+	}
 	return hw
 }
 
@@ -171,34 +158,15 @@ func (l *Lab) destroy() {
 		_ = exec.Command("ip", "netns", "exec", l.Server, xdpguardBin, "detach", "--all").Run()
 	}
 	_ = os.RemoveAll("/run/xdpguard/bpffs/xdpguard/netns-" + l.Server)
-	_ = exec.Command("ip", "netns", "del", l.Server).Run()
-	_ = exec.Command("ip", "netns", "del", l.Client).Run()
+	testutil.DeleteNamespaces(l.Server, l.Client)
 }
 
 // InNS runs fn with the calling goroutine's thread in namespace ns. Sockets
 // created inside stay in ns after fn returns.
 func (l *Lab) InNS(ns string, fn func()) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
+	if err := testutil.InNS(ns, func() error { fn(); return nil }); err != nil {
 		l.t.Fatal(err)
 	}
-	defer orig.Close()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		l.t.Fatal(err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			panic(err) // a thread stuck in the wrong namespace must not be reused
-		}
-	}()
-	fn()
 }
 
 // Listen starts TCP echo servers in the server namespace on the ports.
