@@ -64,8 +64,8 @@ type Config struct {
 // Bounds of the events budget: enough to see an attack's shape, never
 // enough to let a flood load the daemon or fill a disk quickly.
 const (
-	MaxEventsRate  = 100_000
-	MaxEventsBurst = 1_000_000
+	maxEventsRate  = 100_000
+	maxEventsBurst = 1_000_000
 )
 
 // Validate checks the configuration without touching the kernel.
@@ -94,11 +94,11 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if c.EventsPath != "" && (c.EventsRate < 1 || c.EventsRate > MaxEventsRate) {
-		errs = append(errs, fmt.Errorf("--events-rate: %d is out of range [1, %d] events per second", c.EventsRate, MaxEventsRate))
+	if c.EventsPath != "" && (c.EventsRate < 1 || c.EventsRate > maxEventsRate) {
+		errs = append(errs, fmt.Errorf("--events-rate: %d is out of range [1, %d] events per second", c.EventsRate, maxEventsRate))
 	}
-	if c.EventsPath != "" && (c.EventsBurst < 1 || c.EventsBurst > MaxEventsBurst) {
-		errs = append(errs, fmt.Errorf("--events-burst: %d is out of range [1, %d]", c.EventsBurst, MaxEventsBurst))
+	if c.EventsPath != "" && (c.EventsBurst < 1 || c.EventsBurst > maxEventsBurst) {
+		errs = append(errs, fmt.Errorf("--events-burst: %d is out of range [1, %d]", c.EventsBurst, maxEventsBurst))
 	}
 	if c.TopPorts < 1 {
 		errs = append(errs, errors.New("--metrics-top-ports: must be at least 1"))
@@ -111,8 +111,8 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Daemon holds the guards of a running `xdpguard run`.
-type Daemon struct {
+// daemon holds the guards of a running `xdpguard run`.
+type daemon struct {
 	cfg Config
 	log *slog.Logger
 	// mu guards what the HTTP handlers read (guards, current) against the
@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{cfg: cfg, log: log, base: base, reloads: metrics.NewReloads(), events: metrics.NewEvents(), missing: map[string]bool{},
+	d := &daemon{cfg: cfg, log: log, base: base, reloads: metrics.NewReloads(), events: metrics.NewEvents(), missing: map[string]bool{},
 		host: protect.ThisHost(cfg.SSHConnection)}
 	if base.AllowListening {
 		if d.ports, err = listening.Ports(base.ListeningUIDs); err != nil {
@@ -308,7 +308,7 @@ func Run(ctx context.Context, cfg Config) error {
 // attachAll attaches every interface or none: interfaces newly attached in
 // this call are detached again if a later one fails. It returns those it
 // attached afresh (not adopted).
-func (d *Daemon) attachAll(pinRoot string, pol *policy.Policy) (fresh []string, err error) {
+func (d *daemon) attachAll(pinRoot string, pol *policy.Policy) (fresh []string, err error) {
 	for _, iface := range d.cfg.Ifaces {
 		g, adopted, err := loader.Attach(pinRoot, iface, d.cfg.Mode, pol)
 		if errors.Is(err, loader.ErrForeignProgram) && d.cfg.ReplaceForeign {
@@ -341,7 +341,7 @@ func (d *Daemon) attachAll(pinRoot string, pol *policy.Policy) (fresh []string, 
 
 // detach removes the filter from interfaces this daemon attached afresh
 // (their guards closed first, so the pin directory is unlocked).
-func (d *Daemon) detach(ifaces []string) {
+func (d *daemon) detach(ifaces []string) {
 	for _, f := range ifaces {
 		if err := loader.Detach(d.pinRoot, f); err != nil {
 			d.log.Error("undo attach", "interface", f, "err", err)
@@ -375,12 +375,17 @@ func writeReadyFile(path string) error {
 // Reload reads the policy file and switches every interface to it. A bad
 // file, or a switch failing on any interface, leaves the previous policy in
 // force everywhere.
-func (d *Daemon) Reload(why string) error {
+func (d *daemon) Reload(why string) error {
 	changed, err := d.reload()
 	d.reloads.Observe(err)
 	switch {
 	case err != nil:
-		d.log.Error("policy reload refused; the previous policy stays in force", "trigger", why, "err", err)
+		attrs := []any{"trigger", why, "err", err}
+		var pe *policy.Error
+		if errors.As(err, &pe) { // where the first problem is, for log searches and alerts
+			attrs = append(attrs, "file", pe.File, "line", pe.Line, "field", pe.Field)
+		}
+		d.log.Error("policy reload refused; the previous policy stays in force", attrs...)
 	case !changed:
 		d.log.Info("policy unchanged", "trigger", why, "digest", digest(d.current))
 	default:
@@ -391,7 +396,7 @@ func (d *Daemon) Reload(why string) error {
 
 // reload switches to the file's policy; changed is false when its meaning
 // equals the policy in force (the generation then stays as it is).
-func (d *Daemon) reload() (changed bool, err error) {
+func (d *daemon) reload() (changed bool, err error) {
 	base, err := policy.Load(d.cfg.PolicyPath)
 	if err != nil {
 		return false, err
@@ -419,12 +424,12 @@ func (d *Daemon) reload() (changed bool, err error) {
 
 // inForce is the policy in force at now for the file's policy base: its
 // timed rules that apply then, plus listening ports under allow_listening.
-func (d *Daemon) inForce(base *policy.Policy, now time.Time) *policy.Policy {
+func (d *daemon) inForce(base *policy.Policy, now time.Time) *policy.Policy {
 	return base.InForce(now, d.ports)
 }
 
 // retime switches when a timed rule starts or stops applying.
-func (d *Daemon) retime() {
+func (d *daemon) retime() {
 	now := time.Now()
 	changed, err := d.switchTo(d.inForce(d.base, now))
 	switch {
@@ -441,7 +446,7 @@ func (d *Daemon) retime() {
 // the policy in force was evaluated at (not after now: a rule that ended
 // between the two would keep its port open with no timer set); nil if
 // none.
-func (d *Daemon) nextChange() <-chan time.Time {
+func (d *daemon) nextChange() <-chan time.Time {
 	next := d.base.NextChange(d.evaluated)
 	if next.IsZero() {
 		return nil
@@ -450,7 +455,7 @@ func (d *Daemon) nextChange() <-chan time.Time {
 }
 
 // rescanListening follows the listening sockets under allow_listening.
-func (d *Daemon) rescanListening() {
+func (d *daemon) rescanListening() {
 	// d.base is written only by this goroutine (reloads run in Run's
 	// loop too), so this check needs no lock: without allow_listening the
 	// tick costs nothing and never blocks a scrape.
@@ -487,7 +492,7 @@ func (d *Daemon) rescanListening() {
 // switchTo puts pol in force on every interface, or on none. The slow part,
 // compiling and verifying a generation per interface, runs unlocked, while
 // scrapes and /readyz are answered; only the switch itself holds d.mu.
-func (d *Daemon) switchTo(pol *policy.Policy) (changed bool, err error) {
+func (d *daemon) switchTo(pol *policy.Policy) (changed bool, err error) {
 	if pol.Digest() == d.current.Digest() {
 		return false, nil
 	}
@@ -529,7 +534,7 @@ func (d *Daemon) switchTo(pol *policy.Policy) (changed bool, err error) {
 // refreshProtected gives the data path the sources it must never ban: the
 // peers of SSH sessions, the default gateways, the resolvers. A discovery
 // that fails in part keeps what it found (and says what failed, once).
-func (d *Daemon) refreshProtected() {
+func (d *daemon) refreshProtected() {
 	found, err := d.host.Discover()
 	if msg := fmt.Sprint(err); err != nil && msg != d.protectErr {
 		d.log.Warn("finding the sources to protect from bans", "err", err)
@@ -563,7 +568,7 @@ func (d *Daemon) refreshProtected() {
 
 // sweepBans deletes ended bans, so spoofed sources that never return do
 // not fill the ban table.
-func (d *Daemon) sweepBans() {
+func (d *daemon) sweepBans() {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	for _, g := range d.guards {
@@ -577,14 +582,14 @@ func (d *Daemon) sweepBans() {
 	}
 }
 
-func (d *Daemon) close() {
+func (d *daemon) close() {
 	for _, g := range d.guards {
 		g.Close()
 	}
 	d.guards = nil
 }
 
-func (d *Daemon) targets() []metrics.Target {
+func (d *daemon) targets() []metrics.Target {
 	var out []metrics.Target
 	for _, g := range d.guards {
 		st, err := g.State()
@@ -592,12 +597,16 @@ func (d *Daemon) targets() []metrics.Target {
 			continue
 		}
 		id, _ := g.ProgramID()
-		out = append(out, metrics.Target{Iface: g.Iface, Ifindex: g.Ifindex, ProgramID: uint32(id), Maps: st})
+		mode, running, err := loader.Runs(g.Ifindex, uint32(id))
+		if err != nil {
+			mode = "none" // the interface is gone: nothing filters it
+		}
+		out = append(out, metrics.Target{Iface: g.Iface, Attached: running, Mode: mode, Maps: st})
 	}
 	return out
 }
 
-func (d *Daemon) serveMetrics() (*http.Server, error) {
+func (d *daemon) serveMetrics() (*http.Server, error) {
 	d.collector = metrics.NewCollector(func(fn func([]metrics.Target)) {
 		d.mu.RLock()
 		defer d.mu.RUnlock()
@@ -636,7 +645,7 @@ func (d *Daemon) serveMetrics() (*http.Server, error) {
 // serveReady answers 200 while a policy is loaded and every interface runs
 // xdpguard's program, else 503 naming what is wrong: the readiness probe of
 // the Kubernetes DaemonSet, and a check for load balancers and scripts.
-func (d *Daemon) serveReady(w http.ResponseWriter, _ *http.Request) {
+func (d *daemon) serveReady(w http.ResponseWriter, _ *http.Request) {
 	type iface struct {
 		name    string
 		index   int

@@ -38,7 +38,7 @@ func (e *eventsLog) reopen(log *slog.Logger) {
 // startEvents sets each interface's events budget (zero without an events
 // log, so a previous daemon's setting does not linger) and starts a reader
 // per interface.
-func (d *Daemon) startEvents(ctx context.Context, e *eventsLog) error {
+func (d *daemon) startEvents(ctx context.Context, e *eventsLog) error {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	rate, burst := uint64(0), uint64(0)
@@ -80,7 +80,7 @@ func (d *Daemon) startEvents(ctx context.Context, e *eventsLog) error {
 }
 
 // stopEvents turns the events off in the kernel and stops the readers.
-func (d *Daemon) stopEvents(e *eventsLog) {
+func (d *daemon) stopEvents(e *eventsLog) {
 	if e == nil {
 		return
 	}

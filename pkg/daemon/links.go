@@ -13,7 +13,7 @@ import (
 // detached the filter with the old device, so it is attached again with
 // the policy in force, its pinned counters carrying on. (A netlink
 // subscription would be quicker but can end on its own; a poll cannot.)
-func (d *Daemon) checkLinks() {
+func (d *daemon) checkLinks() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i, g := range d.guards {

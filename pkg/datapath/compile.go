@@ -397,11 +397,11 @@ func limiterClock(pol *policy.Policy) (bool, error) {
 	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &res); err != nil {
 		return false, fmt.Errorf("read the coarse clock's resolution: %w", err)
 	}
-	return NeedsPreciseClock(pol, uint64(res.Nano())), nil
+	return needsPreciseClock(pol, uint64(res.Nano())), nil
 }
 
-// NeedsPreciseClock is limiterClock for a coarse clock ticking every tick ns.
-func NeedsPreciseClock(pol *policy.Policy, tick uint64) bool {
+// needsPreciseClock is limiterClock for a coarse clock ticking every tick ns.
+func needsPreciseClock(pol *policy.Policy, tick uint64) bool {
 	for _, g := range []policy.GCRA{pol.SYN.GCRA(), pol.SYNTotal.GCRA(), pol.ICMPEcho.GCRA()} {
 		if g.IntervalNs != 0 && g.LimitNs < tick+g.IntervalNs {
 			return true

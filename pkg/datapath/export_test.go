@@ -40,3 +40,6 @@ func LoadDetachedTestClock(pol *policy.Policy) (*Generation, *TestClock, error) 
 	gen.extra = append(gen.extra, m)
 	return gen, &TestClock{m}, nil
 }
+
+// NeedsPreciseClock is needsPreciseClock, for the tests that choose clocks.
+var NeedsPreciseClock = needsPreciseClock

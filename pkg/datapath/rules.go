@@ -25,8 +25,8 @@ type RuleCounters = xdpguardXdpgRuleCounters
 // RuleName is a rule slot's name (struct xdpg_rule_name).
 type RuleName = xdpguardXdpgRuleName
 
-// EncodeRuleName is s as the C char array (cut to fit, NUL-terminated).
-func EncodeRuleName(s string) RuleName {
+// encodeRuleName is s as the C char array (cut to fit, NUL-terminated).
+func encodeRuleName(s string) RuleName {
 	var n RuleName
 	for i := 0; i < len(s) && i < len(n.Name)-1; i++ {
 		n.Name[i] = int8(s[i])
@@ -64,7 +64,7 @@ func assignRuleSlots(names, stats *ebpf.Map, wanted []string) (*ruleSlotTable, e
 	t := &ruleSlotTable{names: names, stats: stats, slot: map[string]uint16{}}
 	for i, n := range policy.ImplicitRules {
 		t.slot[n] = uint16(i)
-		v := EncodeRuleName(n)
+		v := encodeRuleName(n)
 		if err := names.Put(uint32(i), &v); err != nil {
 			return nil, fmt.Errorf("name rule slot %d: %w", i, err)
 		}
@@ -102,7 +102,7 @@ func assignRuleSlots(names, stats *ebpf.Map, wanted []string) (*ruleSlotTable, e
 			t.release()
 			return nil, fmt.Errorf("reset rule slot %d: %w", next, err)
 		}
-		v := EncodeRuleName(n)
+		v := encodeRuleName(n)
 		if err := names.Put(next, &v); err != nil {
 			t.release()
 			return nil, fmt.Errorf("name rule slot %d: %w", next, err)

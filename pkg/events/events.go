@@ -100,14 +100,14 @@ type Writer struct {
 
 // Defaults of the events log's cap.
 const (
-	DefaultMaxSize = 64 << 20
-	DefaultKeep    = 3
+	defaultMaxSize = 64 << 20
+	defaultKeep    = 3
 )
 
 // OpenWriter opens path for appending ("-" is stdout), capped at the
 // defaults.
 func OpenWriter(path string) (*Writer, error) {
-	w := &Writer{path: path, MaxSize: DefaultMaxSize, Keep: DefaultKeep}
+	w := &Writer{path: path, MaxSize: defaultMaxSize, Keep: defaultKeep}
 	if err := w.Reopen(); err != nil {
 		return nil, err
 	}

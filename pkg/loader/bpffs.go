@@ -13,11 +13,11 @@ import (
 // DefaultBPFFS is where bpffs is normally mounted.
 const DefaultBPFFS = "/sys/fs/bpf"
 
-// SharedBPFFS is the fallback bpffs for daemons started with `ip netns
+// sharedBPFFS is the fallback bpffs for daemons started with `ip netns
 // exec`, which mounts a fresh /sys and so hides the host's /sys/fs/bpf.
 // /run is shared with the host there, so a bpffs the host mounts here is
 // visible inside, and pins on it outlive the daemon.
-const SharedBPFFS = "/run/xdpguard/bpffs"
+const sharedBPFFS = "/run/xdpguard/bpffs"
 
 // ResolvePinRoot returns the directory under which this network namespace's
 // pins live: <bpffs>/xdpguard/ in an unnamed (usually the host's) namespace,
@@ -44,17 +44,17 @@ var ErrNoBPFFS = errors.New("no bpffs")
 
 // mountAdvice is how an operator mounts the host-shared bpffs: mode 0700,
 // or any local user could create entries in it.
-const mountAdvice = "mkdir -p " + SharedBPFFS + " && mount -t bpf -o mode=0700 bpf " + SharedBPFFS
+const mountAdvice = "mkdir -p " + sharedBPFFS + " && mount -t bpf -o mode=0700 bpf " + sharedBPFFS
 
 func findBPFFS(path string, inNamedNetns, mount bool) (string, error) {
 	if isBPFFS(path) {
 		return path, nil
 	}
-	if isBPFFS(SharedBPFFS) {
-		return SharedBPFFS, nil
+	if isBPFFS(sharedBPFFS) {
+		return sharedBPFFS, nil
 	}
 	if !mount {
-		return "", fmt.Errorf("%w at %s or %s: xdpguard has pinned nothing here (is --bpffs right?)", ErrNoBPFFS, path, SharedBPFFS)
+		return "", fmt.Errorf("%w at %s or %s: xdpguard has pinned nothing here (is --bpffs right?)", ErrNoBPFFS, path, sharedBPFFS)
 	}
 	if inNamedNetns {
 		// Probably `ip netns exec`: a bpffs mounted now would live in its

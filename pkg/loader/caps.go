@@ -15,9 +15,9 @@ var neededCaps = []struct {
 	name string
 }{{39, "CAP_BPF"}, {12, "CAP_NET_ADMIN"}, {38, "CAP_PERFMON"}}
 
-// MissingCapabilities lists the capabilities this process lacks to attach
+// missingCapabilities lists the capabilities this process lacks to attach
 // or reload (nil when it has them, or when they cannot be read).
-func MissingCapabilities() []string {
+func missingCapabilities() []string {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return nil
@@ -45,7 +45,7 @@ func MissingCapabilities() []string {
 // CheckCapabilities fails, before anything touches the kernel, when the
 // process cannot attach or reload.
 func CheckCapabilities() error {
-	if m := MissingCapabilities(); len(m) > 0 {
+	if m := missingCapabilities(); len(m) > 0 {
 		return fmt.Errorf("missing capabilities %s: xdpguard needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON "+
 			"(run as root, or grant them as deploy/systemd/xdpguard.service does)", strings.Join(m, ", "))
 	}

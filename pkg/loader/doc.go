@@ -17,5 +17,5 @@
 //     daemon exits or dies. A restarted daemon adopts the pins; Detach is
 //     the only way to remove the filter.
 //
-// Minimum kernel: 6.1 (MinKernel; the kernel matrix tests 6.1 and 6.12).
+// Minimum kernel: 6.1 (minKernel; the kernel matrix tests 6.1 and 6.12).
 package loader

@@ -8,12 +8,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MinKernel is the oldest kernel xdpguard runs on: the oldest the kernel
+// minKernel is the oldest kernel xdpguard runs on: the oldest the kernel
 // matrix (test/kernels) verifies and tests the program on. Older kernels
 // lack what it relies on or verify it differently.
-const MinKernel = "6.1"
+const minKernel = "6.1"
 
-// CheckKernel refuses a running kernel older than MinKernel, naming both.
+// CheckKernel refuses a running kernel older than minKernel, naming both.
 func CheckKernel() error {
 	var u unix.Utsname
 	if err := unix.Uname(&u); err != nil {
@@ -27,9 +27,9 @@ func checkKernelRelease(release string) error {
 	if !ok {
 		return nil // an unusual release string: let the verifier speak
 	}
-	wantMajor, wantMinor, _ := kernelVersion(MinKernel)
+	wantMajor, wantMinor, _ := kernelVersion(minKernel)
 	if major < wantMajor || (major == wantMajor && minor < wantMinor) {
-		return fmt.Errorf("kernel %s is older than %s, the oldest xdpguard supports (tested on 6.1, 6.12 and 6.18); upgrade the kernel", release, MinKernel)
+		return fmt.Errorf("kernel %s is older than %s, the oldest xdpguard supports (tested on 6.1, 6.12 and 6.18); upgrade the kernel", release, minKernel)
 	}
 	return nil
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// TestKernelRequirement: kernels older than MinKernel are refused with a
+// TestKernelRequirement: kernels older than minKernel are refused with a
 // message naming both; the running kernel (and the matrix's) pass.
 func TestKernelRequirement(t *testing.T) {
 	for release, ok := range map[string]bool{
@@ -22,7 +22,7 @@ func TestKernelRequirement(t *testing.T) {
 		if (err == nil) != ok {
 			t.Errorf("%s: %v", release, err)
 		}
-		if err != nil && (!strings.Contains(err.Error(), release) || !strings.Contains(err.Error(), MinKernel)) {
+		if err != nil && (!strings.Contains(err.Error(), release) || !strings.Contains(err.Error(), minKernel)) {
 			t.Errorf("%s: the message names neither kernel: %v", release, err)
 		}
 	}

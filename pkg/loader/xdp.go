@@ -18,13 +18,13 @@ type Mode string
 const (
 	ModeAuto    Mode = "auto"
 	ModeNative  Mode = "native"
-	ModeGeneric Mode = "generic"
+	modeGeneric Mode = "generic"
 )
 
 // ParseMode validates a --mode value.
 func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
-	case ModeAuto, ModeNative, ModeGeneric:
+	case ModeAuto, ModeNative, modeGeneric:
 		return m, nil
 	}
 	return "", fmt.Errorf("mode %q: want auto, native or generic", s)
@@ -56,7 +56,7 @@ func RemoveForeignXDP(iface string) (uint32, error) {
 
 func attachXDP(prog *ebpf.Program, ifindex int, mode Mode) (link.Link, error) {
 	opts := link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode}
-	if mode == ModeGeneric {
+	if mode == modeGeneric {
 		opts.Flags = link.XDPGenericMode
 	}
 	l, err := link.AttachXDP(opts)

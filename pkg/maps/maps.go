@@ -28,9 +28,9 @@ type Set struct {
 	own  bool // Close closes the maps (Open), or they are borrowed (Of)
 }
 
-// ErrNotPinned: a map this xdpguard reads is not pinned there (pins of an
+// errNotPinned: a map this xdpguard reads is not pinned there (pins of an
 // older schema, before a daemon of this version adopts them).
-var ErrNotPinned = errors.New("not pinned")
+var errNotPinned = errors.New("not pinned")
 
 // Open opens the pins of an interface's directory, read-only unless
 // writable. Nothing is created: a missing pin directory is an error, a
@@ -94,10 +94,10 @@ func (s *Set) Close() error {
 	return errors.Join(errs...)
 }
 
-// need fails with ErrNotPinned when m is missing.
+// need fails with errNotPinned when m is missing.
 func need(m *ebpf.Map, name string) error {
 	if m == nil {
-		return fmt.Errorf("%s: %w", name, ErrNotPinned)
+		return fmt.Errorf("%s: %w", name, errNotPinned)
 	}
 	return nil
 }

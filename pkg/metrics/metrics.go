@@ -12,18 +12,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xdpguard/xdpguard/pkg/datapath"
-	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/maps"
 )
 
 // Target is one interface's maps and identity.
 type Target struct {
-	Iface   string
-	Ifindex int
-	// ProgramID is the program our link runs; the interface counts as
-	// attached only while the kernel reports this ID on it.
-	ProgramID uint32
-	Maps      *maps.Set
+	Iface string
+	// Attached: the interface runs xdpguard's own program right now, in
+	// XDP mode Mode ("none" when the interface is gone).
+	Attached bool
+	Mode     string
+	Maps     *maps.Set
 }
 
 // Targets lends the current targets to fn. The maps must stay open until
@@ -217,15 +216,11 @@ func (c *Collector) collectTarget(t Target) []prometheus.Metric {
 		gauge(c.monitorMode, float64(meta.Flags&datapath.MetaMonitor), t.Iface)
 		gauge(c.loadedAt, float64(time.Unix(0, int64(meta.LoadedUnixNs)).UnixMilli())/1000, t.Iface)
 	}
-	if mode, running, err := loader.Runs(t.Ifindex, t.ProgramID); err != nil {
-		gauge(c.attached, 0, t.Iface, "none") // the interface is gone: nothing filters it
-	} else {
-		v := 0.0
-		if running {
-			v = 1
-		}
-		gauge(c.attached, v, t.Iface, mode)
+	attached := 0.0
+	if t.Attached {
+		attached = 1
 	}
+	gauge(c.attached, attached, t.Iface, t.Mode)
 	return out
 }
 

@@ -18,17 +18,17 @@ import (
 // few levels deep; anchors and aliases let a few hundred bytes expand to
 // gigabytes (a "billion laughs"), so they are refused, as are tags.
 const (
-	MaxDepth = 32
-	// MaxErrors is how many problems one parse reports; the rest are
+	maxDepth = 32
+	// maxErrors is how many problems one parse reports; the rest are
 	// counted in a last line.
-	MaxErrors = 50
+	maxErrors = 50
 	// maxValueLen bounds a value quoted in an error message.
 	maxValueLen = 60
 )
 
 // precheck scans the document's tokens (linear in its size) before the
 // parser builds anything: anchors, aliases, merge keys and tags are
-// refused, and so is nesting deeper than MaxDepth, flow ([ {) or block
+// refused, and so is nesting deeper than maxDepth, flow ([ {) or block
 // (indentation).
 func (v *validator) precheck(data []byte) bool {
 	tokens := lexer.Tokenize(string(data))
@@ -59,8 +59,8 @@ func (v *validator) precheck(data []byte) bool {
 			}
 			indents = append(indents, pos.Column)
 		}
-		if flow+len(indents) > MaxDepth {
-			v.failPos(pos, "", "nested more than %d levels deep: a policy needs a few", MaxDepth)
+		if flow+len(indents) > maxDepth {
+			v.failPos(pos, "", "nested more than %d levels deep: a policy needs a few", maxDepth)
 			return false
 		}
 	}
@@ -313,7 +313,7 @@ func (v *validator) failAt(node ast.Node, path, format string, args ...any) {
 }
 
 // failPos records an error at pos (or line 1 when unknown), at most
-// MaxErrors of them.
+// maxErrors of them.
 func (v *validator) failPos(pos *token.Position, path, format string, args ...any) {
 	e := &Error{File: v.name, Field: strings.TrimPrefix(strings.TrimPrefix(path, "$"), "."), Msg: fmt.Sprintf(format, args...), Line: 1, Column: 1}
 	if pos != nil {
@@ -325,7 +325,7 @@ func (v *validator) failPos(pos *token.Position, path, format string, args ...an
 // maxMsgLen bounds one error message, whatever values it quotes.
 const maxMsgLen = 400
 
-// add keeps the first MaxErrors errors and counts the rest.
+// add keeps the first maxErrors errors and counts the rest.
 func (v *validator) add(e *Error) {
 	e.Msg = strings.ReplaceAll(e.Msg, "\n", "; ") // one error, one line
 	if strings.ContainsFunc(e.Field, func(r rune) bool { return !unicode.IsPrint(r) }) {
@@ -337,7 +337,7 @@ func (v *validator) add(e *Error) {
 	if r := []rune(e.Msg); len(r) > maxMsgLen {
 		e.Msg = string(r[:maxMsgLen]) + "..."
 	}
-	if len(v.errs) < MaxErrors {
+	if len(v.errs) < maxErrors {
 		v.errs = append(v.errs, e)
 		return
 	}
@@ -345,7 +345,7 @@ func (v *validator) add(e *Error) {
 }
 
 // errors is what the parse found, in file order, with a last line counting
-// what MaxErrors left out.
+// what maxErrors left out.
 func (v *validator) errors() []error {
 	out := slices.Clone(v.errs)
 	slices.SortStableFunc(out, func(a, b error) int {

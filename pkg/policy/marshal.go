@@ -57,7 +57,7 @@ func (p *Policy) Marshal() []byte {
 		b.WriteString("ratelimit:\n")
 		if p.SYN != nil {
 			fmt.Fprintf(&b, "  syn: {rate: %d, burst: %d", p.SYN.Rate, p.SYN.Burst)
-			if p.MaxSources != DefaultMaxSources {
+			if p.MaxSources != defaultMaxSources {
 				fmt.Fprintf(&b, ", max_sources: %d", p.MaxSources)
 			}
 			if p.Ban > 0 {
@@ -117,7 +117,7 @@ func (r Rule) yaml() string {
 	if len(r.From) > 0 {
 		f = append(f, "from: ["+prefixList(r.From)+"]")
 	}
-	if r.Name != DefaultRuleName(r) {
+	if r.Name != defaultRuleName(r) {
 		f = append(f, "name: "+strconv.Quote(r.Name))
 	}
 	if r.Monitor {

@@ -28,18 +28,18 @@ import (
 )
 
 // Limits on what a policy may say. The GCRA counts whole nanoseconds, so a
-// rate up to MaxRate (an interval of at least 100 ns) is honoured within
-// 0.5%; a burst above MaxBurst buys nothing.
+// rate up to maxRate (an interval of at least 100 ns) is honoured within
+// 0.5%; a burst above maxBurst buys nothing.
 const (
-	MaxRate           = 10_000_000
-	MaxBurst          = 1_000_000_000
-	DefaultMaxSources = 65536
-	MinMaxSources     = 1024
-	MaxMaxSources     = 1 << 24
-	MinBan            = time.Second
-	MaxBan            = 7 * 24 * time.Hour
-	// MaxFileSize bounds what we read: a policy is a few kilobytes.
-	MaxFileSize = 4 << 20
+	maxRate           = 10_000_000
+	maxBurst          = 1_000_000_000
+	defaultMaxSources = 65536
+	minMaxSources     = 1024
+	maxMaxSources     = 1 << 24
+	minBan            = time.Second
+	maxBan            = 7 * 24 * time.Hour
+	// maxFileSize bounds what we read: a policy is a few kilobytes.
+	maxFileSize = 4 << 20
 )
 
 // Policy is the validated content of a policy file.
@@ -201,8 +201,8 @@ func Load(path string) (*Policy, error) {
 	if err := checkTrusted(st); err != nil {
 		return nil, &Error{File: path, Msg: err.Error()}
 	}
-	if st.Size() > MaxFileSize {
-		return nil, &Error{File: path, Msg: fmt.Sprintf("file is %d bytes; a policy may be at most %d", st.Size(), MaxFileSize)}
+	if st.Size() > maxFileSize {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("file is %d bytes; a policy may be at most %d", st.Size(), maxFileSize)}
 	}
 	data := make([]byte, st.Size())
 	if _, err := f.ReadAt(data, 0); err != nil && st.Size() > 0 {
@@ -236,7 +236,7 @@ func checkTrusted(st os.FileInfo) error {
 }
 
 // Parse validates a policy document; name is used in errors. Every problem
-// of every stage is reported (up to MaxErrors), each with its line, column
+// of every stage is reported (up to maxErrors), each with its line, column
 // and field; nothing is returned from a document with any.
 func Parse(name string, data []byte) (*Policy, error) {
 	v := validator{name: name}
@@ -298,7 +298,7 @@ type validator struct {
 	name    string
 	ast     *ast.File
 	errs    []error
-	dropped int             // errors beyond MaxErrors
+	dropped int             // errors beyond maxErrors
 	bad     map[string]bool // paths whose value could not be decoded (reported)
 }
 
@@ -308,7 +308,7 @@ func (v *validator) fail(path, format string, args ...any) {
 	e := &Error{File: v.name, Field: strings.TrimPrefix(path, "$"), Msg: fmt.Sprintf(format, args...)}
 	e.Field = strings.TrimPrefix(e.Field, ".")
 	e.Line, e.Column = 1, 1
-	if len(v.errs) >= MaxErrors {
+	if len(v.errs) >= maxErrors {
 		v.dropped++ // not worth locating
 		return
 	}
@@ -366,7 +366,7 @@ func parentPath(p string) string {
 }
 
 func (v *validator) policy(raw *file) *Policy {
-	p := &Policy{MaxSources: DefaultMaxSources}
+	p := &Policy{MaxSources: defaultMaxSources}
 	if raw.TCP == nil {
 		v.fail("$", "missing the tcp section: say which ports accept connections (tcp.allow)")
 		return p
@@ -432,7 +432,7 @@ func (v *validator) policy(raw *file) *Policy {
 		if s := rl.SYN; s != nil {
 			p.SYN = v.limit("$.ratelimit.syn", s.Rate, s.Burst)
 			if s.MaxSources != nil {
-				if n, ok := v.inRange("$.ratelimit.syn.max_sources", *s.MaxSources, MinMaxSources, MaxMaxSources, ""); ok {
+				if n, ok := v.inRange("$.ratelimit.syn.max_sources", *s.MaxSources, minMaxSources, maxMaxSources, ""); ok {
 					p.MaxSources = uint32(n)
 				}
 			}
@@ -441,8 +441,8 @@ func (v *validator) policy(raw *file) *Policy {
 				switch {
 				case err != nil:
 					v.fail("$.ratelimit.syn.ban", "%q is not a duration (like 60s, 10m, 1h)", *s.Ban)
-				case d < MinBan || d > MaxBan:
-					v.fail("$.ratelimit.syn.ban", "%s is out of range [%s, %s]", d, MinBan, MaxBan)
+				case d < minBan || d > maxBan:
+					v.fail("$.ratelimit.syn.ban", "%s is out of range [%s, %s]", d, minBan, maxBan)
 				default:
 					p.Ban = d
 				}
@@ -452,12 +452,12 @@ func (v *validator) policy(raw *file) *Policy {
 			p.SYNTotal = v.limit("$.ratelimit.syn_total", s.Rate, s.Burst)
 		}
 	}
-	if n := len(p.RuleNames()) - len(ImplicitRules); n > MaxRules {
+	if n := len(p.RuleNames()) - len(ImplicitRules); n > maxRules {
 		v.fail("$.tcp.allow", "%d distinct rule names; at most %d: each item without a name is a rule of its own "+
-			"(tcp/22, tcp/80, ...); write ranges, or give items a shared name (name: web) to count them together", n, MaxRules)
+			"(tcp/22, tcp/80, ...); write ranges, or give items a shared name (name: web) to count them together", n, maxRules)
 	}
-	if n := len(p.ScopedTable().Groups); n > MaxScopedGroups {
-		v.fail("$.tcp.allow", "source-scoped rules give %d distinct port sets; at most %d", n, MaxScopedGroups)
+	if n := len(p.ScopedTable().Groups); n > maxScopedGroups {
+		v.fail("$.tcp.allow", "source-scoped rules give %d distinct port sets; at most %d", n, maxScopedGroups)
 	}
 	if src := raw.Sources; src != nil {
 		p.Deny = v.sourceList("$.sources.deny", src.Deny)
@@ -477,14 +477,14 @@ func (v *validator) limit(path string, rate, burst *int64) *Limit {
 			v.fail(path, "missing rate (per second)")
 		}
 	} else {
-		l.Rate, okRate = v.inRange(path+".rate", *rate, 1, MaxRate, " per second")
+		l.Rate, okRate = v.inRange(path+".rate", *rate, 1, maxRate, " per second")
 	}
 	if burst == nil {
 		if !v.bad[path+".burst"] {
 			v.fail(path, "missing burst")
 		}
 	} else {
-		l.Burst, okBurst = v.inRange(path+".burst", *burst, 1, MaxBurst, "")
+		l.Burst, okBurst = v.inRange(path+".burst", *burst, 1, maxBurst, "")
 	}
 	if !okRate || !okBurst {
 		return nil

@@ -161,7 +161,7 @@ func TestLoadFile(t *testing.T) {
 		t.Fatal("missing file accepted")
 	}
 	big := filepath.Join(dir, "big.yaml")
-	if err := os.WriteFile(big, make([]byte, MaxFileSize+1), 0o600); err != nil {
+	if err := os.WriteFile(big, make([]byte, maxFileSize+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "at most") {
@@ -189,7 +189,7 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("error without a line: %q", line)
 				}
 			}
-			if len(err.Error()) > (MaxErrors+1)*(maxMsgLen+200) {
+			if len(err.Error()) > (maxErrors+1)*(maxMsgLen+200) {
 				t.Fatalf("%d bytes of errors", len(err.Error()))
 			}
 			return
@@ -258,7 +258,7 @@ func TestSourceLists(t *testing.T) {
 		t.Fatalf("deny list %v", p.Deny)
 	}
 	for addr, want := range map[string]bool{"203.0.113.9": true, "203.0.114.1": false, "2001:db8:bad:1::5": true, "198.51.100.7": true, "198.51.100.8": false} {
-		if Contains(p.Deny, netip.MustParseAddr(addr)) != want {
+		if contains(p.Deny, netip.MustParseAddr(addr)) != want {
 			t.Errorf("deny contains %s = %v", addr, !want)
 		}
 	}
@@ -591,17 +591,17 @@ udp:
 func TestTooManyRules(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("tcp:\n  allow:\n")
-	for i := 1; i <= MaxRules+1; i++ {
+	for i := 1; i <= maxRules+1; i++ {
 		fmt.Fprintf(&b, "    - %d\n", i)
 	}
 	_, err := Parse("p.yaml", []byte(b.String()))
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d distinct rule names; at most %d", MaxRules+1, MaxRules)) {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d distinct rule names; at most %d", maxRules+1, maxRules)) {
 		t.Fatalf("got %v", err)
 	}
 	// Shared names do not count twice.
 	b.Reset()
 	b.WriteString("tcp:\n  allow:\n")
-	for i := 1; i <= MaxRules+1; i++ {
+	for i := 1; i <= maxRules+1; i++ {
 		fmt.Fprintf(&b, "    - {port: %d, name: many}\n", i)
 	}
 	if _, err := Parse("p.yaml", []byte(b.String())); err != nil {

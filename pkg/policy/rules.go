@@ -23,13 +23,13 @@ const (
 // ImplicitRules lists the implicit rules in slot order.
 var ImplicitRules = []string{RuleTCPClosed, RuleUDPClosed, RuleUDPReplies, RuleSourcesDeny, RuleTCPListening}
 
-// MaxRules bounds the distinct rule names of a policy. The data path has
+// maxRules bounds the distinct rule names of a policy. The data path has
 // room for twice as many (plus the implicit ones), so a reload can bring
 // an entirely new set while the old one still counts.
-const MaxRules = 500
+const maxRules = 500
 
-// MaxRuleName bounds an operator's rule name, in bytes.
-const MaxRuleName = 63
+// maxRuleName bounds an operator's rule name, in bytes.
+const maxRuleName = 63
 
 // RuleRange is a port range counted under a rule.
 type RuleRange struct {
@@ -39,10 +39,10 @@ type RuleRange struct {
 
 func (r RuleRange) String() string { return r.Ports.String() + "=" + r.Rule }
 
-// DefaultRuleName names a rule the operator did not name, from what it
+// defaultRuleName names a rule the operator did not name, from what it
 // says: "tcp/22", "udp/5353 from 10.0.0.0/8", "tcp/3306 from 172.16.0.0/12 +1"
 // (and one more prefix). The slash keeps these apart from operators' names.
-func DefaultRuleName(r Rule) string {
+func defaultRuleName(r Rule) string {
 	proto := "tcp"
 	if r.Proto == ProtoUDP {
 		proto = "udp"
@@ -63,8 +63,8 @@ func checkRuleName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("want a non-empty string")
-	case len(name) > MaxRuleName:
-		return fmt.Errorf("%d bytes; at most %d", len(name), MaxRuleName)
+	case len(name) > maxRuleName:
+		return fmt.Errorf("%d bytes; at most %d", len(name), maxRuleName)
 	case strings.Contains(name, "/"):
 		return fmt.Errorf("%q: a name may not contain / (kept for the names xdpguard gives)", name)
 	case strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:

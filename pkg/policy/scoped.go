@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// MaxScopedGroups bounds the distinct port sets that source-scoped rules
+// maxScopedGroups bounds the distinct port sets that source-scoped rules
 // produce (each costs the data path an 8 KiB bitmap).
-const MaxScopedGroups = 256
+const maxScopedGroups = 256
 
 // Protocols a rule may name.
 const (
@@ -26,7 +26,7 @@ type Rule struct {
 	Ports PortRange
 	From  []netip.Prefix // nil: open to all
 	// Name labels the rule's counters: the operator's name, or one made
-	// from the rule (DefaultRuleName). Rules may share a name, and then
+	// from the rule (defaultRuleName). Rules may share a name, and then
 	// their counters.
 	Name string
 	// Monitor (mode: monitor on a rule with from): SYNs or datagrams from
@@ -57,7 +57,7 @@ func (v *validator) allowList(path string, items []any, proto uint8, p *Policy) 
 		}
 		r.Proto = proto
 		if r.Name == "" {
-			r.Name = DefaultRuleName(r)
+			r.Name = defaultRuleName(r)
 		}
 		if r.From == nil && !r.timed() {
 			open = append(open, r.Ports)
@@ -181,7 +181,7 @@ func (p *Policy) AllowsUDPFrom(port uint16, src netip.Addr) bool {
 
 func (p *Policy) scopedAllows(proto uint8, port uint16, src netip.Addr) bool {
 	for _, r := range p.Scoped {
-		if r.Proto == proto && r.Ports.First <= port && port <= r.Ports.Last && Contains(r.From, src) {
+		if r.Proto == proto && r.Ports.First <= port && port <= r.Ports.Last && contains(r.From, src) {
 			return true
 		}
 	}

@@ -6,16 +6,16 @@ import (
 	"sort"
 )
 
-// MaxSourceEntries bounds each source list (deny, trust).
-const MaxSourceEntries = 1 << 20
+// maxSourceEntries bounds each source list (deny, trust).
+const maxSourceEntries = 1 << 20
 
 // sourceList validates a list of CIDRs (or bare addresses, meaning one
 // host). Host bits, IPv4-mapped IPv6, duplicates and entries inside another
 // entry of the same list are errors: each one points at a typo or a list
 // that does not say what its author thinks.
 func (v *validator) sourceList(path string, items []string) []netip.Prefix {
-	if len(items) > MaxSourceEntries {
-		v.fail(path, "%d entries; at most %d", len(items), MaxSourceEntries)
+	if len(items) > maxSourceEntries {
+		v.fail(path, "%d entries; at most %d", len(items), maxSourceEntries)
 		return nil
 	}
 	type entry struct {
@@ -77,9 +77,9 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
-// Contains reports whether addr is in one of the prefixes (which must be
+// contains reports whether addr is in one of the prefixes (which must be
 // the validated, non-overlapping output of a source list).
-func Contains(prefixes []netip.Prefix, addr netip.Addr) bool {
+func contains(prefixes []netip.Prefix, addr netip.Addr) bool {
 	addr = addr.Unmap()
 	for _, p := range prefixes {
 		if p.Contains(addr) {

@@ -31,12 +31,12 @@ import (
 // bytes on x86-64) of a frame in that buffer and any more in fragments the
 // program cannot read: tests compare frames shorter than that.
 const (
-	// MaxVLANTags 802.1Q/802.1ad tags are looked through; one more is
+	// maxVLANTags 802.1Q/802.1ad tags are looked through; one more is
 	// malformed (§1.1).
-	MaxVLANTags = 2
-	// MaxExtHdrs IPv6 extension headers are followed; a longer chain is
+	maxVLANTags = 2
+	// maxExtHdrs IPv6 extension headers are followed; a longer chain is
 	// malformed (§1.3).
-	MaxExtHdrs = 8
+	maxExtHdrs = 8
 )
 
 // Class is what §3 (limits, bans and trust) judges a packet as, if anything.
@@ -186,7 +186,7 @@ func (p pkt) classify(pol *policy.Policy) Verdict {
 	}
 	off, etype := 14, p.u16(12)
 	for tags := 0; isVLAN(etype); tags++ {
-		if tags == MaxVLANTags || !p.has(off, 4) {
+		if tags == maxVLANTags || !p.has(off, 4) {
 			return malformed()
 		}
 		etype = p.u16(off + 2)
@@ -387,7 +387,7 @@ func (p pkt) ipv6(off int) (l3, bool) {
 	next := p.b[off+6]
 	off += 40
 	for n := 0; isExt(next); n++ {
-		if n == MaxExtHdrs {
+		if n == maxExtHdrs {
 			return h, false // a longer chain than xdpguard follows
 		}
 		// Every extension header is at least 8 bytes; it must fit the
