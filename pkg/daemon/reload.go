@@ -1,0 +1,193 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/xdpguard/xdpguard/pkg/listening"
+	"github.com/xdpguard/xdpguard/pkg/loader"
+	"github.com/xdpguard/xdpguard/pkg/policy"
+)
+
+// Reload reads the policy file and switches every interface to it. A bad
+// file, or a switch failing on any interface, leaves the previous policy in
+// force everywhere.
+func (d *daemon) Reload(why string) error {
+	changed, err := d.reload()
+	d.reloads.Observe(err)
+	switch {
+	case err != nil:
+		attrs := []any{"trigger", why, "err", err}
+		var pe *policy.Error
+		if errors.As(err, &pe) { // where the first problem is, for log searches and alerts
+			attrs = append(attrs, "file", pe.File, "line", pe.Line, "field", pe.Field)
+		}
+		d.log.Error("policy reload refused; the previous policy stays in force", attrs...)
+	case !changed:
+		d.log.Info("policy unchanged", "trigger", why, "digest", digest(d.current))
+	default:
+		d.log.Info("policy reloaded", "trigger", why, "digest", digest(d.current), "summary", d.current.Summary())
+	}
+	return err
+}
+
+// reload switches to the file's policy; changed is false when its meaning
+// equals the policy in force (the generation then stays as it is).
+func (d *daemon) reload() (changed bool, err error) {
+	base, err := policy.Load(d.cfg.PolicyPath)
+	if err != nil {
+		return false, err
+	}
+	if base.AllowListening && (!d.base.AllowListening || !slices.Equal(base.ListeningUIDs, d.base.ListeningUIDs)) {
+		if d.ports, err = listening.Ports(base.ListeningUIDs); err != nil {
+			return false, err
+		}
+	}
+	now := time.Now()
+	pol := d.inForce(base, now)
+	// A daemon started from an SSH session guards that session on every
+	// reload too, not only at start (a daemon under systemd has none).
+	if !d.cfg.Force {
+		if err := pol.LockOut(d.cfg.SSHConnection); err != nil {
+			return false, err
+		}
+	}
+	changed, err = d.switchTo(pol)
+	if err == nil {
+		d.base, d.evaluated = base, now
+	}
+	return changed, err
+}
+
+// inForce is the policy in force at now for the file's policy base: its
+// timed rules that apply then, plus listening ports under allow_listening.
+func (d *daemon) inForce(base *policy.Policy, now time.Time) *policy.Policy {
+	return base.InForce(now, d.ports)
+}
+
+// retime switches when a timed rule starts or stops applying.
+func (d *daemon) retime() {
+	now := time.Now()
+	changed, err := d.switchTo(d.inForce(d.base, now))
+	switch {
+	case err != nil:
+		d.log.Error("timed rules changed but the switch failed; the previous policy stays", "err", err)
+		return // evaluated stays: the timer fires again at once, retrying
+	case changed:
+		d.log.Info("timed rules changed", "rules", d.base.TimedRules(now), "summary", d.current.Summary())
+	}
+	d.evaluated = now
+}
+
+// nextChange fires when the next timed rule starts or stops after the time
+// the policy in force was evaluated at (not after now: a rule that ended
+// between the two would keep its port open with no timer set); nil if
+// none.
+func (d *daemon) nextChange() <-chan time.Time {
+	next := d.base.NextChange(d.evaluated)
+	if next.IsZero() {
+		return nil
+	}
+	return time.After(time.Until(next) + 10*time.Millisecond)
+}
+
+// rescanListening follows the listening sockets under allow_listening.
+func (d *daemon) rescanListening() {
+	// d.base is written only by this goroutine (reloads run in Run's
+	// loop too), so this check needs no lock: without allow_listening the
+	// tick costs nothing and never blocks a scrape.
+	if !d.base.AllowListening {
+		return
+	}
+	ports, err := listening.Ports(d.base.ListeningUIDs)
+	if err != nil {
+		d.log.Warn("listing listening sockets", "err", err)
+		return
+	}
+	if slices.Equal(ports, d.ports) {
+		return
+	}
+	if time.Since(d.lastListening) < listeningEvery {
+		return // seen again at a tick after the interval
+	}
+	old := d.ports
+	d.ports = ports
+	now := time.Now()
+	changed, err := d.switchTo(d.inForce(d.base, now))
+	switch {
+	case err != nil:
+		d.ports = old
+		d.log.Error("listening ports changed but the switch failed; the previous policy stays", "err", err)
+		return
+	case changed:
+		d.lastListening = now
+		d.log.Info("listening ports changed", "listening", ports, "summary", d.current.Summary())
+	}
+	d.evaluated = now
+}
+
+// switchTo puts pol in force on every interface, or on none. The slow part,
+// compiling and verifying a generation per interface, runs unlocked, while
+// scrapes and /readyz are answered; only the switch itself holds d.mu.
+func (d *daemon) switchTo(pol *policy.Policy) (changed bool, err error) {
+	if pol.Digest() == d.current.Digest() {
+		return false, nil
+	}
+	prepared := make([]*loader.Prepared, 0, len(d.guards))
+	discard := func(ps []*loader.Prepared) {
+		for _, p := range ps {
+			p.Discard()
+		}
+	}
+	for _, g := range d.guards {
+		p, err := g.Prepare(pol)
+		if err != nil {
+			discard(prepared)
+			return false, err
+		}
+		prepared = append(prepared, p)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, p := range prepared {
+		if err := p.Switch(); err != nil {
+			discard(prepared[i+1:])
+			// Put the interfaces already switched back on the old policy.
+			for _, done := range d.guards[:i] {
+				if rerr := done.Apply(d.current); rerr != nil {
+					d.log.Error("rollback failed", "interface", done.Iface, "err", rerr)
+				}
+			}
+			return false, err
+		}
+	}
+	d.current = pol
+	if d.collector != nil {
+		d.collector.Invalidate()
+	}
+	return true, nil
+}
+
+// watchPolicy watches the policy's directory, not the file: an atomic save
+// (write a temp file, rename it over) replaces the inode a file watch follows.
+func watchPolicy(path string) (*fsnotify.Watcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch policy: %w", err)
+	}
+	if err := w.Add(filepath.Dir(path)); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("watch policy directory: %w", err)
+	}
+	return w, nil
+}
+
+func digest(p *policy.Policy) string {
+	d := p.Digest()
+	return fmt.Sprintf("%x", d[:6])
+}
