@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The data path's clocks. A test build (-DXDPG_TEST_CLOCK, see
- * pkg/loader/internal/testclock) reads them from a map the test sets, so
+ * pkg/datapath/internal/testclock) reads them from a map the test sets, so
  * limiters and bans can be driven with explicit timestamps. */
 #ifndef XDPG_CLOCK_H
 #define XDPG_CLOCK_H

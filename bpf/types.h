@@ -10,7 +10,7 @@
 #define XDPG_SCHEMA_VERSION 3
 
 /* Why a packet got its verdict. Passes come first, then drops; Go keeps the
- * names and verdicts (pkg/loader/reasons.go) and a test checks they match. */
+ * names and verdicts (pkg/datapath/reasons.go) and a test checks they match. */
 enum xdpg_reason {
 	XDPG_PASS_NOT_IP = 0,	     /* ARP, LLDP, any non-IP ethertype */
 	XDPG_PASS_NOT_TCP,	     /* IP but not TCP: UDP, ICMP, ND, ESP, ... */
@@ -35,7 +35,7 @@ enum xdpg_reason {
 /* Counter slots of the rules (xdpg_rule_stats, xdpg_rule_names). The
  * implicit rules have fixed slots; Go gives each named rule of the policy a
  * slot from XDPG_RULE_FIRST_NAMED on, kept across reloads while the name
- * stays (pkg/loader/rules.go). */
+ * stays (pkg/datapath/rules.go). */
 enum xdpg_rule_slot {
 	XDPG_RULE_TCP_CLOSED = 0,  /* tcp/closed */
 	XDPG_RULE_UDP_CLOSED,      /* udp/closed */

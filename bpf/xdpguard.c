@@ -12,7 +12,7 @@
 #include "maps.h"
 #include "clock.h"
 
-/* The policy of this generation, set by Go before load (see pkg/loader).
+/* The policy of this generation, set by Go before load (see pkg/datapath).
  * The scalars come first: clang lays .rodata out in declaration order, and
  * every packet reads several of them, so they share one or two cache lines
  * instead of each sitting between 8 KiB bitmaps. */
@@ -191,7 +191,7 @@ static __always_inline void health_inc(__u32 idx)
 /* The limiters' clock. With a coarse clock, every SYN of one tick sees the
  * same time, so a bucket whose tolerance is under a tick would pass only
  * `burst` SYNs per tick whatever its rate; Go sets precise_clock for such
- * generations (pkg/loader, limiterClock) and the cheaper coarse clock does
+ * generations (pkg/datapath, limiterClock) and the cheaper coarse clock does
  * elsewhere. */
 static __always_inline __u64 limiter_now(void)
 {

@@ -38,10 +38,11 @@ kernel_image() {
 }
 
 # The initramfs: init, the test binary and the files the tests read.
-mkdir -p "$WORK/root/src/pkg/datapath" "$WORK/root/src/bpf" "$WORK/root/bin"
+mkdir -p "$WORK/root/src/pkg/datapath" "$WORK/root/src/bpf" "$WORK/root/src/docs" "$WORK/root/bin"
 CGO_ENABLED=0 go build -o "$WORK/root/init" ./test/kernels/init
 CGO_ENABLED=0 go test -c -o "$WORK/root/src/pkg/datapath/datapath.test" ./pkg/datapath
 cp bpf/*.h "$WORK/root/src/bpf/"
+cp docs/ARCHITECTURE.md "$WORK/root/src/docs/"
 cp -r pkg/datapath/testdata "$WORK/root/src/pkg/datapath/"
 (cd "$WORK/root" && find . | cpio -o -H newc --quiet) >"$WORK/initrd.cpio"
 
