@@ -1,34 +1,18 @@
 package archtest
 
 import (
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
-)
 
-// block is the text between <!-- NAME: ... --> and <!-- NAME end --> in a doc.
-func block(t *testing.T, path, name string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	i := strings.Index(s, "<!-- "+name+":")
-	j := strings.Index(s, "<!-- "+name+" end -->")
-	if i < 0 || j < i {
-		t.Fatalf("%s has no %q block", path, name)
-	}
-	s = s[i:j]
-	return s[strings.Index(s, "-->")+3:]
-}
+	"github.com/xdpguard/xdpguard/internal/testutil"
+)
 
 // The layers ARCHITECTURE.md draws are the imports: each package imports
 // only packages on lower layers, and every package of the module is placed.
 func TestLayers(t *testing.T) {
 	layer := map[string]int{}
-	for _, line := range strings.Split(block(t, "../../docs/ARCHITECTURE.md", "layers"), "\n") {
+	for _, line := range strings.Split(testutil.DocBlock(t, "../../docs/ARCHITECTURE.md", "layers"), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 2 || (f[0] != "layer" && f[0] != "tests") {
 			continue

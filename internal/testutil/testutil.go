@@ -3,6 +3,7 @@ package testutil
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -30,4 +31,22 @@ func Require(t testing.TB, err error, what string) {
 		t.Fatalf("%s: %v (CI=true forbids skipping)", what, err)
 	}
 	t.Skipf("%s: %v", what, err)
+}
+
+// DocBlock is the text a doc holds between <!-- NAME: ... --> and
+// <!-- NAME end -->: the parts of docs that tests hold to the code.
+func DocBlock(t testing.TB, path, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "<!-- "+name+":")
+	j := strings.Index(s, "<!-- "+name+" end -->")
+	if i < 0 || j < i {
+		t.Fatalf("%s has no %q block", path, name)
+	}
+	s = s[i:j]
+	return s[strings.Index(s, "-->")+3:]
 }

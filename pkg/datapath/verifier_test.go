@@ -1,14 +1,13 @@
 package datapath_test
 
 import (
-	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
 
+	"github.com/xdpguard/xdpguard/internal/testutil"
 	"github.com/xdpguard/xdpguard/pkg/datapath"
 )
 
@@ -43,15 +42,10 @@ func TestVerifiedInstructionBudget(t *testing.T) {
 			everyOption = int(n)
 		}
 	}
-	b, err := os.ReadFile("../../docs/ARCHITECTURE.md")
+	doc, err := strconv.Atoi(strings.ReplaceAll(strings.TrimSpace(testutil.DocBlock(t, "../../docs/ARCHITECTURE.md", "verified")), ",", ""))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("docs/ARCHITECTURE.md's verified-instruction figure: %v", err)
 	}
-	m := regexp.MustCompile(`<!-- verified: [^>]*-->([0-9,]+)<!-- verified end -->`).FindSubmatch(b)
-	if m == nil {
-		t.Fatal("docs/ARCHITECTURE.md states no verified-instruction figure")
-	}
-	doc, _ := strconv.Atoi(strings.ReplaceAll(string(m[1]), ",", ""))
 	if everyOption < doc*3/4 || everyOption > doc*5/4 {
 		t.Errorf("docs/ARCHITECTURE.md says %d instructions verified with every option, this kernel verified %d: update the figure", doc, everyOption)
 	}
@@ -61,17 +55,8 @@ func TestVerifiedInstructionBudget(t *testing.T) {
 // nothing the program does not pin: a map added to maps.h without its line
 // there fails here.
 func TestArchitectureListsEveryPinnedMap(t *testing.T) {
-	b, err := os.ReadFile("../../docs/ARCHITECTURE.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	i, j := strings.Index(s, "<!-- pins:"), strings.Index(s, "<!-- pins end -->")
-	if i < 0 || j < i {
-		t.Fatal("docs/ARCHITECTURE.md has no pins block")
-	}
 	listed := map[string]string{}
-	for _, line := range strings.Split(s[i:j], "\n") {
+	for _, line := range strings.Split(testutil.DocBlock(t, "../../docs/ARCHITECTURE.md", "pins"), "\n") {
 		f := strings.Fields(line)
 		if len(f) >= 2 && strings.HasPrefix(f[0], "xdpg_") {
 			listed[f[0]] = f[1]

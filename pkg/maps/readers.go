@@ -56,16 +56,25 @@ func (s *Set) reasons(base int) (Reasons, error) {
 	if err := need(s.XdpgStats, "xdpg_stats"); err != nil {
 		return out, err
 	}
+	return out, sumCounters(s.XdpgStats, base, out[:])
+}
+
+// sumCounters fills out with the per-CPU u64 counters of m from index base
+// on, summed; indices beyond m (an array of an older schema) stay 0.
+func sumCounters(m *ebpf.Map, base int, out []uint64) error {
 	p, err := newPerCPU[uint64]()
 	if err != nil {
-		return out, err
+		return err
 	}
 	for i := range out {
-		if out[i], err = p.sum(s.XdpgStats, uint32(base+i), func(t *uint64, v uint64) { *t += v }); err != nil {
-			return out, fmt.Errorf("read counter %d: %w", i, err)
+		if uint32(base+i) >= m.MaxEntries() {
+			break
+		}
+		if out[i], err = p.sum(m, uint32(base+i), func(t *uint64, v uint64) { *t += v }); err != nil {
+			return fmt.Errorf("read counter %d: %w", base+i, err)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // PortDrops are the drops of one destination port.
@@ -174,20 +183,8 @@ func (s *Set) Health() ([datapath.NumHealthCounters]uint64, error) {
 	if err := need(s.XdpgHealth, "xdpg_health"); err != nil {
 		return out, err
 	}
-	p, err := newPerCPU[uint64]()
-	if err != nil {
-		return out, err
-	}
-	for i := range out {
-		// A health array of an older schema is shorter: what it lacks is 0.
-		if uint32(i) >= s.XdpgHealth.MaxEntries() {
-			break
-		}
-		if out[i], err = p.sum(s.XdpgHealth, uint32(i), func(t *uint64, v uint64) { *t += v }); err != nil {
-			return out, fmt.Errorf("read health counter %d: %w", i, err)
-		}
-	}
-	return out, nil
+	// A health array of an older schema is shorter: what it lacks is 0.
+	return out, sumCounters(s.XdpgHealth, 0, out[:])
 }
 
 // SourceCount is the per-source SYN table's fill: its entries, those its

@@ -1,0 +1,93 @@
+package maps
+
+import (
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpguard/xdpguard/internal/testutil"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
+	"github.com/xdpguard/xdpguard/pkg/policy"
+)
+
+// The bounded heap keeps exactly the n greatest, in order, whatever the
+// order they come in.
+func TestBoundedKeepsTheGreatest(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for round := 0; round < 100; round++ {
+		var all []int
+		n := r.IntN(20)
+		b := newBounded(n, func(a, b int) bool { return a < b })
+		for i := 0; i < r.IntN(200); i++ {
+			x := r.IntN(1000)
+			all = append(all, x)
+			b.add(x)
+		}
+		slices.Sort(all)
+		slices.Reverse(all)
+		if n > 0 && len(all) > n {
+			all = all[:n]
+		}
+		if got := b.sorted(); !slices.Equal(got, all) && !(len(got) == 0 && len(all) == 0) {
+			t.Fatalf("n=%d: kept %v, want %v", n, got, all)
+		}
+	}
+}
+
+// Pins of an older schema lack maps this xdpguard reads: Open still opens
+// what is there, the readers of what is missing say so, and a snapshot
+// lists each missing piece instead of showing zeros.
+func TestOpenToleratesMissingMaps(t *testing.T) {
+	testutil.RequirePrivileged(t)
+	fs := t.TempDir()
+	if err := unix.Mount("bpf", fs, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(fs, unix.MNT_DETACH)
+	pol, err := policy.Parse("p", []byte("tcp:\n  allow: [22]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, err := datapath.LoadDetached(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gen.Close()
+	dir := filepath.Join(fs, "eth0")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range map[string]*ebpf.Map{"xdpg_generation": gen.XdpgGeneration, "xdpg_stats": gen.XdpgStats} {
+		if err := m.Pin(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := Open(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Reasons(); err != nil {
+		t.Errorf("counters that are pinned: %v", err)
+	}
+	if _, err := s.Protected(); !errors.Is(err, errNotPinned) {
+		t.Errorf("a map that is not pinned: %v, want errNotPinned", err)
+	}
+	snap := s.Snapshot(SnapshotOptions{})
+	if snap.Reasons == nil || snap.Health != nil || snap.BanCount != nil {
+		t.Errorf("snapshot: reasons %v, health %v, bans %v", snap.Reasons, snap.Health, snap.BanCount)
+	}
+	if !strings.Contains(strings.Join(snap.Problems, "\n"), "xdpg_protected: not pinned") {
+		t.Errorf("problems: %v", snap.Problems)
+	}
+	if _, err := Open(filepath.Join(fs, "eth1"), false); err == nil {
+		t.Error("opened a directory with no pins")
+	}
+}
