@@ -96,3 +96,18 @@ func TestDetachNeverRemovesOtherToolsPins(t *testing.T) {
 		t.Error("detach followed a symlink and removed what it points to")
 	}
 }
+
+// Commands that only read (or remove) pins never create a directory or
+// mount a bpffs: a mistyped --bpffs is said, not made.
+func TestReadOnlyCommandsCreateNothing(t *testing.T) {
+	typo := filepath.Join(t.TempDir(), "sys", "fs", "bfp")
+	for _, args := range [][]string{
+		{"status"}, {"status", "--output", "json"}, {"stats", "--count", "1", "--interval", "100ms"}, {"top", "--count", "1", "--interval", "100ms"},
+		{"bans"}, {"unban", "192.0.2.1"}, {"detach", "--all"},
+	} {
+		_, _ = execute(t, append([]string{"--bpffs", typo}, args...)...)
+		if exists(typo) || exists(filepath.Dir(typo)) {
+			t.Fatalf("%v created %s", args, typo)
+		}
+	}
+}

@@ -1,12 +1,15 @@
 package integration
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -125,5 +128,69 @@ func TestFailedStartLeavesTheHostAsItWas(t *testing.T) {
 	}
 	if _, err := os.Lstat("/etc/passwd-should-never-be-written"); err == nil {
 		t.Error("the events log was written through a symlink")
+	}
+}
+
+// status says, by its exit status and by name, when something asked about
+// is not enforcing; unban and detach name what they refuse.
+func TestStatusExitStatusAndProblems(t *testing.T) {
+	l, _ := startLab(t, labPolicy)
+	if out, err := runIn(l, "status"); err != nil {
+		t.Fatalf("status of an enforcing interface: %v\n%s", err, out)
+	}
+	out, err := runIn(l, "status", "--iface", l.SrvIf+",nosuchif0", "--output", "json")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Fatalf("status naming an interface with no pins: %v, want exit status 3\n%s", err, out)
+	}
+	var st []struct {
+		Interface  string
+		Enforcing  bool
+		Generation *uint64
+		Problems   []string
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st) != 2 {
+		t.Fatalf("status json: %v\n%s", err, out)
+	}
+	if !st[0].Enforcing || len(st[0].Problems) != 0 || st[0].Generation == nil {
+		t.Errorf("the enforcing interface: %+v", st[0])
+	}
+	if st[1].Enforcing || st[1].Generation != nil || len(st[1].Problems) == 0 || !strings.Contains(st[1].Problems[0], "no xdpguard pins") {
+		t.Errorf("the interface with no pins: %+v (an unread generation must be null, not 0)", st[1])
+	}
+	if out, err := runIn(l, "unban", "192.0.2.1"); err == nil || !strings.Contains(out, "192.0.2.1/32 is not banned on "+l.SrvIf) {
+		t.Errorf("unban of nothing banned: %v\n%s", err, out)
+	}
+	if out, err := runIn(l, "detach", "--iface", "nosuchif0"); err == nil || !strings.Contains(out, "nosuchif0: no xdpguard pins") {
+		t.Errorf("detach of an interface with no pins: %v\n%s", err, out)
+	}
+}
+
+// A reload compiles off the daemon's lock: /readyz (and /metrics) answer
+// while a large policy is parsed, flattened and verified.
+func TestReadyzAnswersDuringAReload(t *testing.T) {
+	l, d := startLab(t, labPolicy)
+	var from []string
+	for i := 0; i < 40000; i++ {
+		from = append(from, fmt.Sprintf(`"10.%d.%d.0/24"`, i>>8, i&0xff))
+	}
+	d.Mark()
+	l.WritePolicy("tcp:\n  allow:\n    - 8022\n    - 8080\n    - port: 3306\n      from: [" + strings.Join(from, ", ") + "]\n")
+	// SIGHUP reloads at once (the file watcher waits 200 ms for the file
+	// to settle): every answer counted below came while the reload ran.
+	d.Signal(syscall.SIGHUP)
+	answered := 0
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(d.log.String()[d.since:], "policy reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the large policy never loaded:\n%s", d.log.String()[d.since:])
+		}
+		if _, code, err := l.HTTPGet(l.Server, d.Metrics, "/readyz"); err == nil && code == 200 {
+			answered++
+		}
+	}
+	t.Logf("/readyz answered %d times during the reload", answered)
+	if answered < 3 {
+		t.Errorf("/readyz answered %d times while the reload ran: it waits for the reload", answered)
 	}
 }
