@@ -64,6 +64,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdpg_bans SEC(".maps");
 
+/* Bans of addresses and prefixes written by operators and feeds (`xdpguard
+ * ban`, CrowdSec, fail2ban): struct xdpg_lpm_key -> struct xdpg_ban_range,
+ * looked up where a ban applies. Written by Go only, read and counted by XDP;
+ * an ended entry is ignored, and swept by the daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1048576);
+	__type(key, struct xdpg_lpm_key);
+	__type(value, struct xdpg_ban_range);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_ban_ranges SEC(".maps");
+
 /* Sources never banned (by their xdpg_src_key) -> enum xdpg_protection
  * bits. Written by the daemon (SSH peers, gateways, resolvers), read by XDP
  * only when it is about to ban. */

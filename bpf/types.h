@@ -127,6 +127,27 @@ struct xdpg_source {
 	__u64 drops;
 };
 
+/* Who banned a source (struct xdpg_ban_range's origin). The data path's own
+ * bans (a missed SYN rate) are in xdpg_bans, origin XDPG_BAN_LIMIT. */
+enum xdpg_ban_origin {
+	XDPG_BAN_LIMIT = 0,
+	XDPG_BAN_CLI,
+	XDPG_BAN_CROWDSEC,
+	XDPG_BAN_FAIL2BAN,
+	XDPG_BAN_ORIGINS,
+};
+
+/* A ban of an address or prefix written by an operator or a feed (CLI,
+ * CrowdSec, fail2ban): until when (CLOCK_MONOTONIC ns), what it dropped,
+ * who wrote it and why. */
+struct xdpg_ban_range {
+	__u64 until;
+	__u64 drops;
+	__u8 origin; /* enum xdpg_ban_origin */
+	__u8 bits;   /* the prefix's length, to find the next wider ban */
+	char reason[46];
+};
+
 /* Why a source is protected from bans (xdpg_protected values, bits): the
  * daemon writes the peers of SSH sessions, the default gateways and the
  * resolvers; link-local sources are protected by the data path itself. */

@@ -77,6 +77,8 @@ const enum xdpg_health_counter *unused_health __attribute__((unused));
 const struct xdpg_event *unused_event __attribute__((unused));
 const struct xdpg_event_budget *unused_event_config __attribute__((unused));
 const enum xdpg_protection *unused_protection __attribute__((unused));
+const enum xdpg_ban_origin *unused_ban_origin __attribute__((unused));
+const struct xdpg_ban_range *unused_ban_range __attribute__((unused));
 
 /* A packet's outcome besides its reason: the destination port (SYN, UDP),
  * the rule it is counted under, and whether a monitor-mode rule let a
@@ -316,10 +318,66 @@ static __always_inline struct xdpg_source *ban_of(struct xdpg_src_key *key)
 	return NULL;
 }
 
-/* Drop for a ban: counted in the ban's entry, for `xdpguard bans`. */
-static __always_inline enum xdpg_reason ban_drop(struct xdpg_source *ban)
+/* How many nested prefix bans range_ban looks through when the narrowest
+ * has ended (an ended one stays until the daemon's sweep). */
+#define XDPG_BAN_NESTING 4
+
+/* The operator's or a feed's ban covering the source, if one is in force
+ * (xdpg_ban_ranges). The longest matching prefix decides; if its ban has
+ * ended, the next wider one does (a lookup with a shorter prefix length),
+ * so a narrow ban that ends never hides a wide one still in force. One LPM
+ * lookup when nothing is banned, on an empty trie little more than a
+ * call. */
+static __always_inline struct xdpg_ban_range *range_ban(struct l4_info *l4)
 {
-	__sync_fetch_and_add(&ban->drops, 1);
+	struct xdpg_lpm_key key = { .prefixlen = 32 + 128 };
+	__u64 now = clock_coarse();
+
+	if (l4->is_v6) {
+		key.family = 6;
+		__builtin_memcpy(key.addr, l4->saddr, sizeof(key.addr));
+	} else {
+		key.family = 4;
+		key.addr[0] = l4->saddr[3];
+	}
+	for (int i = 0; i < XDPG_BAN_NESTING; i++) {
+		struct xdpg_ban_range *b = bpf_map_lookup_elem(&xdpg_ban_ranges, &key);
+
+		if (!b)
+			return NULL;
+		if (b->until > now)
+			return b;
+		if (b->bits == 0)
+			return NULL;
+		key.prefixlen = 32 + b->bits - 1;
+	}
+	return NULL;
+}
+
+/* The ban the source is serving from either table, as a drop, or
+ * XDPG_REASON_MAX when none applies. key is the source's ban key. With
+ * trust_after, the trust list is consulted only once a ban is found, so a
+ * path whose sources are mostly unbanned (UDP) pays no trie lookup for it. */
+static __always_inline enum xdpg_reason ban_verdict(struct l4_info *l4, struct xdpg_src_key *key,
+						    int trust_after)
+{
+	struct xdpg_ban_range *rb = NULL;
+	struct xdpg_source *ban = NULL;
+
+	if (ban_ns)
+		ban = ban_of(key);
+	if (!ban) {
+		if (!(rb = range_ban(l4)))
+			return XDPG_REASON_MAX;
+		/* A prefix ban (a feed's, or an operator's wide one) never
+		 * cuts a protected or link-local source, as the SYN limit
+		 * never bans one. */
+		if (link_local(l4) || bpf_map_lookup_elem(&xdpg_protected, key))
+			return XDPG_REASON_MAX;
+	}
+	if (trust_after && has_trust && source_in(&xdpg_trust, l4))
+		return XDPG_REASON_MAX;
+	__sync_fetch_and_add(ban ? &ban->drops : &rb->drops, 1);
 	return XDPG_DROP_BANNED;
 }
 
@@ -385,7 +443,7 @@ static __always_inline int icmp_request(__u8 type, int v6)
 static __always_inline enum xdpg_reason judge_icmp(void *data, void *data_end, struct hdr_cursor *c,
 						   struct l4_info *l4)
 {
-	struct xdpg_source *ban;
+	enum xdpg_reason banned;
 	struct xdpg_src_key key;
 	__u8 *type;
 
@@ -398,8 +456,8 @@ static __always_inline enum xdpg_reason judge_icmp(void *data, void *data_end, s
 	if (has_trust && source_in(&xdpg_trust, l4))
 		return XDPG_PASS_NOT_TCP;
 	src_key_of(l4, &key);
-	if (ban_ns && (ban = ban_of(&key)))
-		return ban_drop(ban);
+	if ((banned = ban_verdict(l4, &key, 0)) != XDPG_REASON_MAX)
+		return banned;
 	if (icmp_interval_ns) {
 		__u64 now = limiter_now();
 
@@ -413,8 +471,7 @@ static __always_inline enum xdpg_reason judge_icmp(void *data, void *data_end, s
 static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dport, struct verdict *v)
 {
 	/* What an admitted SYN becomes when no limit stops it. */
-	enum xdpg_reason admitted = XDPG_PASS_SYN_ALLOWED;
-	struct xdpg_source *ban;
+	enum xdpg_reason admitted = XDPG_PASS_SYN_ALLOWED, banned;
 	struct xdpg_src_key key;
 	__u64 *port_tat = NULL;
 	__u64 now;
@@ -427,13 +484,11 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 	}
 	if (v->monitored)
 		admitted = XDPG_DROP_PORT_NOT_ALLOWED; /* passes: see record() */
-	if (!src_interval_ns && !port_interval_ns && !ban_ns)
-		return admitted;
 	if (has_trust && source_in(&xdpg_trust, l4))
 		return admitted; /* trusted: no rate limits, no bans */
 	src_key_of(l4, &key);
-	if (ban_ns && (ban = ban_of(&key)))
-		return ban_drop(ban);
+	if ((banned = ban_verdict(l4, &key, 0)) != XDPG_REASON_MAX)
+		return banned;
 	if (!src_interval_ns && !port_interval_ns)
 		return admitted;
 
@@ -476,14 +531,13 @@ static __always_inline enum xdpg_reason judge_udp(void *data, void *data_end, st
 		goto closed;
 	/* A datagram to a service can start something: a banned source's is
 	 * dropped. Replies (below) never are. */
-	if (ban_ns) {
+	{
 		struct xdpg_src_key key;
-		struct xdpg_source *ban;
+		enum xdpg_reason banned;
 
 		src_key_of(l4, &key);
-		/* The trie is consulted only for sources that hit a ban. */
-		if ((ban = ban_of(&key)) && !(has_trust && source_in(&xdpg_trust, l4)))
-			return ban_drop(ban);
+		if ((banned = ban_verdict(l4, &key, 1)) != XDPG_REASON_MAX)
+			return banned;
 	}
 	return XDPG_PASS_UDP_ALLOWED;
 closed:
@@ -588,7 +642,7 @@ static __always_inline enum xdpg_reason classify(void *data, void *data_end, str
 		return (l4->frag_off_one && l4->proto == IPPROTO_TCP) ? XDPG_DROP_FRAGMENT : XDPG_PASS_FRAGMENT;
 	if (l4->proto == IPPROTO_UDP && has_udp)
 		return judge_udp(data, data_end, &c, l4, v);
-	if ((icmp_interval_ns || ban_ns) && l4->proto == (l4->is_v6 ? XDPG_IPPROTO_ICMPV6 : IPPROTO_ICMP))
+	if (l4->proto == (l4->is_v6 ? XDPG_IPPROTO_ICMPV6 : IPPROTO_ICMP))
 		return judge_icmp(data, data_end, &c, l4);
 	if (l4->proto != IPPROTO_TCP)
 		return XDPG_PASS_NOT_TCP;

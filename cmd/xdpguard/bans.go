@@ -19,21 +19,27 @@ import (
 type banStatus struct {
 	Interface string    `json:"interface"`
 	Source    string    `json:"source"`
+	Origin    string    `json:"origin"`
+	Reason    string    `json:"reason,omitempty"`
 	Until     time.Time `json:"until"`
 	Remaining string    `json:"remaining"`
+	Drops     uint64    `json:"drops"`
 }
 
 func newBansCmd() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "bans [--output text|json]",
-		Short: "List sources banned for exceeding their SYN rate",
-		Long: `bans lists the sources (IPv4 addresses, IPv6 /64s, link-local IPv6 addresses)
-that exceeded their SYN rate while ratelimit.syn.ban is set, and when each ban
-ends. A banned source cannot start anything (SYNs, datagrams to UDP services,
-ICMP requests are dropped); its established connections and the replies to
-this host's own traffic still pass. Bans end on their own, in the data path;
-'xdpguard unban' ends one early.`,
+		Short: "List the banned sources, who banned them, why and until when",
+		Long: `bans lists the sources serving a ban on each interface: addresses and
+prefixes banned by 'xdpguard ban', CrowdSec or fail2ban (origin cli, crowdsec,
+fail2ban, with their reason), and the sources the data path banned for
+exceeding their SYN rate under ratelimit.syn.ban (origin limit: IPv4
+addresses, IPv6 /64s, link-local IPv6 addresses). A banned source cannot start
+anything (SYNs, datagrams to UDP services, ICMP requests are dropped); its
+established connections and the replies to this host's own traffic still
+pass. Bans end on their own, in the data path; 'xdpguard unban' ends one
+early.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
@@ -57,7 +63,8 @@ this host's own traffic still pass. Bans end on their own, in the data path;
 				}
 				for _, b := range bans {
 					left := time.Duration(b.Until - monoNow)
-					out = append(out, banStatus{iface, b.Source.String(), wallNow.Add(left).UTC().Round(time.Second), left.Round(time.Second).String()})
+					out = append(out, banStatus{iface, b.Source.String(), b.Origin.String(), b.Reason,
+						wallNow.Add(left).UTC().Round(time.Second), left.Round(time.Second).String(), b.Drops})
 				}
 			}
 			w := cmd.OutOrStdout()
@@ -69,9 +76,9 @@ this host's own traffic still pass. Bans end on their own, in the data path;
 				return nil
 			}
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "INTERFACE\tSOURCE\tUNTIL\tREMAINING")
+			fmt.Fprintln(tw, "INTERFACE\tSOURCE\tORIGIN\tUNTIL\tREMAINING\tDROPS\tREASON")
 			for _, b := range out {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", b.Interface, b.Source, b.Until.Format(time.RFC3339), b.Remaining)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", b.Interface, b.Source, b.Origin, b.Until.Format(time.RFC3339), b.Remaining, b.Drops, b.Reason)
 			}
 			return tw.Flush()
 		},
@@ -80,20 +87,150 @@ this host's own traffic still pass. Bans end on their own, in the data path;
 	return cmd
 }
 
+// parseSource reads an address (as a /32 or /128) or a CIDR.
+func parseSource(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		if !p.IsValid() || p != p.Masked() {
+			return netip.Prefix{}, fmt.Errorf("%q has host bits set: write %s", s, p.Masked())
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or a CIDR", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// Bounds of a manual ban's length.
+const (
+	minBanFor = time.Second
+	maxBanFor = 10 * 365 * 24 * time.Hour
+)
+
+func newBanCmd() *cobra.Command {
+	var (
+		ifaces []string
+		dur    time.Duration
+		reason string
+		origin string
+	)
+	cmd := &cobra.Command{
+		Use:   "ban ADDR|CIDR [--for 1h] [--reason TEXT] [--iface IF[,IF...]]",
+		Short: "Ban an address or a prefix: it cannot start anything until the ban ends",
+		Long: `ban bans ADDR (an IPv4 or IPv6 address) or CIDR on every interface xdpguard
+filters, or on the ones given, for --for: its SYNs, datagrams to UDP services
+and ICMP requests are dropped in the data path; its established connections
+and the replies to this host's own traffic still pass. The ban is pinned
+kernel state: it acts at once, survives daemon restarts and reloads, and ends
+on its own. 'xdpguard bans' lists it, 'xdpguard unban' lifts it.
+
+Some sources are never banned: link-local addresses, the peers of this host's
+SSH sessions, its default gateways and resolvers (what the daemon protects;
+'xdpguard status' lists them). Banning one is refused; a prefix that holds
+one is banned with that source exempt, in the data path, for as long as it is
+protected. --origin records who asks (fail2ban's and CrowdSec's
+integrations set it).`,
+		Example: "  xdpguard ban 198.51.100.7 --for 1h --reason 'brute force'\n  xdpguard ban 203.0.113.0/24 --for 24h\n  xdpguard ban 2001:db8:bad::/48 --iface eth1",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := parseSource(args[0])
+			if err != nil {
+				return err
+			}
+			if dur < minBanFor || dur > maxBanFor {
+				return fmt.Errorf("--for: %s is out of range [%s, %s]", dur, minBanFor, maxBanFor)
+			}
+			o, ok := datapath.ParseBanOrigin(origin)
+			if !ok || o == datapath.BanLimit {
+				return fmt.Errorf("--origin: %q: want cli, crowdsec or fail2ban", origin)
+			}
+			if err := checkInterfaceNames(ifaces); err != nil {
+				return err
+			}
+			root, err := loader.ResolvePinRoot(bpffsFlag(cmd), false)
+			if err != nil {
+				return err
+			}
+			if len(ifaces) == 0 {
+				if ifaces, err = loader.Interfaces(root); err != nil {
+					return err
+				}
+			}
+			if len(ifaces) == 0 {
+				return errors.New("xdpguard is not attached to any interface in this network namespace: nothing to ban on")
+			}
+			until := datapath.MonotonicNow() + uint64(dur)
+			for _, iface := range ifaces {
+				set, err := maps.Open(filepath.Join(root, iface), true)
+				if err != nil {
+					return fmt.Errorf("%s: %w", iface, err)
+				}
+				exempt, err := banOn(set, p, until, o, reason)
+				set.Close()
+				if err != nil {
+					return fmt.Errorf("%s: %w", iface, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "banned %s on %s for %s\n", p, iface, dur)
+				for _, e := range exempt {
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: %s stays exempt on %s\n", e, iface)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&ifaces, "iface", nil, "interfaces (default: all with xdpguard)")
+	cmd.Flags().DurationVar(&dur, "for", time.Hour, "how long the ban lasts (1s to 10 years)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, shown by 'xdpguard bans' (46 bytes kept)")
+	cmd.Flags().StringVar(&origin, "origin", "cli", "who bans: cli, crowdsec or fail2ban")
+	return cmd
+}
+
+// banOn bans p in set. A prefix inside a source that is never banned is
+// refused; one holding such sources is banned, and exempt names them.
+func banOn(set *maps.Set, p netip.Prefix, until uint64, o datapath.BanOrigin, reason string) (exempt []string, err error) {
+	for _, ll := range []netip.Prefix{netip.MustParsePrefix("fe80::/10"), netip.MustParsePrefix("169.254.0.0/16")} {
+		switch {
+		case ll.Bits() <= p.Bits() && ll.Contains(p.Addr()):
+			return nil, fmt.Errorf("%s is link-local, which is never banned", p)
+		case ll.Overlaps(p):
+			exempt = append(exempt, ll.String()+" (link-local)")
+		}
+	}
+	prot, err := set.Protected()
+	if err != nil {
+		prot = nil // pins of an older schema: nothing recorded
+	}
+	for _, pr := range prot {
+		switch {
+		case pr.Source.Bits() <= p.Bits() && pr.Source.Contains(p.Addr()):
+			return nil, fmt.Errorf("%s is protected (%s: %s), which is never banned", p, pr.Source, pr.Why)
+		case pr.Source.Overlaps(p):
+			exempt = append(exempt, pr.Source.String()+" ("+pr.Why.String()+")")
+		}
+	}
+	return exempt, set.Ban(p, until, o, reason)
+}
+
 func newUnbanCmd() *cobra.Command {
 	var ifaces []string
 	cmd := &cobra.Command{
-		Use:   "unban ADDR [--iface IF[,IF...]]",
-		Short: "End the ban of a source early",
-		Long: `unban lifts the ban of ADDR's source (for IPv6, its whole /64) on every
-interface, or on the ones given. It changes state at once, with or without
-the daemon running.`,
-		Example: "  xdpguard unban 198.51.100.7\n  xdpguard unban 2001:db8:aa:bb::1 --iface eth1",
+		Use:   "unban ADDR|CIDR [--iface IF[,IF...]]",
+		Short: "End a ban early",
+		Long: `unban lifts the bans of ADDR or CIDR on every interface, or on the ones given:
+for an address, the ban the SYN limit gave its source (for IPv6, its whole /64)
+and a ban of the address itself; for a CIDR, the ban of exactly that prefix.
+It changes state at once, with or without the daemon running.`,
+		Example: "  xdpguard unban 198.51.100.7\n  xdpguard unban 203.0.113.0/24\n  xdpguard unban 2001:db8:aa:bb::1 --iface eth1",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			addr, err := netip.ParseAddr(args[0])
+			p, err := parseSource(args[0])
 			if err != nil {
-				return fmt.Errorf("%q is not an IP address", args[0])
+				return err
 			}
 			if err := checkInterfaceNames(ifaces); err != nil {
 				return err
@@ -110,25 +247,28 @@ the daemon running.`,
 			if len(ifaces) == 0 {
 				return errors.New("xdpguard is not attached to any interface in this network namespace: nothing is banned")
 			}
-			src := datapath.SrcKeyOf(addr).Prefix()
+			shown := p.String()
+			if p.IsSingleIP() {
+				shown = datapath.SrcKeyOf(p.Addr()).Prefix().String()
+			}
 			lifted := 0
 			for _, iface := range ifaces {
 				set, err := maps.Open(filepath.Join(root, iface), true)
 				if err != nil {
 					return fmt.Errorf("%s: %w", iface, err)
 				}
-				ok, err := set.Unban(addr)
+				ok, err := set.Unban(p)
 				set.Close()
 				if err != nil {
 					return fmt.Errorf("%s: %w", iface, err)
 				}
 				if ok {
 					lifted++
-					fmt.Fprintf(cmd.OutOrStdout(), "unbanned %s on %s\n", src, iface)
+					fmt.Fprintf(cmd.OutOrStdout(), "unbanned %s on %s\n", shown, iface)
 				}
 			}
 			if lifted == 0 {
-				return fmt.Errorf("%s is not banned on %s", src, strings.Join(ifaces, ", "))
+				return fmt.Errorf("%s is not banned on %s", shown, strings.Join(ifaces, ", "))
 			}
 			return nil
 		},

@@ -65,7 +65,7 @@ func TestBanStopsNewConnectionsOnly(t *testing.T) {
 	if left := bans[0].Until - now; left > 60e9 || left < 59e9 {
 		t.Errorf("ban ends %dns after the SYN that earned it, want 60s", left)
 	}
-	if ok, err := maps.Of(d.Maps).Unban(netip.MustParseAddr("192.0.2.7")); !ok || err != nil {
+	if ok, err := maps.Of(d.Maps).Unban(netip.MustParsePrefix("192.0.2.7/32")); !ok || err != nil {
 		t.Fatalf("unban: %v %v", ok, err)
 	}
 	if _, r := run(t, d, udpFrame("192.0.2.7", 53).Bytes()); r != datapath.PassUDPAllowed {

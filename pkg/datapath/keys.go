@@ -93,3 +93,59 @@ func (p Protection) String() string {
 	}
 	return strings.Join(out, ",")
 }
+
+// BanOrigin says who banned a source (enum xdpg_ban_origin).
+type BanOrigin uint8
+
+// The origins of bans: the data path's own (a missed SYN rate), the CLI's,
+// and the feeds'.
+const (
+	BanLimit    = BanOrigin(xdpguardXdpgBanOriginXDPG_BAN_LIMIT)
+	BanCLI      = BanOrigin(xdpguardXdpgBanOriginXDPG_BAN_CLI)
+	BanCrowdSec = BanOrigin(xdpguardXdpgBanOriginXDPG_BAN_CROWDSEC)
+	BanFail2ban = BanOrigin(xdpguardXdpgBanOriginXDPG_BAN_FAIL2BAN)
+	banOrigins  = int(xdpguardXdpgBanOriginXDPG_BAN_ORIGINS)
+)
+
+var banOriginNames = [banOrigins]string{"limit", "cli", "crowdsec", "fail2ban"}
+
+// String is the origin's name (its metric label).
+func (o BanOrigin) String() string {
+	if int(o) < banOrigins {
+		return banOriginNames[o]
+	}
+	return "unknown"
+}
+
+// BanOrigins lists every origin.
+func BanOrigins() []BanOrigin {
+	out := make([]BanOrigin, banOrigins)
+	for i := range out {
+		out[i] = BanOrigin(i)
+	}
+	return out
+}
+
+// ParseBanOrigin reads an origin's name.
+func ParseBanOrigin(s string) (BanOrigin, bool) {
+	for i, n := range banOriginNames {
+		if n == s {
+			return BanOrigin(i), true
+		}
+	}
+	return 0, false
+}
+
+// BanRange is an entry of xdpg_ban_ranges (struct xdpg_ban_range).
+type BanRange = xdpguardXdpgBanRange
+
+// ReasonText is the ban's reason text.
+func (b *BanRange) ReasonText() string { return cString(b.Reason[:]) }
+
+// SetReason records the reason (cut to fit).
+func (b *BanRange) SetReason(s string) {
+	b.Reason = [46]int8{}
+	for i := 0; i < len(s) && i < len(b.Reason)-1; i++ {
+		b.Reason[i] = int8(s[i])
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -83,8 +84,12 @@ sources:
   trust: [10.2.0.0/16, "2001:db8:aa::7"]
   deny: [203.0.113.0/24, "2001:db8:dd::/64"]
 `, false, true},
+	// No limits at all: only prefix bans judge sources (and ICMP is
+	// judged for them).
+	{"prefix bans alone", modelRules, false, false},
 	// Monitor mode: everything passes, judged and limited as usual, and
-	// no ban is written or enforced though the policy asks for them.
+	// no limit ban is written or enforced though the policy asks for
+	// them; prefix bans still drop.
 	{"monitor mode", "mode: monitor\n" + modelRules + `ratelimit:
   syn: {rate: 50, burst: 3, ban: 1s}
   syn_total: {rate: 500, burst: 20}
@@ -403,6 +408,7 @@ func compareState(t testing.TB, d *datapath.Generation, icmpBuckets *ebpf.Map, m
 	diffs := diffTable("SYN bucket", readSourceTable(t, d.XdpgSrcBuckets), m.SYNBuckets(), bucket)
 	diffs = append(diffs, diffTable("ICMP bucket", readSourceTable(t, icmpBuckets), m.ICMPBuckets(), bucket)...)
 	diffs = append(diffs, diffTable("ban", readSourceTable(t, d.XdpgBans), m.Bans(), ban)...)
+	diffs = append(diffs, diffTable("prefix ban", readRangeBans(t, d.XdpgBanRanges), m.RangeBans(), ban)...)
 	for _, port := range modelPorts {
 		var tat uint64
 		if err := d.XdpgPortBuckets.Lookup(uint32(port), &tat); err != nil {
@@ -472,6 +478,66 @@ func carryOver(t testing.TB, d *datapath.Generation, icmpBuckets *ebpf.Map, m *r
 			m.SetBan(a, end)
 		}
 	}
+}
+
+// modelRangeBans are the prefix bans written before each sequence, with
+// when they end relative to its start (-1: already ended): nested ones
+// whose narrowest has ended (the next wider decides), more ended nested
+// ones than the data path looks through, ended /0s (the search stops),
+// and bans covering trusted, protected and link-local sources (which are
+// exempt).
+var modelRangeBans = []struct {
+	prefix string
+	end    time.Duration
+}{
+	{"10.50.0.0/23", 30 * time.Minute},
+	{"10.50.1.0/24", -1},
+	{"10.50.1.128/25", 10 * time.Minute},
+	{"10.50.2.0/24", 2 * time.Hour},
+	{"10.50.2.0/25", -1}, {"10.50.2.0/26", -1}, {"10.50.2.0/27", -1}, {"10.50.2.0/28", -1},
+	{"0.0.0.0/0", -1}, {"::/0", -1},
+	{"10.2.0.0/16", 1e15},
+	{"192.0.2.0/24", 1e15},
+	{"169.254.0.0/16", 1e15},
+	{"fe80::/10", 1e15},
+	{"2001:db8:1000::/40", time.Hour},
+	{"2001:db8:1001::/48", -1},
+	{"2001:db8:bb::/48", 10 * time.Minute},
+	{"2001:db8:cc::/48", 1e15},
+	{"2001:db8:aa::7/128", 1e15},
+}
+
+// setRangeBans writes modelRangeBans into the program's table, through
+// the operator's writer, and into the model.
+func setRangeBans(t testing.TB, d *datapath.Generation, m *reference.Model, t0 uint64) {
+	t.Helper()
+	for _, rb := range modelRangeBans {
+		p := netip.MustParsePrefix(rb.prefix)
+		end := t0 + uint64(rb.end)
+		if rb.end < 0 {
+			end = t0 - 1
+		}
+		if err := maps.Of(d.Maps).Ban(p, end, datapath.BanCLI, "model"); err != nil {
+			t.Fatal(err)
+		}
+		m.SetRangeBan(p, end)
+	}
+}
+
+// readRangeBans is the program's prefix-ban table.
+func readRangeBans(t testing.TB, m *ebpf.Map) map[netip.Prefix]datapath.SourceState {
+	t.Helper()
+	out := map[netip.Prefix]datapath.SourceState{}
+	var k datapath.LPMKey
+	var v datapath.BanRange
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		out[k.Prefix()] = datapath.SourceState{At: v.Until, Drops: v.Drops}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // fillBanTable fills the ban table with bans of 10.50.0.0/16, as a spray
@@ -594,6 +660,7 @@ func testModel(t *testing.T, text string, wantPrecise, fillBans bool, n int, see
 	r := rand.New(rand.NewPCG(seed, 3))
 	t0 := 1e12 + uint64(r.Int64N(1e9))
 	carryOver(t, d, icmpBuckets, m, pol, t0)
+	setRangeBans(t, d, m, t0)
 	if fillBans {
 		fillBanTable(t, d, m, r, t0)
 	}
@@ -701,17 +768,38 @@ func testModel(t *testing.T, text string, wantPrecise, fillBans bool, n int, see
 	t.Logf("%s; %d bans in the table, %d lifted on sight, health %+v, %d SYN and %d ICMP buckets",
 		strings.Join(tally, ", "), len(m.Bans()), lifted, h, len(m.SYNBuckets()), len(m.ICMPBuckets()))
 	musts := []datapath.Reason{datapath.PassSYNAllowed, datapath.PassNotSYN, datapath.PassNotTCP, datapath.PassUDPAllowed,
-		datapath.PassUDPReply, datapath.DropUDPPortNotAllowed, datapath.DropPortNotAllowed, datapath.DropRateLimited,
+		datapath.PassUDPReply, datapath.DropUDPPortNotAllowed, datapath.DropPortNotAllowed,
 		datapath.DropMalformed, datapath.DropInvalidFlags}
+	if pol.SYN != nil {
+		musts = append(musts, datapath.DropRateLimited)
+	}
 	if fillBans && h.BansNotStored == 0 {
 		t.Error("the ban table was full, and no ban went unstored")
 	}
-	// (The tables, compared above, hold no ban the model did not write.)
-	if pol.Monitor && seen[datapath.DropBanned] > 0 {
-		t.Errorf("a policy in monitor mode dropped %d packets for bans", seen[datapath.DropBanned])
+	// (The tables, compared above, hold no ban the model did not write:
+	// in monitor mode, none but the carried-over ones.) Prefix bans drop
+	// under every policy; the exempt sources' never count a drop.
+	musts = append(musts, datapath.DropBanned)
+	ranges := m.RangeBans()
+	dropping := []string{"2001:db8:1000::/40", "2001:db8:bb::/48"}
+	if !fillBans { // else 10.50/16's limit bans decide first
+		dropping = append(dropping, "10.50.0.0/23", "10.50.1.128/25", "10.50.2.0/24")
+	}
+	for _, p := range dropping {
+		if ranges[netip.MustParsePrefix(p)].Drops == 0 {
+			t.Errorf("the prefix ban of %s dropped nothing", p)
+		}
+	}
+	exempt := []string{"192.0.2.0/24", "169.254.0.0/16", "fe80::/10", "2001:db8:cc::/48"}
+	if len(pol.Trust) > 0 {
+		exempt = append(exempt, "10.2.0.0/16", "2001:db8:aa::7/128")
+	}
+	for _, p := range exempt {
+		if d := ranges[netip.MustParsePrefix(p)].Drops; d != 0 {
+			t.Errorf("the prefix ban of %s, whose sources are trusted, protected or link-local, dropped %d", p, d)
+		}
 	}
 	if pol.Ban > 0 && !pol.Monitor {
-		musts = append(musts, datapath.DropBanned)
 		if lifted == 0 || h.BansProtected == 0 {
 			t.Errorf("bans lifted on sight: %d, refused as protected: %d; both must happen", lifted, h.BansProtected)
 		}
@@ -730,7 +818,7 @@ func testModel(t *testing.T, text string, wantPrecise, fillBans bool, n int, see
 			t.Errorf("no packet got %s", reason.Name())
 		}
 	}
-	if h.SourceInserts == 0 || monitoredPasses == 0 {
+	if (pol.SYN != nil && h.SourceInserts == 0) || monitoredPasses == 0 {
 		t.Errorf("sources inserted %d, monitored drops %d: both must happen", h.SourceInserts, monitoredPasses)
 	}
 	if wantRules["trial-8080"].Monitored == 0 || wantRules[policy.RuleTCPListening].Passed == 0 {

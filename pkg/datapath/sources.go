@@ -11,13 +11,13 @@ import (
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
-// lpmKey is a key of the source tries (struct xdpg_lpm_key).
-type lpmKey = xdpguardXdpgLpmKey
+// LPMKey is a key of the source tries (struct xdpg_lpm_key).
+type LPMKey = xdpguardXdpgLpmKey
 
-// newLPMKey encodes a prefix the way the data path looks sources up:
+// LPMKeyOf encodes a prefix the way the data path looks sources up:
 // family first (always covered by the prefix), then the address.
-func newLPMKey(p netip.Prefix) lpmKey {
-	var k lpmKey
+func LPMKeyOf(p netip.Prefix) LPMKey {
+	var k LPMKey
 	a := p.Addr().Unmap()
 	b := a.AsSlice()
 	k.Family = 6
@@ -38,10 +38,10 @@ func newLPMKey(p netip.Prefix) lpmKey {
 // program does not look it up).
 func sourceTrie(spec *ebpf.MapSpec, prefixes []netip.Prefix) (*ebpf.Map, error) {
 	return frozenMap(spec, len(prefixes), func(m *ebpf.Map) error {
-		keys := make([]lpmKey, len(prefixes))
+		keys := make([]LPMKey, len(prefixes))
 		vals := make([]uint8, len(prefixes))
 		for i, p := range prefixes {
-			keys[i], vals[i] = newLPMKey(p), 1
+			keys[i], vals[i] = LPMKeyOf(p), 1
 		}
 		return putAll(m, keys, vals, func(i int) string { return prefixes[i].String() })
 	})
@@ -70,7 +70,7 @@ func putAll[K, V any](m *ebpf.Map, keys []K, vals []V, name func(int) string) er
 func scopedMaps(trieSpec, groupSpec *ebpf.MapSpec, t policy.ScopedTable) (trie, groups *ebpf.Map, err error) {
 	trie, err = frozenMap(trieSpec, len(t.Prefixes), func(m *ebpf.Map) error {
 		for i, p := range t.Prefixes {
-			k := newLPMKey(p)
+			k := LPMKeyOf(p)
 			if err := m.Put(&k, uint32(t.Group[i])); err != nil {
 				return fmt.Errorf("add %s: %w", p, err)
 			}
@@ -160,4 +160,17 @@ func flag(b bool) uint8 {
 		return 1
 	}
 	return 0
+}
+
+// Prefix is the prefix a key stands for.
+func (k LPMKey) Prefix() netip.Prefix {
+	var b [16]byte
+	for i, w := range k.Addr {
+		b[4*i], b[4*i+1], b[4*i+2], b[4*i+3] = byte(w), byte(w>>8), byte(w>>16), byte(w>>24)
+	}
+	bits := int(k.Prefixlen) - 32
+	if k.Family == 4 {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte(b[:4])), bits)
+	}
+	return netip.PrefixFrom(netip.AddrFrom16(b), bits)
 }

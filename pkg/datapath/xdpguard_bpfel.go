@@ -13,6 +13,25 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xdpguardXdpgBanOrigin uint32
+
+const (
+	xdpguardXdpgBanOriginXDPG_BAN_LIMIT    xdpguardXdpgBanOrigin = 0
+	xdpguardXdpgBanOriginXDPG_BAN_CLI      xdpguardXdpgBanOrigin = 1
+	xdpguardXdpgBanOriginXDPG_BAN_CROWDSEC xdpguardXdpgBanOrigin = 2
+	xdpguardXdpgBanOriginXDPG_BAN_FAIL2BAN xdpguardXdpgBanOrigin = 3
+	xdpguardXdpgBanOriginXDPG_BAN_ORIGINS  xdpguardXdpgBanOrigin = 4
+)
+
+type xdpguardXdpgBanRange struct {
+	_      structs.HostLayout
+	Until  uint64
+	Drops  uint64
+	Origin uint8
+	Bits   uint8
+	Reason [46]int8
+}
+
 type xdpguardXdpgEvent struct {
 	_          structs.HostLayout
 	KtimeNs    uint64
@@ -150,6 +169,7 @@ type xdpguardXdpgSrcKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	xdpguardMapXdpgBanRanges     = "xdpg_ban_ranges"
 	xdpguardMapXdpgBans          = "xdpg_bans"
 	xdpguardMapXdpgDeny          = "xdpg_deny"
 	xdpguardMapXdpgEventConfig   = "xdpg_event_config"
@@ -193,6 +213,8 @@ const (
 	xdpguardVarUdpReplyFirst     = "udp_reply_first"
 	xdpguardVarUdpReplyLast      = "udp_reply_last"
 	xdpguardVarUdpScopedPorts    = "udp_scoped_ports"
+	xdpguardVarUnusedBanOrigin   = "unused_ban_origin"
+	xdpguardVarUnusedBanRange    = "unused_ban_range"
 	xdpguardVarUnusedEvent       = "unused_event"
 	xdpguardVarUnusedEventConfig = "unused_event_config"
 	xdpguardVarUnusedHealth      = "unused_health"
@@ -252,6 +274,7 @@ type xdpguardProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardMapSpecs struct {
+	XdpgBanRanges   *ebpf.MapSpec `ebpf:"xdpg_ban_ranges"`
 	XdpgBans        *ebpf.MapSpec `ebpf:"xdpg_bans"`
 	XdpgDeny        *ebpf.MapSpec `ebpf:"xdpg_deny"`
 	XdpgEventConfig *ebpf.MapSpec `ebpf:"xdpg_event_config"`
@@ -300,6 +323,8 @@ type xdpguardVariableSpecs struct {
 	UdpReplyFirst     *ebpf.VariableSpec `ebpf:"udp_reply_first"`
 	UdpReplyLast      *ebpf.VariableSpec `ebpf:"udp_reply_last"`
 	UdpScopedPorts    *ebpf.VariableSpec `ebpf:"udp_scoped_ports"`
+	UnusedBanOrigin   *ebpf.VariableSpec `ebpf:"unused_ban_origin"`
+	UnusedBanRange    *ebpf.VariableSpec `ebpf:"unused_ban_range"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventConfig *ebpf.VariableSpec `ebpf:"unused_event_config"`
 	UnusedHealth      *ebpf.VariableSpec `ebpf:"unused_health"`
@@ -330,6 +355,7 @@ func (o *xdpguardObjects) Close() error {
 //
 // It can be passed to loadXdpguardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardMaps struct {
+	XdpgBanRanges   *ebpf.Map `ebpf:"xdpg_ban_ranges"`
 	XdpgBans        *ebpf.Map `ebpf:"xdpg_bans"`
 	XdpgDeny        *ebpf.Map `ebpf:"xdpg_deny"`
 	XdpgEventConfig *ebpf.Map `ebpf:"xdpg_event_config"`
@@ -352,6 +378,7 @@ type xdpguardMaps struct {
 
 func (m *xdpguardMaps) Close() error {
 	return _XdpguardClose(
+		m.XdpgBanRanges,
 		m.XdpgBans,
 		m.XdpgDeny,
 		m.XdpgEventConfig,
@@ -401,6 +428,8 @@ type xdpguardVariables struct {
 	UdpReplyFirst     *ebpf.Variable `ebpf:"udp_reply_first"`
 	UdpReplyLast      *ebpf.Variable `ebpf:"udp_reply_last"`
 	UdpScopedPorts    *ebpf.Variable `ebpf:"udp_scoped_ports"`
+	UnusedBanOrigin   *ebpf.Variable `ebpf:"unused_ban_origin"`
+	UnusedBanRange    *ebpf.Variable `ebpf:"unused_ban_range"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventConfig *ebpf.Variable `ebpf:"unused_event_config"`
 	UnusedHealth      *ebpf.Variable `ebpf:"unused_health"`

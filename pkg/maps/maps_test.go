@@ -81,8 +81,8 @@ func TestOpenToleratesMissingMaps(t *testing.T) {
 		t.Errorf("a map that is not pinned: %v, want errNotPinned", err)
 	}
 	snap := s.Snapshot(SnapshotOptions{})
-	if snap.Reasons == nil || snap.Health != nil || snap.BanCount != nil {
-		t.Errorf("snapshot: reasons %v, health %v, bans %v", snap.Reasons, snap.Health, snap.BanCount)
+	if snap.Reasons == nil || snap.Health != nil || snap.BansByOrigin != nil {
+		t.Errorf("snapshot: reasons %v, health %v, bans %v", snap.Reasons, snap.Health, snap.BansByOrigin)
 	}
 	if !strings.Contains(strings.Join(snap.Problems, "\n"), "xdpg_protected: not pinned") {
 		t.Errorf("problems: %v", snap.Problems)

@@ -256,21 +256,27 @@ func (s *Set) Sources(n int) ([]Source, error) {
 	return top.sorted(), nil
 }
 
-// Ban is a banned source, when its ban ends, and the packets it dropped.
+// Ban is a banned source (an address or prefix), when its ban ends, who
+// banned it and why, and the packets it dropped.
 type Ban struct {
 	Source netip.Prefix
 	// Until is in CLOCK_MONOTONIC nanoseconds, the data path's clock.
-	Until uint64
-	Drops uint64
+	Until  uint64
+	Drops  uint64
+	Origin datapath.BanOrigin
+	Reason string
 }
 
-// Bans lists the bans in force (ended ones not yet removed are left out),
-// most drops first, at most n (all when n <= 0), and counts them all.
-func (s *Set) Bans(n int) (bans []Ban, total int, err error) {
+// Bans lists the bans in force of both tables (the data path's own, and
+// the operators' and feeds' prefixes; ended ones not yet removed are left
+// out), most drops first, at most n (all when n <= 0), and counts them by
+// origin.
+func (s *Set) Bans(n int) (bans []Ban, byOrigin map[datapath.BanOrigin]int, err error) {
 	if err := need(s.XdpgBans, "xdpg_bans"); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	now := datapath.MonotonicNow()
+	byOrigin = map[datapath.BanOrigin]int{}
 	top := newBounded(n, func(a, b Ban) bool {
 		if a.Drops != b.Drops {
 			return a.Drops < b.Drops
@@ -280,34 +286,79 @@ func (s *Set) Bans(n int) (bans []Ban, total int, err error) {
 	err = eachBatch(s.XdpgBans, 1, func(keys []datapath.SrcKey, vals []datapath.SourceState) {
 		for i := range keys {
 			if vals[i].At > now {
-				total++
-				top.add(Ban{keys[i].Prefix(), vals[i].At, vals[i].Drops})
+				byOrigin[datapath.BanLimit]++
+				top.add(Ban{Source: keys[i].Prefix(), Until: vals[i].At, Drops: vals[i].Drops, Origin: datapath.BanLimit})
 			}
 		}
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("read bans: %w", err)
+		return nil, nil, fmt.Errorf("read bans: %w", err)
 	}
-	return top.sorted(), total, nil
+	if s.XdpgBanRanges != nil { // pins of an older schema have none
+		var k datapath.LPMKey
+		var v datapath.BanRange
+		it := s.XdpgBanRanges.Iterate()
+		for it.Next(&k, &v) {
+			if v.Until > now {
+				byOrigin[datapath.BanOrigin(v.Origin)]++
+				top.add(Ban{Source: k.Prefix(), Until: v.Until, Drops: v.Drops, Origin: datapath.BanOrigin(v.Origin), Reason: v.ReasonText()})
+			}
+		}
+		if err := it.Err(); err != nil {
+			return nil, nil, fmt.Errorf("read prefix bans: %w", err)
+		}
+	}
+	return top.sorted(), byOrigin, nil
 }
 
-// Unban lifts the ban of the source containing addr. It reports whether
-// there was one.
-func (s *Set) Unban(addr netip.Addr) (bool, error) {
+// Ban bans a prefix (an address is a /32 or /128) until until (monotonic
+// ns), for who and why: an operator's or a feed's ban, in xdpg_ban_ranges.
+// A ban already there for the prefix is replaced.
+func (s *Set) Ban(p netip.Prefix, until uint64, origin datapath.BanOrigin, reason string) error {
+	if err := need(s.XdpgBanRanges, "xdpg_ban_ranges"); err != nil {
+		return err
+	}
+	v := datapath.BanRange{Until: until, Origin: uint8(origin), Bits: uint8(p.Bits())}
+	v.SetReason(reason)
+	k := datapath.LPMKeyOf(p.Masked())
+	if err := s.XdpgBanRanges.Put(&k, &v); err != nil {
+		return fmt.Errorf("ban %s: %w", p, err)
+	}
+	return nil
+}
+
+// Unban lifts the bans of p: for an address, the data path's ban of its
+// key (its /64 for IPv6) and an operator's ban of the address itself; for
+// a prefix, an operator's or a feed's ban of exactly that prefix. It
+// reports whether there was one.
+func (s *Set) Unban(p netip.Prefix) (bool, error) {
 	if err := need(s.XdpgBans, "xdpg_bans"); err != nil {
 		return false, err
 	}
-	k := datapath.SrcKeyOf(addr)
-	err := s.XdpgBans.Delete(&k)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return false, nil
+	lifted := false
+	if p.IsSingleIP() {
+		k := datapath.SrcKeyOf(p.Addr())
+		err := s.XdpgBans.Delete(&k)
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return false, err
+		}
+		lifted = err == nil
 	}
-	return err == nil, err
+	if s.XdpgBanRanges != nil {
+		k := datapath.LPMKeyOf(p.Masked())
+		err := s.XdpgBanRanges.Delete(&k)
+		if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return lifted, err
+		}
+		lifted = lifted || err == nil
+	}
+	return lifted, nil
 }
 
-// SweepBans deletes the bans that have ended (the data path deletes one
-// only when its source sends again; a spoofed source never does) and
-// reports how many it removed.
+// SweepBans deletes the bans that have ended, in both tables (the data
+// path deletes its own only when their source sends again; a spoofed
+// source never does; it never deletes an operator's), and reports how many
+// it removed.
 func (s *Set) SweepBans() (int, error) {
 	if err := need(s.XdpgBans, "xdpg_bans"); err != nil {
 		return 0, err
@@ -327,6 +378,28 @@ func (s *Set) SweepBans() (int, error) {
 	n := 0
 	for _, k := range ended {
 		if err := s.XdpgBans.Delete(&k); err == nil {
+			n++
+		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return n, err
+		}
+	}
+	if s.XdpgBanRanges == nil {
+		return n, nil
+	}
+	var endedRanges []datapath.LPMKey
+	var k datapath.LPMKey
+	var v datapath.BanRange
+	it := s.XdpgBanRanges.Iterate()
+	for it.Next(&k, &v) {
+		if v.Until <= now {
+			endedRanges = append(endedRanges, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return n, err
+	}
+	for _, k := range endedRanges {
+		if err := s.XdpgBanRanges.Delete(&k); err == nil {
 			n++
 		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return n, err

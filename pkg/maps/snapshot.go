@@ -26,9 +26,10 @@ type Snapshot struct {
 	Sources   *SourceCount
 	Limited   []Source // the sources most refused, with TopSources
 	Bans      []Ban    // with TopBans
-	BanCount  *int
-	Protected []Protected
-	Problems  []string
+	// BansByOrigin counts the bans in force by who banned.
+	BansByOrigin map[datapath.BanOrigin]int
+	Protected    []Protected
+	Problems     []string
 }
 
 // Snapshot reads the set's maps (see SnapshotOptions).
@@ -74,10 +75,10 @@ func (s *Set) Snapshot(o SnapshotOptions) *Snapshot {
 			fail("limited sources", err)
 		}
 	}
-	if bans, n, err := s.Bans(max(o.TopBans, 1)); err != nil {
+	if bans, byOrigin, err := s.Bans(max(o.TopBans, 1)); err != nil {
 		fail("bans", err)
 	} else {
-		snap.BanCount = &n
+		snap.BansByOrigin = byOrigin
 		if o.TopBans > 0 {
 			snap.Bans = bans
 		}

@@ -71,7 +71,7 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 		portDrops:      d("port_drops_total", "SYNs (and, under udp.allow, datagrams) dropped per destination port, for the ports with the most drops, by reason.", "interface", "port", "reason"),
 		sources:        d("ratelimit_sources", "Sources in the per-source SYN limiter table.", "interface"),
 		sourcesCap:     d("ratelimit_sources_capacity", "Size of the per-source SYN limiter table.", "interface"),
-		bans:           d("banned_sources", "Sources (IPv4 addresses, IPv6 /64s) serving a ban.", "interface"),
+		bans:           d("banned_sources", "Sources (addresses, IPv6 /64s, prefixes) serving a ban, by who banned them: the SYN limit (limit), the CLI (cli), CrowdSec, fail2ban.", "interface", "origin"),
 		eventsLost:     d("events_lost_total", "Drop events the data path did not send: over the events budget (over_budget) or the ring buffer full (ring_full).", "interface", "cause"),
 		sourcesLimited: d("ratelimit_limited_sources", "Sources the per-source SYN limit refuses right now (their next SYN would be dropped).", "interface"),
 		sourceInserts:  d("ratelimit_source_inserts_total", "Sources added to the per-source SYN limiter table; once it is full, each insert evicts the least recently used source.", "interface"),
@@ -208,8 +208,10 @@ func (c *Collector) collectTarget(t Target) []prometheus.Metric {
 		gauge(c.sourcesLimited, float64(src.Limited), t.Iface)
 		gauge(c.sourcesCap, float64(src.Capacity), t.Iface)
 	}
-	if snap.BanCount != nil {
-		gauge(c.bans, float64(*snap.BanCount), t.Iface)
+	if snap.BansByOrigin != nil {
+		for _, o := range datapath.BanOrigins() {
+			gauge(c.bans, float64(snap.BansByOrigin[o]), t.Iface, o.String())
+		}
 	}
 	if meta := snap.Meta; meta != nil {
 		gauge(c.generation, float64(meta.Generation), t.Iface)

@@ -83,8 +83,8 @@ type Policy struct {
 	UDP *UDPPolicy
 	// Deny lists sources whose packets are all dropped, before anything else.
 	Deny []netip.Prefix
-	// Trust lists sources exempt from the SYN rate limits (port rules
-	// still apply).
+	// Trust lists sources exempt from the rate limits and every ban (port
+	// rules and deny lists still apply).
 	Trust []netip.Prefix
 
 	// Computed once, on first use (a copy made by At or WithListening

@@ -3,6 +3,7 @@ package reference
 import (
 	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/policy"
@@ -112,8 +113,8 @@ const BanTableSize = 65536
 // for SYNs, 65,536 for ICMP requests) have used them; an eviction makes the
 // data path's limit looser for the evicted source (§3, "Tables").
 //
-// Bans are in force whenever ratelimit.syn.ban is set, except in a policy in
-// monitor mode (§3, "Bans").
+// Limit bans are in force whenever ratelimit.syn.ban is set, except in a
+// policy in monitor mode; prefix bans (SetRangeBan) always (§3, "Bans").
 type Model struct {
 	pol *policy.Policy
 	// precise: the limiters read the precise clock (§3, "Clocks").
@@ -125,6 +126,7 @@ type Model struct {
 	icmpBuckets map[netip.Prefix]*Bucket
 	ports       [65536]uint64
 	bans        map[netip.Prefix]*Ban
+	rangeBans   map[netip.Prefix]*Ban
 	protected   map[netip.Prefix]bool
 	health      Health
 	// BanTableSize is the ban table's capacity; BanTableSize by default.
@@ -139,7 +141,8 @@ func NewModel(pol *policy.Policy, preciseClock bool) *Model {
 		pol: pol, precise: preciseClock,
 		syn: NewGCRA(pol.SYN), total: NewGCRA(pol.SYNTotal), icm: NewGCRA(pol.ICMPEcho),
 		synBuckets: map[netip.Prefix]*Bucket{}, icmpBuckets: map[netip.Prefix]*Bucket{},
-		bans: map[netip.Prefix]*Ban{}, protected: map[netip.Prefix]bool{},
+		bans: map[netip.Prefix]*Ban{}, rangeBans: map[netip.Prefix]*Ban{},
+		protected:    map[netip.Prefix]bool{},
 		BanTableSize: BanTableSize,
 	}
 	if bansOn(pol) {
@@ -194,6 +197,47 @@ func (m *Model) activeBan(k netip.Prefix, coarse uint64) *Ban {
 	return nil
 }
 
+// banNesting is how many nested prefix bans the data path looks through
+// for one in force (§3, "Prefix bans").
+const banNesting = 4
+
+// rangeBan is the prefix ban covering src that is in force at coarse: the
+// longest prefix holding src decides; if its ban has ended, the next
+// longest does, at most banNesting of them. Ended ones stay (the daemon
+// sweeps them).
+func (m *Model) rangeBan(src netip.Addr, coarse uint64) *Ban {
+	var covering []netip.Prefix
+	for p := range m.rangeBans {
+		if p.Contains(src) {
+			covering = append(covering, p)
+		}
+	}
+	slices.SortFunc(covering, func(a, b netip.Prefix) int { return b.Bits() - a.Bits() })
+	for i, p := range covering {
+		if i == banNesting {
+			break
+		}
+		if b := m.rangeBans[p]; b.End > coarse {
+			return b
+		}
+	}
+	return nil
+}
+
+// banOf is the ban src serves (§3, "Bans"): its key's limit ban, else a
+// prefix ban, unless src is protected or link-local.
+func (m *Model) banOf(src netip.Addr, coarse uint64) *Ban {
+	if m.banNs != 0 {
+		if b := m.activeBan(KeyOf(src), coarse); b != nil {
+			return b
+		}
+	}
+	if linkLocalV4.Contains(src) || linkLocalV6.Contains(src) || m.protected[KeyOf(src)] {
+		return nil // exempt from prefix bans
+	}
+	return m.rangeBan(src, coarse)
+}
+
 func banned(v Verdict, b *Ban) Verdict {
 	b.Drops++
 	v.Reason, v.Monitored = datapath.DropBanned, false
@@ -210,18 +254,16 @@ func refused(v Verdict, r datapath.Reason) Verdict {
 // syn3 judges a SYN admitted by §2 (§3, steps 1-7). v is its verdict when
 // nothing stops it (step 7).
 func (m *Model) syn3(v Verdict, now, coarse uint64) Verdict {
-	if !m.syn.On() && !m.total.On() && m.banNs == 0 { // 1
+	if m.trusted(v.Addr) { // 1
 		return v
 	}
-	if m.trusted(v.Addr) { // 2
+	if b := m.banOf(v.Addr, coarse); b != nil { // 2
+		return banned(v, b)
+	}
+	if !m.syn.On() && !m.total.On() { // 3
 		return v
 	}
 	k := KeyOf(v.Addr)
-	if m.banNs != 0 { // 3
-		if b := m.activeBan(k, coarse); b != nil {
-			return banned(v, b)
-		}
-	}
 	if m.total.On() && !m.total.Peek(m.ports[v.Port], now) { // 4
 		return refused(v, datapath.DropPortRateLimited)
 	}
@@ -266,12 +308,9 @@ func (m *Model) ban(src netip.Addr, k netip.Prefix, now uint64) {
 
 // datagram3 judges a datagram a rule admitted (§3): bans only.
 func (m *Model) datagram3(v Verdict, coarse uint64) Verdict {
-	if m.banNs == 0 {
-		return v
-	}
 	// §3 checks the ban, then trust: a ban found ended is deleted even
 	// when the source is trusted.
-	if b := m.activeBan(KeyOf(v.Addr), coarse); b != nil && !m.trusted(v.Addr) {
+	if b := m.banOf(v.Addr, coarse); b != nil && !m.trusted(v.Addr) {
 		return banned(v, b)
 	}
 	return v
@@ -282,12 +321,10 @@ func (m *Model) icmp3(v Verdict, now, coarse uint64) Verdict {
 	if m.trusted(v.Addr) {
 		return v
 	}
-	k := KeyOf(v.Addr)
-	if m.banNs != 0 {
-		if b := m.activeBan(k, coarse); b != nil {
-			return banned(v, b)
-		}
+	if b := m.banOf(v.Addr, coarse); b != nil {
+		return banned(v, b)
 	}
+	k := KeyOf(v.Addr)
 	if m.icm.On() {
 		b := m.icmpBuckets[k]
 		if b == nil {
@@ -348,6 +385,21 @@ func (m *Model) SetBan(src netip.Addr, end uint64) {
 	}
 	m.bans[KeyOf(src)] = &Ban{End: end}
 }
+
+// SetRangeBan writes (or with end 0, deletes) the prefix ban of p, as
+// `xdpguard ban CIDR` and the feeds do.
+func (m *Model) SetRangeBan(p netip.Prefix, end uint64) {
+	p = p.Masked()
+	if end == 0 {
+		delete(m.rangeBans, p)
+		return
+	}
+	m.rangeBans[p] = &Ban{End: end}
+}
+
+// RangeBans is a copy of the prefix bans, ended ones not yet swept
+// included.
+func (m *Model) RangeBans() map[netip.Prefix]Ban { return copyOf(m.rangeBans) }
 
 func lookup[V any](in map[netip.Prefix]*V, k netip.Prefix) (V, bool) {
 	if v := in[k]; v != nil {

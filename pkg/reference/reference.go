@@ -238,7 +238,7 @@ func (p pkt) classify(pol *policy.Policy) Verdict {
 			return bad
 		}
 		return p.udp(v, h, pol)
-	case isICMP(h) && judgesICMP(pol): // §1.8
+	case isICMP(h): // §1.8
 		if bad, ok := whole(1); !ok {
 			return bad
 		}
@@ -320,11 +320,6 @@ func isICMP(h l3) bool {
 		return h.proto == protoICMPv6
 	}
 	return h.proto == protoICMP
-}
-
-// judgesICMP: the policy limits ICMP requests or bans (§1.8).
-func judgesICMP(pol *policy.Policy) bool {
-	return pol.ICMPEcho != nil || bansOn(pol)
 }
 
 // isRequest reports whether an ICMP type asks this host for an answer

@@ -384,7 +384,7 @@ func TestBanOverVeth(t *testing.T) {
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8022: "filtered"})
 	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{8022: "open"})
 	m := d.Scrape()
-	if Metric(m, "xdpguard_banned_sources") != 1 || Metric(m, "xdpguard_drops_total", `reason="banned"`) < 1 {
+	if Metric(m, "xdpguard_banned_sources", `origin="limit"`) != 1 || Metric(m, "xdpguard_drops_total", `reason="banned"`) < 1 {
 		t.Errorf("ban metrics:\n%s", grep(m, "ban"))
 	}
 	out := sh(t, "ip", "netns", "exec", l.Server, xdpguardBin, "unban", l.CliV4)

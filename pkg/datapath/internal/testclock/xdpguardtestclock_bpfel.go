@@ -13,6 +13,15 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xdpguardTestClockXdpgBanRange struct {
+	_      structs.HostLayout
+	Until  uint64
+	Drops  uint64
+	Origin uint8
+	Bits   uint8
+	Reason [46]int8
+}
+
 type xdpguardTestClockXdpgEventBudget struct {
 	_          structs.HostLayout
 	IntervalNs uint64
@@ -86,6 +95,7 @@ type xdpguardTestClockXdpgTestClock struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	xdpguardTestClockMapXdpgBanRanges     = "xdpg_ban_ranges"
 	xdpguardTestClockMapXdpgBans          = "xdpg_bans"
 	xdpguardTestClockMapXdpgDeny          = "xdpg_deny"
 	xdpguardTestClockMapXdpgEventConfig   = "xdpg_event_config"
@@ -130,6 +140,8 @@ const (
 	xdpguardTestClockVarUdpReplyFirst     = "udp_reply_first"
 	xdpguardTestClockVarUdpReplyLast      = "udp_reply_last"
 	xdpguardTestClockVarUdpScopedPorts    = "udp_scoped_ports"
+	xdpguardTestClockVarUnusedBanOrigin   = "unused_ban_origin"
+	xdpguardTestClockVarUnusedBanRange    = "unused_ban_range"
 	xdpguardTestClockVarUnusedEvent       = "unused_event"
 	xdpguardTestClockVarUnusedEventConfig = "unused_event_config"
 	xdpguardTestClockVarUnusedHealth      = "unused_health"
@@ -189,6 +201,7 @@ type xdpguardTestClockProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardTestClockMapSpecs struct {
+	XdpgBanRanges   *ebpf.MapSpec `ebpf:"xdpg_ban_ranges"`
 	XdpgBans        *ebpf.MapSpec `ebpf:"xdpg_bans"`
 	XdpgDeny        *ebpf.MapSpec `ebpf:"xdpg_deny"`
 	XdpgEventConfig *ebpf.MapSpec `ebpf:"xdpg_event_config"`
@@ -238,6 +251,8 @@ type xdpguardTestClockVariableSpecs struct {
 	UdpReplyFirst     *ebpf.VariableSpec `ebpf:"udp_reply_first"`
 	UdpReplyLast      *ebpf.VariableSpec `ebpf:"udp_reply_last"`
 	UdpScopedPorts    *ebpf.VariableSpec `ebpf:"udp_scoped_ports"`
+	UnusedBanOrigin   *ebpf.VariableSpec `ebpf:"unused_ban_origin"`
+	UnusedBanRange    *ebpf.VariableSpec `ebpf:"unused_ban_range"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventConfig *ebpf.VariableSpec `ebpf:"unused_event_config"`
 	UnusedHealth      *ebpf.VariableSpec `ebpf:"unused_health"`
@@ -268,6 +283,7 @@ func (o *xdpguardTestClockObjects) Close() error {
 //
 // It can be passed to loadXdpguardTestClockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardTestClockMaps struct {
+	XdpgBanRanges   *ebpf.Map `ebpf:"xdpg_ban_ranges"`
 	XdpgBans        *ebpf.Map `ebpf:"xdpg_bans"`
 	XdpgDeny        *ebpf.Map `ebpf:"xdpg_deny"`
 	XdpgEventConfig *ebpf.Map `ebpf:"xdpg_event_config"`
@@ -291,6 +307,7 @@ type xdpguardTestClockMaps struct {
 
 func (m *xdpguardTestClockMaps) Close() error {
 	return _XdpguardTestClockClose(
+		m.XdpgBanRanges,
 		m.XdpgBans,
 		m.XdpgDeny,
 		m.XdpgEventConfig,
@@ -341,6 +358,8 @@ type xdpguardTestClockVariables struct {
 	UdpReplyFirst     *ebpf.Variable `ebpf:"udp_reply_first"`
 	UdpReplyLast      *ebpf.Variable `ebpf:"udp_reply_last"`
 	UdpScopedPorts    *ebpf.Variable `ebpf:"udp_scoped_ports"`
+	UnusedBanOrigin   *ebpf.Variable `ebpf:"unused_ban_origin"`
+	UnusedBanRange    *ebpf.Variable `ebpf:"unused_ban_range"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventConfig *ebpf.Variable `ebpf:"unused_event_config"`
 	UnusedHealth      *ebpf.Variable `ebpf:"unused_health"`
