@@ -113,6 +113,30 @@ struct {
 XDPG_SOURCE_TRIE(xdpg_deny, __u8);
 XDPG_SOURCE_TRIE(xdpg_trust, __u8);
 
+/* sources.deny split by what is cheapest to fill and to look up (a
+ * million-entry blocklist fills a trie in seconds): IPv4 prefixes of /24
+ * or wider as one bit per /24 block, 2^24 bits in 2^18 words
+ * (xdpg_deny_blocks); IPv4 addresses in a hash (xdpg_deny_hosts, keyed by
+ * the address as in the packet); the rest, IPv4 /25 to /31 and IPv6, in
+ * xdpg_deny. Each is per generation like the tries; Go sizes a list not
+ * in use to one entry (has_deny_blocks, has_deny_hosts). */
+#define XDPG_DENY_BLOCK_WORDS (1 << 18)
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
+} xdpg_deny_blocks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_RDONLY_PROG);
+} xdpg_deny_hosts SEC(".maps");
+
 /* Source-scoped port rules of the generation in force (per generation,
  * frozen, never pinned, like the source lists): the source's longest
  * matching rule prefix gives a group; xdpg_group_ports holds each group's

@@ -17,8 +17,12 @@
  * every packet reads several of them, so they share one or two cache lines
  * instead of each sitting between 8 KiB bitmaps. */
 
-/* Non-zero when sources.deny / sources.trust have entries. */
+/* Non-zero when sources.deny has entries in the trie (xdpg_deny), in the
+ * /24 bitmap (xdpg_deny_blocks), in the hash of IPv4 addresses
+ * (xdpg_deny_hosts); when sources.trust has entries. */
 volatile const __u8 has_deny;
+volatile const __u8 has_deny_blocks;
+volatile const __u8 has_deny_hosts;
 volatile const __u8 has_trust;
 /* Non-zero when some source-scoped rule exists (scoped_ports). */
 volatile const __u8 has_scoped;
@@ -107,6 +111,26 @@ static __always_inline void *source_lookup(void *trie, struct l4_info *l4)
 static __always_inline int source_in(void *trie, struct l4_info *l4)
 {
 	return source_lookup(trie, l4) != NULL;
+}
+
+/* Whether sources.deny holds the source: for IPv4 its /24 block's bit,
+ * then its address in the hash; then the trie. */
+static __always_inline int source_denied(struct l4_info *l4)
+{
+	if (!l4->is_v6) {
+		__u32 a = bpf_ntohl(l4->saddr[3]);
+
+		if (has_deny_blocks) {
+			__u32 word = a >> 14; /* the /24 block a >> 8, 64 a word */
+			__u64 *bits = bpf_map_lookup_elem(&xdpg_deny_blocks, &word);
+
+			if (bits && (*bits >> ((a >> 8) & 63)) & 1)
+				return 1;
+		}
+		if (has_deny_hosts && bpf_map_lookup_elem(&xdpg_deny_hosts, &l4->saddr[3]))
+			return 1;
+	}
+	return has_deny && source_in(&xdpg_deny, l4);
 }
 
 /* A port as an index the verifier can bound. Ports are assembled from two
@@ -572,7 +596,7 @@ static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, st
 	__u16 dport;
 	__u8 flags;
 
-	if (has_deny || (void *)(tcp + 20) > data_end)
+	if (has_deny || has_deny_blocks || has_deny_hosts || (void *)(tcp + 20) > data_end)
 		return XDPG_REASON_MAX;
 	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip[0] != 0x45 || ip[9] != IPPROTO_TCP)
 		return XDPG_REASON_MAX;
@@ -630,7 +654,7 @@ static __always_inline enum xdpg_reason classify(void *data, void *data_end, str
 		return XDPG_PASS_NOT_IP;
 	if (rc != XDPG_PARSE_OK)
 		return XDPG_DROP_MALFORMED;
-	if (has_deny && source_in(&xdpg_deny, l4)) {
+	if (source_denied(l4)) {
 		v->rule = XDPG_RULE_SOURCES_DENY;
 		return XDPG_DROP_SOURCE_DENIED;
 	}

@@ -213,18 +213,30 @@ func banOn(set *maps.Set, p netip.Prefix, until uint64, o datapath.BanOrigin, re
 			exempt = append(exempt, pr.Source.String()+" ("+pr.Why.String()+")")
 		}
 	}
-	return exempt, set.Ban(p, until, o, reason)
+	if o == datapath.BanCLI {
+		return exempt, set.Ban(p, until, o, reason)
+	}
+	// A feed never shortens an operator's (or another feed's) longer ban.
+	_, err = set.BanFromFeed(p, until, o, reason)
+	return exempt, err
 }
 
 func newUnbanCmd() *cobra.Command {
-	var ifaces []string
+	var (
+		ifaces []string
+		origin string
+	)
 	cmd := &cobra.Command{
-		Use:   "unban ADDR|CIDR [--iface IF[,IF...]]",
+		Use:   "unban ADDR|CIDR [--iface IF[,IF...]] [--origin ORIGIN]",
 		Short: "End a ban early",
 		Long: `unban lifts the bans of ADDR or CIDR on every interface, or on the ones given:
 for an address, the ban the SYN limit gave its source (for IPv6, its whole /64)
 and a ban of the address itself; for a CIDR, the ban of exactly that prefix.
-It changes state at once, with or without the daemon running.`,
+It changes state at once, with or without the daemon running.
+
+With --origin (what fail2ban's action passes), it lifts only the ban of
+exactly ADDR or CIDR that origin wrote, never an operator's or the SYN
+limit's, and a ban already gone is not an error.`,
 		Example: "  xdpguard unban 198.51.100.7\n  xdpguard unban 203.0.113.0/24\n  xdpguard unban 2001:db8:aa:bb::1 --iface eth1",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -234,6 +246,14 @@ It changes state at once, with or without the daemon running.`,
 			}
 			if err := checkInterfaceNames(ifaces); err != nil {
 				return err
+			}
+			var only datapath.BanOrigin
+			if origin != "" {
+				o, ok := datapath.ParseBanOrigin(origin)
+				if !ok || o == datapath.BanLimit {
+					return fmt.Errorf("--origin: %q: want cli, crowdsec or fail2ban", origin)
+				}
+				only = o
 			}
 			root, err := loader.ResolvePinRoot(bpffsFlag(cmd), false)
 			if err != nil {
@@ -248,7 +268,7 @@ It changes state at once, with or without the daemon running.`,
 				return errors.New("xdpguard is not attached to any interface in this network namespace: nothing is banned")
 			}
 			shown := p.String()
-			if p.IsSingleIP() {
+			if p.IsSingleIP() && origin == "" {
 				shown = datapath.SrcKeyOf(p.Addr()).Prefix().String()
 			}
 			lifted := 0
@@ -257,7 +277,12 @@ It changes state at once, with or without the daemon running.`,
 				if err != nil {
 					return fmt.Errorf("%s: %w", iface, err)
 				}
-				ok, err := set.Unban(p)
+				var ok bool
+				if origin != "" {
+					ok, err = set.Lift(p, only)
+				} else {
+					ok, err = set.Unban(p)
+				}
 				set.Close()
 				if err != nil {
 					return fmt.Errorf("%s: %w", iface, err)
@@ -267,12 +292,17 @@ It changes state at once, with or without the daemon running.`,
 					fmt.Fprintf(cmd.OutOrStdout(), "unbanned %s on %s\n", shown, iface)
 				}
 			}
-			if lifted == 0 {
+			switch {
+			case lifted > 0:
+			case origin != "":
+				fmt.Fprintf(cmd.OutOrStdout(), "%s holds no ban from %s on %s\n", p, origin, strings.Join(ifaces, ", "))
+			default:
 				return fmt.Errorf("%s is not banned on %s", shown, strings.Join(ifaces, ", "))
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringSliceVar(&ifaces, "iface", nil, "interfaces (default: all with xdpguard)")
+	cmd.Flags().StringVar(&origin, "origin", "", "lift only the ban this origin wrote (cli, crowdsec, fail2ban)")
 	return cmd
 }

@@ -51,6 +51,7 @@ On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 			}
 			cfg.Logger = slog.New(h)
 			cfg.SSHConnection = os.Getenv("SSH_CONNECTION")
+			cfg.RuntimeDir = runtimeDir(cfg.RuntimeDir)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return daemon.Run(ctx, cfg)
@@ -69,9 +70,22 @@ On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 	f.StringVar(&cfg.EventsPath, "events", "", "write sampled drop events as JSON lines to this file (- for stdout); reopened on SIGHUP")
 	f.Uint64Var(&cfg.EventsRate, "events-rate", 100, "at most this many drop events per second per interface (the kernel counts the rest in xdpguard_events_lost_total)")
 	f.Uint64Var(&cfg.EventsBurst, "events-burst", 200, "events allowed in a burst above --events-rate")
+	f.StringVar(&cfg.RuntimeDir, "runtime-dir", "", "where the daemon reports its feeds' state for 'xdpguard status' (default $RUNTIME_DIRECTORY, set by systemd, else /run/xdpguard)")
 	f.BoolVar(&cfg.Force, "force", false, "start even if the policy would refuse the SSH session running this command")
 	f.BoolVar(&cfg.ReplaceForeign, "replace-foreign", false, "remove an XDP program attached by another tool (netlink) instead of refusing to start")
 	_ = cmd.MarkFlagRequired("iface")
 	_ = cmd.MarkFlagRequired("policy")
 	return cmd
+}
+
+// runtimeDir is --runtime-dir, else systemd's RuntimeDirectory for the
+// unit, else /run/xdpguard.
+func runtimeDir(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if d := os.Getenv("RUNTIME_DIRECTORY"); d != "" {
+		return d
+	}
+	return "/run/xdpguard"
 }

@@ -4,13 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/xdpguard/xdpguard/pkg/crowdsec"
+	"github.com/xdpguard/xdpguard/pkg/daemon"
 	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/listening"
 	"github.com/xdpguard/xdpguard/pkg/loader"
@@ -44,7 +48,12 @@ type ifaceStatus struct {
 	// Protected are the sources no ban may hit (besides link-local
 	// sources and sources.trust, always protected).
 	Protected []protectedStatus `json:"protected_sources"`
-	Problems  []string          `json:"problems"`
+	// Bans counts the bans in force by origin (limit, cli, crowdsec,
+	// fail2ban).
+	Bans map[string]int `json:"bans"`
+	// CrowdSec is the daemon's CrowdSec bouncer, when it runs one.
+	CrowdSec *crowdsec.Report `json:"crowdsec,omitempty"`
+	Problems []string         `json:"problems"`
 }
 
 type portStatus struct {
@@ -69,6 +78,7 @@ func newStatusCmd() *cobra.Command {
 	var (
 		output string
 		ifaces []string
+		dir    string
 	)
 	cmd := &cobra.Command{
 		Use:   "status [--iface IF[,IF...]] [--output text|json]",
@@ -106,6 +116,7 @@ whole (or no interface is filtered at all); 1 when the command itself failed.`,
 			healthy := len(ifaces) > 0
 			for _, iface := range ifaces {
 				s := readStatus(root, iface)
+				readCrowdSec(&s, runtimeDir(dir))
 				healthy = healthy && s.Enforcing && len(s.Problems) == 0
 				out = append(out, s)
 			}
@@ -130,7 +141,23 @@ whole (or no interface is filtered at all); 1 when the command itself failed.`,
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().StringSliceVar(&ifaces, "iface", nil, "interfaces to show (default: every one with xdpguard pins)")
+	cmd.Flags().StringVar(&dir, "runtime-dir", "", "where the daemon reports its feeds' state: its --runtime-dir (default $RUNTIME_DIRECTORY, else /run/xdpguard)")
 	return cmd
+}
+
+// readCrowdSec adds the daemon's CrowdSec report, if it writes one, and
+// what is wrong with it.
+func readCrowdSec(s *ifaceStatus, runtimeDir string) {
+	r, err := crowdsec.ReadReport(filepath.Join(runtimeDir, daemon.CrowdSecReportName))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return
+	case err != nil:
+		s.Problems = append(s.Problems, "crowdsec: "+err.Error())
+		return
+	}
+	s.CrowdSec = &r
+	s.Problems = append(s.Problems, r.Problems(time.Now())...)
 }
 
 func readStatus(root, iface string) ifaceStatus {
@@ -178,6 +205,12 @@ func readStatus(root, iface string) ifaceStatus {
 	}
 	if src := snap.Sources; src != nil {
 		s.Sources, s.SourcesCap = &src.Entries, &src.Capacity
+	}
+	if snap.BansByOrigin != nil {
+		s.Bans = map[string]int{}
+		for _, o := range datapath.BanOrigins() {
+			s.Bans[o.String()] = snap.BansByOrigin[o]
+		}
 	}
 	readAttachment(&s, set, problem)
 	return s
@@ -296,6 +329,23 @@ func printStatus(w io.Writer, s ifaceStatus) {
 	}
 	for _, p := range s.TopPorts {
 		fmt.Fprintf(tw, "  port %d\tnot allowed %d, rate limited %d, port rate limited %d, udp not allowed %d\n", p.Port, p.NotAllowed, p.RateLimited, p.PortRateLimited, p.UDPNotAllowed)
+	}
+	if s.Bans != nil {
+		var parts []string
+		for _, o := range datapath.BanOrigins() {
+			parts = append(parts, fmt.Sprintf("%s %d", o, s.Bans[o.String()]))
+		}
+		fmt.Fprintf(tw, "bans\t%s\n", strings.Join(parts, ", "))
+	}
+	if c := s.CrowdSec; c != nil {
+		last := "never"
+		if !c.LastSuccess.IsZero() {
+			last = time.Since(c.LastSuccess).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(tw, "crowdsec\t%s: %d decisions held, %d pulls (last success %s), %d failing in a row\n", c.URL, c.Decisions, c.Pulls, last, c.Failing)
+		if c.Refused+c.NotStored+c.Invalid > 0 {
+			fmt.Fprintf(tw, "  not enforced\t%d too wide, %d over the table, %d invalid\n", c.Refused, c.NotStored, c.Invalid)
+		}
 	}
 	fmt.Fprintf(tw, "never banned\tlink-local sources, sources.trust\n")
 	for _, p := range s.Protected {

@@ -10,9 +10,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 
 	"github.com/xdpguard/xdpguard/pkg/listening"
 	"github.com/xdpguard/xdpguard/pkg/loader"
@@ -48,7 +52,10 @@ type Config struct {
 	EventsPath  string
 	EventsRate  uint64
 	EventsBurst uint64
-	Logger      *slog.Logger
+	// RuntimeDir receives the CrowdSec bouncer's report for `xdpguard
+	// status` (systemd's RuntimeDirectory); "" writes none.
+	RuntimeDir string
+	Logger     *slog.Logger
 }
 
 // Bounds of the events budget: enough to see an attack's shape, never
@@ -130,7 +137,21 @@ type daemon struct {
 	// evaluated is the time the timed rules in force were evaluated at.
 	evaluated time.Time
 	collector *metrics.Collector // nil without --metrics-addr
+	// ctx is Run's: the CrowdSec bouncer runs under it.
+	ctx context.Context
+	// feed is the CrowdSec bouncer in force (nil: none); Run's loop sets
+	// it, the metrics read it. reportErr is the last report problem logged.
+	feed      atomic.Pointer[crowdSecFeed]
+	reportErr string
+	// watcher watches the policy's directory and its list files'; lists
+	// are the list files (absolute) whose change reloads.
+	watcher *fsnotify.Watcher
+	lists   map[string]bool
 }
+
+// softMemoryLimit is the daemon's heap target (GOMEMLIMIT overrides it):
+// a million-entry source list holds about 40 MiB, twice that mid-reload.
+const softMemoryLimit = 120 << 20
 
 // How often the daemon refreshes the protected sources (an SSH session
 // just opened is protected from then on) and sweeps ended bans (which the
@@ -158,6 +179,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	// A soft limit on the heap: a reload of big source lists holds the old
+	// lists and the new ones at once, and without it the collector lets the
+	// heap grow to twice that before it runs. Past the limit Go collects
+	// harder (never with more than half the CPU), it does not fail.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(softMemoryLimit)
+	}
 	// Catch SIGHUP first: its default action would kill a daemon that is
 	// still attaching (a `systemctl reload` during start).
 	hup := make(chan os.Signal, 1)
@@ -168,7 +196,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{cfg: cfg, log: log, base: base, reloads: metrics.NewReloads(), events: metrics.NewEvents(), missing: map[string]bool{},
+	d := &daemon{cfg: cfg, log: log, base: base, ctx: ctx, reloads: metrics.NewReloads(), events: metrics.NewEvents(), missing: map[string]bool{},
 		host: protect.ThisHost(cfg.SSHConnection)}
 	if base.AllowListening {
 		if d.ports, err = listening.Ports(base.ListeningUIDs); err != nil {
@@ -183,6 +211,10 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	d.current = pol
+	crowdSecKey, _, err := d.crowdSecChange(base.CrowdSec)
+	if err != nil {
+		return err
+	}
 	if err := loader.CheckKernel(); err != nil {
 		return err
 	}
@@ -202,6 +234,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer watcher.Close()
+	d.watcher = watcher
+	d.watchLists(base.ListFiles())
 	var events *eventsLog
 	if cfg.EventsPath != "" {
 		if events, err = openEventsLog(cfg.EventsPath); err != nil {
@@ -239,6 +273,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer d.stopEvents(events)
 	d.refreshProtected()
+	if base.CrowdSec != nil {
+		d.setCrowdSec(base.CrowdSec, crowdSecKey)
+	}
+	defer d.stopCrowdSec() // before the guards close
 
 	if cfg.ReadyFile != "" {
 		if err := writeReadyFile(cfg.ReadyFile); err != nil {
@@ -246,6 +284,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	started = true
+	releaseMemory(base)
 	log.Info("enforcing", "interfaces", cfg.Ifaces, "policy", cfg.PolicyPath, "digest", digest(pol), "summary", pol.Summary(), "metrics", cfg.MetricsAddr)
 
 	// Editors and config managers write in several steps (truncate, write,
@@ -272,7 +311,7 @@ func Run(ctx context.Context, cfg Config) error {
 			d.Reload("SIGHUP")
 			timed = d.nextChange()
 		case ev := <-watcher.Events:
-			if filepath.Clean(ev.Name) == filepath.Clean(cfg.PolicyPath) || filepath.Base(ev.Name) == "..data" {
+			if d.watches(ev.Name) {
 				debounce = time.After(200 * time.Millisecond)
 			}
 		case err := <-watcher.Errors:
@@ -289,6 +328,7 @@ func Run(ctx context.Context, cfg Config) error {
 			timed = d.nextChange()
 		case <-protectTick.C:
 			d.refreshProtected()
+			d.writeCrowdSecReport()
 		case <-sweepTick.C:
 			d.sweepBans()
 		}
@@ -339,20 +379,25 @@ func (d *daemon) detach(ifaces []string) {
 	}
 }
 
-// writeReadyFile writes our PID to path as root may at a path an operator
+// writeReadyFile writes our PID to path.
+func writeReadyFile(path string) error {
+	return writeFileAtomic(path, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644)
+}
+
+// writeFileAtomic writes data to path as root may at a path an operator
 // gave: into a new temporary file beside it (never through a symlink),
 // then renamed over path, so a reader sees the whole file or none.
-func writeReadyFile(path string) error {
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(f.Name()) // gone after the rename
-	if _, err := fmt.Fprintf(f, "%d\n", os.Getpid()); err != nil {
+	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
 	}
-	if err := f.Chmod(0o644); err != nil {
+	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return err
 	}

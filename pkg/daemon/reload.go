@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -19,6 +20,14 @@ import (
 // force everywhere.
 func (d *daemon) Reload(why string) error {
 	changed, err := d.reload()
+	releaseMemory(d.base)
+	// The list files to watch: the new policy's, or, when it was refused,
+	// the ones its file names (fixing a bad list line must reload).
+	if err == nil {
+		d.watchLists(d.base.ListFiles())
+	} else if files := policy.ListFilesOf(d.cfg.PolicyPath); files != nil {
+		d.watchLists(files)
+	}
 	d.reloads.Observe(err)
 	switch {
 	case err != nil:
@@ -57,11 +66,20 @@ func (d *daemon) reload() (changed bool, err error) {
 			return false, err
 		}
 	}
-	changed, err = d.switchTo(pol)
-	if err == nil {
-		d.base, d.evaluated = base, now
+	// The feeds' settings are read (a key file) before anything changes.
+	crowdSecKey, crowdSecChange, err := d.crowdSecChange(base.CrowdSec)
+	if err != nil {
+		return false, err
 	}
-	return changed, err
+	changed, err = d.switchTo(pol)
+	if err != nil {
+		return false, err
+	}
+	d.base, d.evaluated = base, now
+	if crowdSecChange {
+		d.setCrowdSec(base.CrowdSec, crowdSecKey)
+	}
+	return changed || crowdSecChange, nil
 }
 
 // inForce is the policy in force at now for the file's policy base: its
@@ -185,6 +203,49 @@ func watchPolicy(path string) (*fsnotify.Watcher, error) {
 		return nil, fmt.Errorf("watch policy directory: %w", err)
 	}
 	return w, nil
+}
+
+// bigLists is the size of the source lists past which a load's garbage
+// (the list files read, the parsed lists replaced) is worth handing back
+// to the system at once rather than keeping for later allocations: a
+// million-entry list leaves tens of MiB.
+const bigLists = 100_000
+
+// releaseMemory returns a load's garbage to the system when pol's lists
+// are big: the daemon's resident memory is then what it holds.
+func releaseMemory(pol *policy.Policy) {
+	if pol != nil && len(pol.Deny)+len(pol.Trust) > bigLists {
+		debug.FreeOSMemory()
+	}
+}
+
+// watchLists makes files the list files whose change reloads, watching
+// their directories (an atomic save replaces the file's inode).
+func (d *daemon) watchLists(files []string) {
+	d.lists = map[string]bool{}
+	for _, f := range files {
+		d.lists[filepath.Clean(f)] = true
+		if d.watcher == nil {
+			continue
+		}
+		if err := d.watcher.Add(filepath.Dir(f)); err != nil {
+			d.log.Warn("watching a list file's directory; SIGHUP reloads it", "file", f, "err", err)
+		}
+	}
+}
+
+// watches: a change of name (an event of the watcher) is one to reload on.
+// (Names are compared absolute: one directory added under two names is
+// one inotify watch, reporting under either.)
+func (d *daemon) watches(name string) bool {
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return filepath.Clean(p)
+	}
+	name = abs(name)
+	return name == abs(d.cfg.PolicyPath) || d.lists[name] || filepath.Base(name) == "..data"
 }
 
 func digest(p *policy.Policy) string {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -84,7 +85,8 @@ func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 		}
 	}
 	scoped := pol.ScopedTable()
-	vars, err := rodata(pol, scoped, opts.Dir)
+	deny := splitDeny(pol.Deny)
+	vars, err := rodata(pol, scoped, deny, opts.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +95,7 @@ func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	lists, err := sourceMaps(spec, pol, scoped)
+	lists, err := sourceMaps(spec, pol, scoped, deny)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +167,7 @@ func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 // rodata is the policy compiled into the program's .rodata: every
 // `volatile const` of bpf/xdpguard.c but the port -> rule table (which
 // needs the rule slots).
-func rodata(pol *policy.Policy, scoped policy.ScopedTable, dir string) (map[string]any, error) {
+func rodata(pol *policy.Policy, scoped policy.ScopedTable, deny deniedSources, dir string) (map[string]any, error) {
 	precise, err := limiterClock(pol)
 	if err != nil {
 		return nil, err
@@ -184,7 +186,9 @@ func rodata(pol *policy.Policy, scoped policy.ScopedTable, dir string) (map[stri
 	}
 	src, port, icmp := pol.SYN.GCRA(), pol.SYNTotal.GCRA(), pol.ICMPEcho.GCRA()
 	return map[string]any{
-		xdpguardVarHasDeny:         flag(len(pol.Deny) > 0),
+		xdpguardVarHasDeny:         flag(len(deny.trie) > 0),
+		xdpguardVarHasDenyBlocks:   flag(len(deny.blocks) > 0),
+		xdpguardVarHasDenyHosts:    flag(len(deny.hosts) > 0),
 		xdpguardVarHasTrust:        flag(len(pol.Trust) > 0),
 		xdpguardVarHasScoped:       flag(len(scoped.Prefixes) > 0),
 		xdpguardVarHasUdp:          flag(pol.UDP != nil),
@@ -213,19 +217,39 @@ func rodata(pol *policy.Policy, scoped policy.ScopedTable, dir string) (map[stri
 // sourceMaps builds the generation's own maps: the deny and trust tries and
 // the scoped rules' trie, group bitmaps and (sized here, filled after the
 // load) rule trie. They replace the spec's maps at the load.
-func sourceMaps(spec *ebpf.CollectionSpec, pol *policy.Policy, scoped policy.ScopedTable) (map[string]*ebpf.Map, error) {
+func sourceMaps(spec *ebpf.CollectionSpec, pol *policy.Policy, scoped policy.ScopedTable, split deniedSources) (map[string]*ebpf.Map, error) {
+	// The lists fill at once: each map has its own lock in the kernel, and
+	// a million-entry list is most of a switch's time.
+	builds := []struct {
+		name, field string
+		build       func() (*ebpf.Map, error)
+	}{
+		{xdpguardMapXdpgDeny, "sources.deny", func() (*ebpf.Map, error) { return sourceTrie(spec.Maps[xdpguardMapXdpgDeny], split.trie) }},
+		{xdpguardMapXdpgDenyBlocks, "sources.deny", func() (*ebpf.Map, error) { return denyBlocks(spec.Maps[xdpguardMapXdpgDenyBlocks], split.blocks) }},
+		{xdpguardMapXdpgDenyHosts, "sources.deny", func() (*ebpf.Map, error) { return denyHosts(spec.Maps[xdpguardMapXdpgDenyHosts], split.hosts) }},
+		{xdpguardMapXdpgTrust, "sources.trust", func() (*ebpf.Map, error) { return sourceTrie(spec.Maps[xdpguardMapXdpgTrust], pol.Trust) }},
+	}
+	built := make([]*ebpf.Map, len(builds))
+	errs := make([]error, len(builds))
+	var wg sync.WaitGroup
+	for i, b := range builds {
+		wg.Go(func() {
+			if built[i], errs[i] = b.build(); errs[i] != nil {
+				errs[i] = fmt.Errorf("%s: %w", b.field, errs[i])
+			}
+		})
+	}
+	wg.Wait()
 	out := map[string]*ebpf.Map{}
-	deny, err := sourceTrie(spec.Maps[xdpguardMapXdpgDeny], pol.Deny)
-	if err != nil {
-		return nil, fmt.Errorf("sources.deny: %w", err)
+	for i, b := range builds {
+		if built[i] != nil {
+			out[b.name] = built[i]
+		}
 	}
-	out[xdpguardMapXdpgDeny] = deny
-	trust, err := sourceTrie(spec.Maps[xdpguardMapXdpgTrust], pol.Trust)
-	if err != nil {
+	if err := errors.Join(errs...); err != nil {
 		closeAll(out)
-		return nil, fmt.Errorf("sources.trust: %w", err)
+		return nil, err
 	}
-	out[xdpguardMapXdpgTrust] = trust
 	scopedSrc, groupPorts, err := scopedMaps(spec.Maps[xdpguardMapXdpgScopedSrc], spec.Maps[xdpguardMapXdpgGroupPorts], scoped)
 	if err != nil {
 		closeAll(out)

@@ -26,8 +26,11 @@ func randomFrame(r *rand.Rand) []byte {
 	if r.IntN(2) == 0 {
 		f = testpkt.NewSYN("10.1.2.3", "10.9.9.9", 0)
 		f.Src = netip.AddrFrom4([4]byte{10, byte(r.IntN(4)), byte(r.IntN(256)), byte(r.IntN(256))})
-		if r.IntN(8) == 0 {
+		switch r.IntN(8) {
+		case 0:
 			f.Src = edgeSource(r, false)
+		case 1: // around the denied host and /28 (diffPolicy)
+			f.Src = netip.AddrFrom4([4]byte{10, 0, 0, byte(r.IntN(40))})
 		}
 		if r.IntN(4) == 0 {
 			f.IPOptions = make([]byte, 4*r.IntN(11))
@@ -193,7 +196,10 @@ func count(want map[string]maps.Rule, ref reference.Verdict) {
 // random structured frames. XDPGUARD_DIFF_N sets how many (default 20000).
 // diffPolicy adds source lists the generator hits: 10.3.0.0/16 is a quarter
 // of its IPv4 sources, 2001:0:0:3::/64 a quarter of its IPv6 ones, and ::/8
-// would swallow every IPv4 source if the families were confused.
+// would swallow every IPv4 source if the families were confused; the host
+// 10.0.0.7 and 10.0.0.16/28 (both among the generator's 10.0.0.0-39) are
+// the data path's other two kinds of IPv4 entry (hash, trie), 10.3/16 its
+// /24 bitmap.
 // The scoped rules nest (10.1/16 inside 10/8) so the union is exercised.
 const diffPolicy = `tcp:
   allow:
@@ -227,7 +233,7 @@ udp:
       mode: monitor
   replies: 40000-40010
 sources:
-  deny: [10.3.0.0/16, "2001:0:0:3::/64", "::/8"]
+  deny: [10.3.0.0/16, 10.0.0.7, 10.0.0.16/28, "2001:0:0:3::/64", "::/8"]
   trust: [10.2.0.0/16]
 `
 

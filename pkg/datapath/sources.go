@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"os"
@@ -44,6 +45,77 @@ func sourceTrie(spec *ebpf.MapSpec, prefixes []netip.Prefix) (*ebpf.Map, error) 
 			keys[i], vals[i] = LPMKeyOf(p), 1
 		}
 		return putAll(m, keys, vals, func(i int) string { return prefixes[i].String() })
+	})
+}
+
+// deniedSources is sources.deny as the data path holds it (source_denied):
+// IPv4 prefixes of /24 or wider as /24 blocks, IPv4 addresses apart, the
+// rest in the trie.
+type deniedSources struct {
+	blocks []netip.Prefix
+	hosts  []uint32 // addresses as the packet has them (LPMKey.Addr[0])
+	trie   []netip.Prefix
+}
+
+// denyBlockBits is the prefix length of one bit of xdpg_deny_blocks.
+const denyBlockBits = 24
+
+func splitDeny(deny []netip.Prefix) deniedSources {
+	var d deniedSources
+	for _, p := range deny {
+		switch {
+		case p.Addr().Is4() && p.Bits() <= denyBlockBits:
+			d.blocks = append(d.blocks, p)
+		case p.Addr().Is4() && p.Bits() == 32:
+			if d.hosts == nil {
+				d.hosts = make([]uint32, 0, len(deny)) // a host list is most often most of it
+			}
+			d.hosts = append(d.hosts, LPMKeyOf(p).Addr[0])
+		default:
+			d.trie = append(d.trie, p)
+		}
+	}
+	return d
+}
+
+// denyBlocks builds the generation's /24 bitmap: bit b of word w stands for
+// the block of addresses (w*64 + b) << 8.
+func denyBlocks(spec *ebpf.MapSpec, blocks []netip.Prefix) (*ebpf.Map, error) {
+	if len(blocks) == 0 {
+		return frozenMap(spec, 0, func(*ebpf.Map) error { return nil })
+	}
+	words := make([]uint64, xdpgDenyBlockWords)
+	for _, p := range blocks {
+		a := p.Addr().As4()
+		first := uint32(a[0])<<16 | uint32(a[1])<<8 | uint32(a[2])
+		for b := first; b < first+1<<(denyBlockBits-p.Bits()); b++ {
+			words[b/64] |= 1 << (b % 64)
+		}
+	}
+	keys := make([]uint32, len(words))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	return frozenMap(spec, len(words), func(m *ebpf.Map) error {
+		return putAll(m, keys, words, func(i int) string { return fmt.Sprintf("word %d", i) })
+	})
+}
+
+// xdpgDenyBlockWords is XDPG_DENY_BLOCK_WORDS: 2^24 /24 blocks, 64 a word.
+const xdpgDenyBlockWords = 1 << (denyBlockBits - 6)
+
+// denyHosts builds the generation's hash of denied IPv4 addresses.
+func denyHosts(spec *ebpf.MapSpec, hosts []uint32) (*ebpf.Map, error) {
+	vals := make([]uint8, len(hosts))
+	for i := range vals {
+		vals[i] = 1
+	}
+	return frozenMap(spec, len(hosts), func(m *ebpf.Map) error {
+		return putAll(m, hosts, vals, func(i int) string {
+			var b [4]byte
+			binary.LittleEndian.PutUint32(b[:], hosts[i])
+			return netip.AddrFrom4(b).String()
+		})
 	})
 }
 

@@ -67,6 +67,46 @@ func TestTrustedSourcesSkipLimitsNotPorts(t *testing.T) {
 	}
 }
 
+// The data path holds sources.deny three ways (a /24 bitmap for IPv4 /24
+// and wider, a hash of IPv4 addresses, a trie for the rest); each edge of
+// each kind matches exactly, and the fast path steps aside for any.
+func TestDenyListKinds(t *testing.T) {
+	for _, tc := range []struct {
+		deny string
+		in   []string
+		out  []string
+	}{
+		{"[0.0.0.0/0]", []string{"0.0.0.1", "255.255.255.254", "10.1.2.3"}, []string{"2001:db8::1"}},
+		{"[10.0.0.0/8]", []string{"10.0.0.0", "10.255.255.255"}, []string{"9.255.255.255", "11.0.0.0"}},
+		{"[10.20.30.0/24, 10.20.32.0/23]", []string{"10.20.30.0", "10.20.30.255", "10.20.32.9", "10.20.33.255"}, []string{"10.20.29.255", "10.20.31.0", "10.20.34.0"}},
+		{"[198.51.100.7]", []string{"198.51.100.7"}, []string{"198.51.100.6", "198.51.100.8", "7.100.51.198"}},
+		{"[198.51.100.16/28]", []string{"198.51.100.16", "198.51.100.31"}, []string{"198.51.100.15", "198.51.100.32"}},
+		{`[198.51.100.128/25, 203.0.113.9, 100.64.0.0/10, "2001:db8::/32"]`,
+			[]string{"198.51.100.200", "203.0.113.9", "100.127.255.255", "2001:db8:ffff::1"},
+			[]string{"198.51.100.127", "203.0.113.8", "100.128.0.0", "2001:db9::1", "::ffff:203.0.113.8"}},
+	} {
+		d := load(t, mustPolicy(t, basePolicy+"sources:\n  deny: "+tc.deny+"\n"))
+		for _, src := range tc.in {
+			if _, got := run(t, d, srcFrame(src, 22)); got != datapath.DropSourceDenied {
+				t.Errorf("deny %s: %s got %s, want it denied", tc.deny, src, got.Name())
+			}
+			dst := "198.51.100.1"
+			if strings.Contains(src, ":") {
+				dst = "2001:db8:1::1"
+			}
+			ack := with(testpkt.NewSYN(src, dst, 22), func(f *testpkt.Frame) { f.Flags = testpkt.ACK })
+			if _, got := run(t, d, ack.Bytes()); got != datapath.DropSourceDenied {
+				t.Errorf("deny %s: %s's ACK got %s (the fast path must not judge it)", tc.deny, src, got.Name())
+			}
+		}
+		for _, src := range tc.out {
+			if _, got := run(t, d, srcFrame(src, 22)); got == datapath.DropSourceDenied {
+				t.Errorf("deny %s: %s denied", tc.deny, src)
+			}
+		}
+	}
+}
+
 // Ten thousand entries load into one generation and match exactly.
 func TestLargeDenyList(t *testing.T) {
 	var b strings.Builder

@@ -172,6 +172,8 @@ const (
 	xdpguardMapXdpgBanRanges     = "xdpg_ban_ranges"
 	xdpguardMapXdpgBans          = "xdpg_bans"
 	xdpguardMapXdpgDeny          = "xdpg_deny"
+	xdpguardMapXdpgDenyBlocks    = "xdpg_deny_blocks"
+	xdpguardMapXdpgDenyHosts     = "xdpg_deny_hosts"
 	xdpguardMapXdpgEventConfig   = "xdpg_event_config"
 	xdpguardMapXdpgEvents        = "xdpg_events"
 	xdpguardMapXdpgGeneration    = "xdpg_generation"
@@ -193,6 +195,8 @@ const (
 	xdpguardVarBanNs             = "ban_ns"
 	xdpguardVarGeneration        = "generation"
 	xdpguardVarHasDeny           = "has_deny"
+	xdpguardVarHasDenyBlocks     = "has_deny_blocks"
+	xdpguardVarHasDenyHosts      = "has_deny_hosts"
 	xdpguardVarHasRuleMonitor    = "has_rule_monitor"
 	xdpguardVarHasScoped         = "has_scoped"
 	xdpguardVarHasTrust          = "has_trust"
@@ -277,6 +281,8 @@ type xdpguardMapSpecs struct {
 	XdpgBanRanges   *ebpf.MapSpec `ebpf:"xdpg_ban_ranges"`
 	XdpgBans        *ebpf.MapSpec `ebpf:"xdpg_bans"`
 	XdpgDeny        *ebpf.MapSpec `ebpf:"xdpg_deny"`
+	XdpgDenyBlocks  *ebpf.MapSpec `ebpf:"xdpg_deny_blocks"`
+	XdpgDenyHosts   *ebpf.MapSpec `ebpf:"xdpg_deny_hosts"`
 	XdpgEventConfig *ebpf.MapSpec `ebpf:"xdpg_event_config"`
 	XdpgEvents      *ebpf.MapSpec `ebpf:"xdpg_events"`
 	XdpgGeneration  *ebpf.MapSpec `ebpf:"xdpg_generation"`
@@ -303,6 +309,8 @@ type xdpguardVariableSpecs struct {
 	BanNs             *ebpf.VariableSpec `ebpf:"ban_ns"`
 	Generation        *ebpf.VariableSpec `ebpf:"generation"`
 	HasDeny           *ebpf.VariableSpec `ebpf:"has_deny"`
+	HasDenyBlocks     *ebpf.VariableSpec `ebpf:"has_deny_blocks"`
+	HasDenyHosts      *ebpf.VariableSpec `ebpf:"has_deny_hosts"`
 	HasRuleMonitor    *ebpf.VariableSpec `ebpf:"has_rule_monitor"`
 	HasScoped         *ebpf.VariableSpec `ebpf:"has_scoped"`
 	HasTrust          *ebpf.VariableSpec `ebpf:"has_trust"`
@@ -358,6 +366,8 @@ type xdpguardMaps struct {
 	XdpgBanRanges   *ebpf.Map `ebpf:"xdpg_ban_ranges"`
 	XdpgBans        *ebpf.Map `ebpf:"xdpg_bans"`
 	XdpgDeny        *ebpf.Map `ebpf:"xdpg_deny"`
+	XdpgDenyBlocks  *ebpf.Map `ebpf:"xdpg_deny_blocks"`
+	XdpgDenyHosts   *ebpf.Map `ebpf:"xdpg_deny_hosts"`
 	XdpgEventConfig *ebpf.Map `ebpf:"xdpg_event_config"`
 	XdpgEvents      *ebpf.Map `ebpf:"xdpg_events"`
 	XdpgGeneration  *ebpf.Map `ebpf:"xdpg_generation"`
@@ -381,6 +391,8 @@ func (m *xdpguardMaps) Close() error {
 		m.XdpgBanRanges,
 		m.XdpgBans,
 		m.XdpgDeny,
+		m.XdpgDenyBlocks,
+		m.XdpgDenyHosts,
 		m.XdpgEventConfig,
 		m.XdpgEvents,
 		m.XdpgGeneration,
@@ -408,6 +420,8 @@ type xdpguardVariables struct {
 	BanNs             *ebpf.Variable `ebpf:"ban_ns"`
 	Generation        *ebpf.Variable `ebpf:"generation"`
 	HasDeny           *ebpf.Variable `ebpf:"has_deny"`
+	HasDenyBlocks     *ebpf.Variable `ebpf:"has_deny_blocks"`
+	HasDenyHosts      *ebpf.Variable `ebpf:"has_deny_hosts"`
 	HasRuleMonitor    *ebpf.Variable `ebpf:"has_rule_monitor"`
 	HasScoped         *ebpf.Variable `ebpf:"has_scoped"`
 	HasTrust          *ebpf.Variable `ebpf:"has_trust"`

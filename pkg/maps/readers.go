@@ -327,6 +327,54 @@ func (s *Set) Ban(p netip.Prefix, until uint64, origin datapath.BanOrigin, reaso
 	return nil
 }
 
+// BanFromFeed is Ban for a feed (CrowdSec, fail2ban): it replaces a ban of
+// the same origin, but never shortens another origin's (an operator's ban
+// for a week outlives a feed's for an hour). It reports whether it wrote.
+func (s *Set) BanFromFeed(p netip.Prefix, until uint64, origin datapath.BanOrigin, reason string) (bool, error) {
+	if err := need(s.XdpgBanRanges, "xdpg_ban_ranges"); err != nil {
+		return false, err
+	}
+	if old, ok, err := s.rangeBan(p); err != nil {
+		return false, err
+	} else if ok && datapath.BanOrigin(old.Origin) != origin && old.Until >= until {
+		return false, nil
+	}
+	return true, s.Ban(p, until, origin, reason)
+}
+
+// Lift lifts p's prefix ban if origin wrote it: a feed's deletion never
+// lifts an operator's ban, nor the data path's limit ban of the address.
+func (s *Set) Lift(p netip.Prefix, origin datapath.BanOrigin) (bool, error) {
+	if err := need(s.XdpgBanRanges, "xdpg_ban_ranges"); err != nil {
+		return false, err
+	}
+	old, ok, err := s.rangeBan(p)
+	if err != nil || !ok || datapath.BanOrigin(old.Origin) != origin {
+		return false, err
+	}
+	k := datapath.LPMKeyOf(p.Masked())
+	if err := s.XdpgBanRanges.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return false, fmt.Errorf("unban %s: %w", p, err)
+	}
+	return true, nil
+}
+
+// rangeBan is the prefix ban of exactly p, if there is one. (A trie's
+// lookup answers the longest prefix holding p: a wider one, whose bits
+// tell it apart, is not p's.)
+func (s *Set) rangeBan(p netip.Prefix) (datapath.BanRange, bool, error) {
+	var v datapath.BanRange
+	k := datapath.LPMKeyOf(p.Masked())
+	err := s.XdpgBanRanges.Lookup(&k, &v)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return v, false, nil
+	}
+	if err != nil {
+		return v, false, fmt.Errorf("look up the ban of %s: %w", p, err)
+	}
+	return v, int(v.Bits) == p.Bits(), nil
+}
+
 // Unban lifts the bans of p: for an address, the data path's ban of its
 // key (its /64 for IPv6) and an operator's ban of the address itself; for
 // a prefix, an operator's or a feed's ban of exactly that prefix. It

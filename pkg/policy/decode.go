@@ -350,6 +350,12 @@ func (v *validator) errors() []error {
 	out := slices.Clone(v.errs)
 	slices.SortStableFunc(out, func(a, b error) int {
 		ea, eb := a.(*Error), b.(*Error)
+		if ea.File != eb.File { // the policy's own first, then its list files
+			if ea.File == v.name || eb.File == v.name {
+				return map[bool]int{true: -1, false: 1}[ea.File == v.name]
+			}
+			return strings.Compare(ea.File, eb.File)
+		}
 		if ea.Line != eb.Line {
 			return ea.Line - eb.Line
 		}

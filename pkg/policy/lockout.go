@@ -91,7 +91,7 @@ func (p *Policy) LockOut(sshConnection string) error {
 	if p.Monitor {
 		return nil
 	}
-	if contains(p.Deny, client) {
+	if inSorted(p.Deny, client) {
 		return fmt.Errorf("sources.deny holds %s, the client of the SSH session running this command: "+
 			"it would be cut off at once; remove it, or pass --force", client.Unmap())
 	}

@@ -92,16 +92,31 @@ func (p *Policy) Marshal() []byte {
 			fmt.Fprintf(&b, "  replies: %q\n", u.Replies.String())
 		}
 	}
-	if len(p.Deny) > 0 || len(p.Trust) > 0 {
+	if len(p.Deny)+len(p.Trust)+len(p.DenyLists)+len(p.TrustLists) > 0 {
 		b.WriteString("sources:\n")
 		for _, l := range []struct {
 			key  string
 			list []netip.Prefix
-		}{{"deny", p.Deny}, {"trust", p.Trust}} {
+		}{{"deny", p.DenyInline}, {"trust", p.TrustInline}} {
 			if len(l.list) > 0 {
 				b.WriteString("  " + l.key + ": [" + prefixList(l.list) + "]\n")
 			}
 		}
+		for _, l := range []struct {
+			key   string
+			files []SourceList
+		}{{"deny_lists", p.DenyLists}, {"trust_lists", p.TrustLists}} {
+			if len(l.files) > 0 {
+				paths := make([]string, len(l.files))
+				for i, f := range l.files {
+					paths[i] = strconv.Quote(f.Path)
+				}
+				b.WriteString("  " + l.key + ": [" + strings.Join(paths, ", ") + "]\n")
+			}
+		}
+	}
+	if p.CrowdSec != nil {
+		b.WriteString(p.CrowdSec.yaml())
 	}
 	return []byte(b.String())
 }

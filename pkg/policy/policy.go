@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,11 +82,20 @@ type Policy struct {
 	ICMPEcho *Limit
 	// UDP, when set, filters UDP by destination port; nil passes all UDP.
 	UDP *UDPPolicy
-	// Deny lists sources whose packets are all dropped, before anything else.
+	// Deny lists sources whose packets are all dropped, before anything
+	// else: sources.deny and the entries of sources.deny_lists, sorted,
+	// none inside another.
 	Deny []netip.Prefix
 	// Trust lists sources exempt from the rate limits and every ban (port
-	// rules and deny lists still apply).
+	// rules and deny lists still apply): sources.trust and the entries of
+	// sources.trust_lists, sorted, none inside another.
 	Trust []netip.Prefix
+	// DenyInline and TrustInline are what the policy file itself lists;
+	// DenyLists and TrustLists its list files.
+	DenyInline, TrustInline []netip.Prefix
+	DenyLists, TrustLists   []SourceList
+	// CrowdSec, when set, makes the daemon a CrowdSec bouncer.
+	CrowdSec *CrowdSec
 
 	// Computed once, on first use (a copy made by At or WithListening
 	// starts without them).
@@ -177,9 +187,12 @@ type file struct {
 		Replies *string `yaml:"replies"`
 	} `yaml:"udp"`
 	Sources *struct {
-		Deny  []string `yaml:"deny"`
-		Trust []string `yaml:"trust"`
+		Deny       []string `yaml:"deny"`
+		Trust      []string `yaml:"trust"`
+		DenyLists  []string `yaml:"deny_lists"`
+		TrustLists []string `yaml:"trust_lists"`
 	} `yaml:"sources"`
+	CrowdSec *rawCrowdSec `yaml:"crowdsec"`
 }
 
 // Load reads and validates the policy file at path.
@@ -213,6 +226,7 @@ func Load(path string) (*Policy, error) {
 		if abs, aerr := filepath.Abs(path); aerr == nil {
 			p.Path = abs
 		}
+		p.CrowdSec.resolve(filepath.Dir(p.Path))
 	}
 	return p, err
 }
@@ -239,7 +253,7 @@ func checkTrusted(st os.FileInfo) error {
 // of every stage is reported (up to maxErrors), each with its line, column
 // and field; nothing is returned from a document with any.
 func Parse(name string, data []byte) (*Policy, error) {
-	v := validator{name: name}
+	v := validator{name: name, dir: filepath.Dir(name)}
 	if !v.precheck(data) {
 		return nil, errors.Join(v.errors()...)
 	}
@@ -296,6 +310,7 @@ func yamlError(name string, err error) error {
 
 type validator struct {
 	name    string
+	dir     string // where relative list files are
 	ast     *ast.File
 	errs    []error
 	dropped int             // errors beyond maxErrors
@@ -460,12 +475,28 @@ func (v *validator) policy(raw *file) *Policy {
 		v.fail("$.tcp.allow", "source-scoped rules give %d distinct port sets; at most %d", n, maxScopedGroups)
 	}
 	if src := raw.Sources; src != nil {
-		p.Deny = v.sourceList("$.sources.deny", src.Deny)
-		p.Trust = v.sourceList("$.sources.trust", src.Trust)
-		for _, o := range overlapping(p.Deny, p.Trust) {
-			v.fail("$.sources.trust", "%s overlaps denied %s: a source cannot be both", o[1], o[0])
+		p.DenyInline = v.sourceList("$.sources.deny", src.Deny)
+		p.TrustInline = v.sourceList("$.sources.trust", src.Trust)
+		// The inline entries first, the lists' appended: one slice, made
+		// a union in place.
+		var denied, trusted []netip.Prefix
+		p.DenyLists, denied = v.lists("$.sources.deny_lists", src.DenyLists, slices.Clone(p.DenyInline))
+		p.TrustLists, trusted = v.lists("$.sources.trust_lists", src.TrustLists, slices.Clone(p.TrustInline))
+		p.Deny, p.Trust = p.DenyInline, p.TrustInline
+		if len(p.DenyLists) > 0 {
+			p.Deny = union(denied)
+		}
+		if len(p.TrustLists) > 0 {
+			p.Trust = union(trusted)
+		}
+		for i, o := range overlapping(p.Deny, p.Trust) {
+			if i == maxErrors {
+				break
+			}
+			v.overlap(o[0], o[1], p)
 		}
 	}
+	p.CrowdSec = v.crowdSec(raw.CrowdSec)
 	return p
 }
 
@@ -613,11 +644,12 @@ func (p *Policy) computeDigest() [32]byte {
 	h.Write([]byte(fmt.Sprint("open", p.OpenRules())))
 	st := p.ScopedTable()
 	h.Write([]byte(fmt.Sprint("scoped", st.Rules, st.Monitor)))
+	var buf []byte
 	for _, list := range [][]netip.Prefix{p.Deny, p.Trust} {
 		put(uint64(len(list)))
 		for _, pr := range list {
-			b, _ := pr.MarshalBinary()
-			h.Write(b)
+			buf, _ = pr.AppendBinary(buf[:0])
+			h.Write(buf)
 		}
 	}
 	var d [32]byte

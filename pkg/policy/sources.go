@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 )
 
 // maxSourceEntries bounds each source list (deny, trust).
@@ -60,10 +61,17 @@ func (v *validator) sourceList(path string, items []string) []netip.Prefix {
 
 func parsePrefix(s string) (netip.Prefix, error) {
 	var p netip.Prefix
-	if a, err := netip.ParseAddr(s); err == nil {
+	if !strings.Contains(s, "/") { // no failed parse first: a list has a million
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return p, fmt.Errorf("%q is not an address or CIDR", s)
+		}
 		p = netip.PrefixFrom(a, a.BitLen())
-	} else if p, err = netip.ParsePrefix(s); err != nil {
-		return p, fmt.Errorf("%q is not an address or CIDR", s)
+	} else {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return p, fmt.Errorf("%q is not an address or CIDR", s)
+		}
 	}
 	if p.Addr().Is4In6() {
 		return p, fmt.Errorf("%q is an IPv4-mapped IPv6 address: write it as IPv4", s)
@@ -77,8 +85,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
-// contains reports whether addr is in one of the prefixes (which must be
-// the validated, non-overlapping output of a source list).
+// contains reports whether addr is in one of the prefixes.
 func contains(prefixes []netip.Prefix, addr netip.Addr) bool {
 	addr = addr.Unmap()
 	for _, p := range prefixes {
@@ -89,28 +96,29 @@ func contains(prefixes []netip.Prefix, addr netip.Addr) bool {
 	return false
 }
 
+// inSorted is contains for prefixes sorted and non-overlapping (what
+// sourceList and union leave): only the last one starting at or before
+// addr can hold it.
+func inSorted(prefixes []netip.Prefix, addr netip.Addr) bool {
+	addr = addr.Unmap()
+	i := sort.Search(len(prefixes), func(i int) bool { return prefixes[i].Addr().Compare(addr) > 0 })
+	return i > 0 && prefixes[i-1].Contains(addr)
+}
+
 // overlapping lists the pairs (a, b) of a prefix of as overlapping one of
-// bs; both sorted by address as sourceList leaves them. Two prefixes
-// overlap when one contains the other: b's ancestors are looked up among
-// as, and the first of as at or after b's address is checked to be inside
-// b. O(n log n), where testing every pair took minutes for 100k entries.
+// bs, both sorted and non-overlapping. Two prefixes overlap when one holds
+// the other: b's only possible holder in as is the last one starting at or
+// before b, and anything of as that b holds starts at the first one at or
+// after b. Two binary searches per b: a million denied against a thousand
+// trusted costs nothing.
 func overlapping(as, bs []netip.Prefix) [][2]netip.Prefix {
-	set := make(map[netip.Prefix]bool, len(as))
-	for _, a := range as {
-		set[a] = true
-	}
 	var out [][2]netip.Prefix
 	for _, b := range bs {
-		found := false
-		for bits := b.Bits(); bits >= 0 && !found; bits-- {
-			if anc := netip.PrefixFrom(b.Addr(), bits).Masked(); set[anc] {
-				out, found = append(out, [2]netip.Prefix{anc, b}), true
-			}
-		}
-		if found {
+		i := sort.Search(len(as), func(i int) bool { return as[i].Addr().Compare(b.Addr()) > 0 })
+		if i > 0 && as[i-1].Overlaps(b) {
+			out = append(out, [2]netip.Prefix{as[i-1], b})
 			continue
 		}
-		i := sort.Search(len(as), func(i int) bool { return as[i].Addr().Compare(b.Addr()) >= 0 })
 		if i < len(as) && b.Contains(as[i].Addr()) {
 			out = append(out, [2]netip.Prefix{as[i], b})
 		}

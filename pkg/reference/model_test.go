@@ -440,8 +440,8 @@ func TestModelMonitoredSYNLimited(t *testing.T) {
 	}
 }
 
-// ICMP is judged under icmp.echo or bans only; then the type byte must be
-// there. Every request type shares one bucket.
+// ICMP is judged under every policy (a prefix ban may apply to any): the
+// type byte must be there. Every request type shares one bucket.
 func TestModelICMP(t *testing.T) {
 	t0 := uint64(1e12)
 	short := func(src string) []byte {
@@ -454,13 +454,12 @@ func TestModelICMP(t *testing.T) {
 		return f.Bytes()
 	}
 	plain := mustPolicy(t, "tcp:\n  allow: [22]\n")
-	if v := Classify(short("192.0.2.1"), plain); v.Reason != datapath.PassNotTCP {
-		t.Errorf("no ICMP judged: %s", v.Reason.Name())
-	}
 	bans := mustPolicy(t, "tcp:\n  allow: [22]\nratelimit:\n  syn: {rate: 1, burst: 1, ban: 1s}\n")
-	for _, src := range []string{"192.0.2.1", "2001:db8::1"} {
-		if v := Classify(short(src), bans); v.Reason != datapath.DropMalformed {
-			t.Errorf("%s: ICMP without a type under bans: %s", src, v.Reason.Name())
+	for _, pol := range []*policy.Policy{plain, bans} {
+		for _, src := range []string{"192.0.2.1", "2001:db8::1"} {
+			if v := Classify(short(src), pol); v.Reason != datapath.DropMalformed {
+				t.Errorf("%s: ICMP without a type: %s", src, v.Reason.Name())
+			}
 		}
 	}
 	m := NewModel(mustPolicy(t, modelPolicy), false)

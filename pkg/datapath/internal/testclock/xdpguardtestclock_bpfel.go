@@ -98,6 +98,8 @@ const (
 	xdpguardTestClockMapXdpgBanRanges     = "xdpg_ban_ranges"
 	xdpguardTestClockMapXdpgBans          = "xdpg_bans"
 	xdpguardTestClockMapXdpgDeny          = "xdpg_deny"
+	xdpguardTestClockMapXdpgDenyBlocks    = "xdpg_deny_blocks"
+	xdpguardTestClockMapXdpgDenyHosts     = "xdpg_deny_hosts"
 	xdpguardTestClockMapXdpgEventConfig   = "xdpg_event_config"
 	xdpguardTestClockMapXdpgEvents        = "xdpg_events"
 	xdpguardTestClockMapXdpgGeneration    = "xdpg_generation"
@@ -120,6 +122,8 @@ const (
 	xdpguardTestClockVarBanNs             = "ban_ns"
 	xdpguardTestClockVarGeneration        = "generation"
 	xdpguardTestClockVarHasDeny           = "has_deny"
+	xdpguardTestClockVarHasDenyBlocks     = "has_deny_blocks"
+	xdpguardTestClockVarHasDenyHosts      = "has_deny_hosts"
 	xdpguardTestClockVarHasRuleMonitor    = "has_rule_monitor"
 	xdpguardTestClockVarHasScoped         = "has_scoped"
 	xdpguardTestClockVarHasTrust          = "has_trust"
@@ -204,6 +208,8 @@ type xdpguardTestClockMapSpecs struct {
 	XdpgBanRanges   *ebpf.MapSpec `ebpf:"xdpg_ban_ranges"`
 	XdpgBans        *ebpf.MapSpec `ebpf:"xdpg_bans"`
 	XdpgDeny        *ebpf.MapSpec `ebpf:"xdpg_deny"`
+	XdpgDenyBlocks  *ebpf.MapSpec `ebpf:"xdpg_deny_blocks"`
+	XdpgDenyHosts   *ebpf.MapSpec `ebpf:"xdpg_deny_hosts"`
 	XdpgEventConfig *ebpf.MapSpec `ebpf:"xdpg_event_config"`
 	XdpgEvents      *ebpf.MapSpec `ebpf:"xdpg_events"`
 	XdpgGeneration  *ebpf.MapSpec `ebpf:"xdpg_generation"`
@@ -231,6 +237,8 @@ type xdpguardTestClockVariableSpecs struct {
 	BanNs             *ebpf.VariableSpec `ebpf:"ban_ns"`
 	Generation        *ebpf.VariableSpec `ebpf:"generation"`
 	HasDeny           *ebpf.VariableSpec `ebpf:"has_deny"`
+	HasDenyBlocks     *ebpf.VariableSpec `ebpf:"has_deny_blocks"`
+	HasDenyHosts      *ebpf.VariableSpec `ebpf:"has_deny_hosts"`
 	HasRuleMonitor    *ebpf.VariableSpec `ebpf:"has_rule_monitor"`
 	HasScoped         *ebpf.VariableSpec `ebpf:"has_scoped"`
 	HasTrust          *ebpf.VariableSpec `ebpf:"has_trust"`
@@ -286,6 +294,8 @@ type xdpguardTestClockMaps struct {
 	XdpgBanRanges   *ebpf.Map `ebpf:"xdpg_ban_ranges"`
 	XdpgBans        *ebpf.Map `ebpf:"xdpg_bans"`
 	XdpgDeny        *ebpf.Map `ebpf:"xdpg_deny"`
+	XdpgDenyBlocks  *ebpf.Map `ebpf:"xdpg_deny_blocks"`
+	XdpgDenyHosts   *ebpf.Map `ebpf:"xdpg_deny_hosts"`
 	XdpgEventConfig *ebpf.Map `ebpf:"xdpg_event_config"`
 	XdpgEvents      *ebpf.Map `ebpf:"xdpg_events"`
 	XdpgGeneration  *ebpf.Map `ebpf:"xdpg_generation"`
@@ -310,6 +320,8 @@ func (m *xdpguardTestClockMaps) Close() error {
 		m.XdpgBanRanges,
 		m.XdpgBans,
 		m.XdpgDeny,
+		m.XdpgDenyBlocks,
+		m.XdpgDenyHosts,
 		m.XdpgEventConfig,
 		m.XdpgEvents,
 		m.XdpgGeneration,
@@ -338,6 +350,8 @@ type xdpguardTestClockVariables struct {
 	BanNs             *ebpf.Variable `ebpf:"ban_ns"`
 	Generation        *ebpf.Variable `ebpf:"generation"`
 	HasDeny           *ebpf.Variable `ebpf:"has_deny"`
+	HasDenyBlocks     *ebpf.Variable `ebpf:"has_deny_blocks"`
+	HasDenyHosts      *ebpf.Variable `ebpf:"has_deny_hosts"`
 	HasRuleMonitor    *ebpf.Variable `ebpf:"has_rule_monitor"`
 	HasScoped         *ebpf.Variable `ebpf:"has_scoped"`
 	HasTrust          *ebpf.Variable `ebpf:"has_trust"`

@@ -1,0 +1,276 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xdpguard/xdpguard/pkg/crowdsec"
+	"github.com/xdpguard/xdpguard/pkg/datapath"
+	"github.com/xdpguard/xdpguard/pkg/maps"
+	"github.com/xdpguard/xdpguard/pkg/policy"
+)
+
+// The widest ranges a feed may ban: a decision for more (a /4, ::/8) is
+// refused and counted rather than let a poisoned or mistaken list cut
+// off a large part of the Internet. The operator's `xdpguard ban` has no
+// such floor.
+const (
+	minFeedBitsV4 = 8
+	minFeedBitsV6 = 16
+)
+
+// CrowdSecReportName is the bouncer's report in the runtime directory.
+const CrowdSecReportName = "crowdsec.json"
+
+// crowdSecFeed is the daemon's CrowdSec bouncer, one per crowdsec section
+// in force; Run's loop starts and stops it.
+type crowdSecFeed struct {
+	cfg     policy.CrowdSec
+	key     string
+	bouncer *crowdsec.Bouncer
+	cancel  context.CancelFunc
+	done    chan struct{}
+	// refused: decisions wider than a feed may ban; notStored: bans the
+	// full table could not take.
+	refused, notStored atomic.Uint64
+}
+
+// report is the feed's state, for status and metrics.
+func (f *crowdSecFeed) report(now time.Time) crowdsec.Report {
+	r := crowdsec.NewReport(f.cfg.URL, f.cfg.Interval, f.bouncer.Stats(), now)
+	r.Refused, r.NotStored = f.refused.Load(), f.notStored.Load()
+	return r
+}
+
+// crowdSecChange reads what the policy's crowdsec section asks for: the
+// key (read now, so a bad key file refuses the reload before anything
+// changes) and whether the bouncer must be replaced.
+func (d *daemon) crowdSecChange(cs *policy.CrowdSec) (key string, change bool, err error) {
+	running := d.feed.Load()
+	if cs == nil {
+		return "", running != nil, nil
+	}
+	if key, err = cs.APIKey(); err != nil {
+		return "", false, err
+	}
+	return key, running == nil || running.cfg != *cs || running.key != key, nil
+}
+
+// setCrowdSec stops the bouncer running, if any, and starts the one cs
+// asks for. With no crowdsec section, CrowdSec's bans are lifted: they
+// came from a feed the operator turned off.
+func (d *daemon) setCrowdSec(cs *policy.CrowdSec, key string) {
+	if old := d.feed.Swap(nil); old != nil {
+		old.cancel()
+		<-old.done
+	}
+	if cs == nil {
+		n := d.liftOrigin(datapath.BanCrowdSec)
+		d.log.Info("crowdsec: bouncer stopped; its bans are lifted", "bans", n)
+		os.Remove(filepath.Join(d.cfg.RuntimeDir, CrowdSecReportName))
+		return
+	}
+	f := &crowdSecFeed{cfg: *cs, key: key, done: make(chan struct{})}
+	client := &crowdsec.Client{URL: cs.URL, APIKey: key}
+	f.bouncer = crowdsec.NewBouncer(client, cs.Interval, func(added, deleted []crowdsec.Decision) error {
+		return d.applyDecisions(f, added, deleted)
+	}, d.log.With("feed", "crowdsec"))
+	// Start from the bans an earlier bouncer left: the first pull lifts
+	// those deleted meanwhile.
+	held := d.originBans(datapath.BanCrowdSec)
+	f.bouncer.Hold(held)
+	var ctx context.Context
+	ctx, f.cancel = context.WithCancel(d.ctx)
+	go func() {
+		defer close(f.done)
+		f.bouncer.Run(ctx)
+	}()
+	d.feed.Store(f)
+	d.log.Info("crowdsec: bouncer started", "url", cs.URL, "interval", cs.Interval, "bans_held", len(held))
+	d.writeCrowdSecReport()
+}
+
+// stopCrowdSec stops the bouncer, leaving its bans (a daemon stopping
+// keeps enforcing them; the next one resumes from them).
+func (d *daemon) stopCrowdSec() {
+	if f := d.feed.Swap(nil); f != nil {
+		f.cancel()
+		<-f.done
+	}
+}
+
+// decisionPrefix is the prefix a decision bans: an Ip decision its
+// address alone (an IPv6 address is not widened to its /64: CrowdSec
+// decides per address), a Range its prefix.
+func decisionPrefix(dec crowdsec.Decision) (netip.Prefix, error) {
+	if dec.Scope == "Ip" {
+		a, err := netip.ParseAddr(dec.Value)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.ParsePrefix(dec.Value)
+}
+
+// applyDecisions writes the bouncer's changes into every interface's ban
+// table. A failure to write fails the whole call (the bouncer offers it
+// all again; writes are idempotent); a decision refused for its width, or
+// one the full table cannot hold, is counted and skipped.
+func (d *daemon) applyDecisions(f *crowdSecFeed, added, deleted []crowdsec.Decision) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	now := datapath.MonotonicNow()
+	var refused, notStored uint64
+	for _, g := range d.guards {
+		st, err := g.State()
+		if err != nil {
+			continue // the interface is gone; checkLinks says so
+		}
+		for _, dec := range deleted {
+			p, err := decisionPrefix(dec)
+			if err != nil {
+				continue
+			}
+			if _, err := st.Lift(p, datapath.BanCrowdSec); err != nil {
+				return fmt.Errorf("%s: %w", g.Iface, err)
+			}
+		}
+		for _, dec := range added {
+			p, err := decisionPrefix(dec)
+			if err != nil {
+				continue
+			}
+			if p.Bits() < minFeedBitsV4 || (p.Addr().Is6() && p.Bits() < minFeedBitsV6) {
+				refused++
+				continue
+			}
+			reason := dec.Scenario
+			if dec.Origin != "" && dec.Origin != "crowdsec" {
+				reason = dec.Origin + " " + reason // cscli, CAPI, lists
+			}
+			_, err = st.BanFromFeed(p, now+uint64(dec.Duration), datapath.BanCrowdSec, reason)
+			switch {
+			case errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.E2BIG):
+				notStored++
+			case err != nil:
+				return fmt.Errorf("%s: %w", g.Iface, err)
+			}
+		}
+	}
+	if refused > 0 || notStored > 0 {
+		d.log.Warn("crowdsec: decisions not enforced", "too_wide", refused, "table_full", notStored,
+			"widest_allowed", fmt.Sprintf("/%d (IPv4), /%d (IPv6)", minFeedBitsV4, minFeedBitsV6))
+		f.refused.Add(refused)
+		f.notStored.Add(notStored)
+	}
+	return nil
+}
+
+// originBans are the bans of origin in force, as decisions (the time left
+// as their duration), from the first interface that can be read: every
+// interface gets the same.
+func (d *daemon) originBans(origin datapath.BanOrigin) []crowdsec.Decision {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	now := datapath.MonotonicNow()
+	for _, g := range d.guards {
+		st, err := g.State()
+		if err != nil {
+			continue
+		}
+		bans, _, err := st.Bans(0)
+		if err != nil {
+			d.log.Warn("reading the bans in force", "interface", g.Iface, "err", err)
+			continue
+		}
+		var out []crowdsec.Decision
+		for _, b := range bans {
+			if b.Origin != origin {
+				continue
+			}
+			dec := crowdsec.Decision{Scope: "Range", Value: b.Source.String(), Type: "ban", Duration: time.Duration(b.Until - now)}
+			if b.Source.IsSingleIP() {
+				dec.Scope, dec.Value = "Ip", b.Source.Addr().String()
+			}
+			out = append(out, dec)
+		}
+		return out
+	}
+	return nil
+}
+
+// liftOrigin lifts every ban of origin on every interface and reports how
+// many (per interface, the most).
+func (d *daemon) liftOrigin(origin datapath.BanOrigin) int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	most := 0
+	for _, g := range d.guards {
+		st, err := g.State()
+		if err != nil {
+			continue
+		}
+		n, err := liftAll(st, origin)
+		if err != nil {
+			d.log.Warn("lifting bans", "interface", g.Iface, "origin", origin, "err", err)
+		}
+		most = max(most, n)
+	}
+	return most
+}
+
+func liftAll(st *maps.Set, origin datapath.BanOrigin) (int, error) {
+	bans, _, err := st.Bans(0)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, b := range bans {
+		if b.Origin == origin {
+			if ok, err := st.Lift(b.Source, origin); err != nil {
+				return n, err
+			} else if ok {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+// writeCrowdSecReport renews the bouncer's report for `xdpguard status`.
+func (d *daemon) writeCrowdSecReport() {
+	f := d.feed.Load()
+	if f == nil || d.cfg.RuntimeDir == "" {
+		return
+	}
+	b, err := json.Marshal(f.report(time.Now()))
+	if err == nil {
+		if err = os.MkdirAll(d.cfg.RuntimeDir, 0o755); err == nil {
+			err = writeFileAtomic(filepath.Join(d.cfg.RuntimeDir, CrowdSecReportName), b, 0o644)
+		}
+	}
+	if err != nil && d.reportErr != err.Error() {
+		d.log.Warn("crowdsec: writing the status report", "dir", d.cfg.RuntimeDir, "err", err)
+		d.reportErr = err.Error()
+	}
+}
+
+// crowdSecReport is the bouncer's state for the metrics; false when none
+// runs.
+func (d *daemon) crowdSecReport() (crowdsec.Report, bool) {
+	f := d.feed.Load()
+	if f == nil {
+		return crowdsec.Report{}, false
+	}
+	return f.report(time.Now()), true
+}
