@@ -12,7 +12,7 @@ DEB_VERSION ?= 0.0~git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 2>
 
 # Debian packages: what generation needs, and what the tests and demo drive.
 GEN_PKGS  := clang-19 llvm-19 libbpf-dev linux-libc-dev
-TEST_PKGS := iproute2 nmap hping3 python3 curl iputils-ping prometheus nftables ethtool systemd util-linux fail2ban
+TEST_PKGS := iproute2 nmap hping3 python3 curl iputils-ping prometheus nftables ethtool systemd util-linux fail2ban ipset time
 # The kernel matrix boots other kernels under qemu (downloaded, never installed).
 KERNEL_PKGS := qemu-system-x86 cpio
 

@@ -308,6 +308,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		case <-hup:
 			events.reopen(log)
+			debounce = nil // this reload reads the files a pending change waits for
 			d.Reload("SIGHUP")
 			timed = d.nextChange()
 		case ev := <-watcher.Events:

@@ -224,12 +224,21 @@ func releaseMemory(pol *policy.Policy) {
 func (d *daemon) watchLists(files []string) {
 	d.lists = map[string]bool{}
 	for _, f := range files {
-		d.lists[filepath.Clean(f)] = true
-		if d.watcher == nil {
-			continue
+		paths := []string{filepath.Clean(f)}
+		// A list that is a symbolic link changes where its target does.
+		if target, err := filepath.EvalSymlinks(f); err == nil && target != paths[0] {
+			if abs, err := filepath.Abs(target); err == nil {
+				paths = append(paths, abs)
+			}
 		}
-		if err := d.watcher.Add(filepath.Dir(f)); err != nil {
-			d.log.Warn("watching a list file's directory; SIGHUP reloads it", "file", f, "err", err)
+		for _, p := range paths {
+			d.lists[p] = true
+			if d.watcher == nil {
+				continue
+			}
+			if err := d.watcher.Add(filepath.Dir(p)); err != nil {
+				d.log.Warn("watching a list file's directory; SIGHUP reloads it", "file", p, "err", err)
+			}
 		}
 	}
 }

@@ -45,20 +45,7 @@ func bigPolicy() string {
 	return b.String()
 }
 
-func rssMiB(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			var kb float64
-			fmt.Sscan(strings.TrimPrefix(line, "VmRSS:"), &kb)
-			return kb / 1024
-		}
-	}
-	return 0
-}
+func rssMiB(pid int) float64 { return statusMiB(pid, "VmRSS") }
 
 func controlPlane(l *lab, bin string, rounds int, logf func(string, ...any)) (cpResult, error) {
 	var res cpResult

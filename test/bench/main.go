@@ -33,24 +33,25 @@ func main() {
 	flag.StringVar(&o.Out, "out", "docs/benchmarks.md", "report to update (between the bench markers)")
 	flag.StringVar(&o.Plot, "plot", "docs/benchmarks.png", "bar chart of the floor, xdpguard and nftables")
 	flag.StringVar(&o.Bin, "bin", "", "xdpguard binary (default: build one)")
-	flag.StringVar(&o.Only, "only", "", "for profiling or comparing builds: run only these veth floods (keys, e.g. r,b0; one round unless -rounds), print their rates and paired ratios to the first, write no report")
+	flag.StringVar(&o.Only, "only", "", "for profiling or comparing builds: run only these veth floods (keys, e.g. r,b0; one round unless -rounds), print their rates and paired ratios to the first, write no report; or \"blocklist\": only the blocklist section, its targets and table printed, no report written")
 	flag.DurationVar(&o.Flood, "flood", 0, "length of each flood (default: 3s, 1s with -quick)")
-	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default: 7, 3 with -quick, 1 with -only)")
+	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default: 7, 3 with -quick, 1 with -only; the blocklist section: 5, 1 with -quick)")
 	flag.Parse()
 	o.Log = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
-	if err := runBench(o); err != nil {
+	if _, err := runBench(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
 type results struct {
-	Machine  machine
-	Method   method
-	Cost     []costRow
-	Wire     []wireResult
-	Control  cpResult
-	Finished time.Time
+	Machine   machine
+	Method    method
+	Cost      []costRow
+	Wire      []wireResult
+	Control   cpResult
+	Blocklist blResult
+	Finished  time.Time
 }
 
 type method struct {
@@ -58,9 +59,12 @@ type method struct {
 	Flood          time.Duration
 }
 
-func runBench(o options) error {
+func runBench(o options) (results, error) {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("needs root (BPF, network namespaces)")
+		return results{}, fmt.Errorf("needs root (BPF, network namespaces)")
+	}
+	if o.Only == "blocklist" {
+		return blocklistOnly(o)
 	}
 	m := method{Repeat: 2_000_000, Rounds: 7, Flood: 3 * time.Second}
 	switch {
@@ -79,43 +83,80 @@ func runBench(o options) error {
 		m.Rounds = o.Rounds
 	}
 	if o.Only != "" {
-		return floodsOnly(o, m)
+		return results{}, floodsOnly(o, m)
 	}
 	res := results{Machine: describeMachine(), Method: m}
 	var err error
 	o.Log("program cost (BPF_PROG_RUN, %d runs x %d rounds)", m.Repeat, m.Rounds)
 	if res.Cost, err = programCost(m.Repeat, m.Rounds); err != nil {
-		return err
+		return res, err
 	}
 	l, err := newLab()
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer l.destroy()
 	o.Log("whole path on veth (%s floods x %d rounds)", m.Flood, m.Rounds)
 	if res.Wire, err = wholePath(l, scenarios(), m.Flood, m.Rounds, o.Log); err != nil {
-		return err
+		return res, err
 	}
-	bin := o.Bin
-	if bin == "" {
-		bin = filepath.Join(l.workDir, "xdpguard")
-		if out, err := exec.Command("go", "build", "-o", bin, "github.com/xdpguard/xdpguard/cmd/xdpguard").CombinedOutput(); err != nil {
-			return fmt.Errorf("build xdpguard: %v: %s", err, out)
-		}
+	bin, err := xdpguardBin(o, l)
+	if err != nil {
+		return res, err
 	}
 	o.Log("control plane")
 	if res.Control, err = controlPlane(l, bin, m.Rounds, o.Log); err != nil {
-		return err
+		return res, err
+	}
+	entries, rounds := blocklistPlan(o)
+	o.Log("blocklist (%d entries x %d rounds)", entries, rounds)
+	if res.Blocklist, err = blocklist(l, bin, entries, rounds, o.Log); err != nil {
+		return res, err
 	}
 	res.Finished = time.Now().UTC()
 	if err := writeReport(o.Out, res); err != nil {
-		return err
+		return res, err
 	}
 	if err := writePlot(o.Plot, res.Wire); err != nil {
-		return err
+		return res, err
 	}
 	o.Log("wrote %s and %s", o.Out, o.Plot)
-	return nil
+	return res, nil
+}
+
+// xdpguardBin is -bin, or an xdpguard built into the lab's directory.
+func xdpguardBin(o options, l *lab) (string, error) {
+	if o.Bin != "" {
+		return o.Bin, nil
+	}
+	bin := filepath.Join(l.workDir, "xdpguard")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/xdpguard/xdpguard/cmd/xdpguard").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build xdpguard: %v: %s", err, out)
+	}
+	return bin, nil
+}
+
+// blocklistOnly runs the blocklist section alone (-only blocklist) and
+// prints its targets and table instead of writing the report.
+func blocklistOnly(o options) (results, error) {
+	res := results{Machine: describeMachine()}
+	l, err := newLab()
+	if err != nil {
+		return res, err
+	}
+	defer l.destroy()
+	bin, err := xdpguardBin(o, l)
+	if err != nil {
+		return res, err
+	}
+	entries, rounds := blocklistPlan(o)
+	o.Log("blocklist (%d entries x %d rounds)", entries, rounds)
+	if res.Blocklist, err = blocklist(l, bin, entries, rounds, o.Log); err != nil {
+		return res, err
+	}
+	res.Finished = time.Now().UTC()
+	fmt.Println(res.blocklistMarkdown())
+	return res, nil
 }
 
 // floodsOnly runs some veth floods (for a profiler watching CPU 1, or to

@@ -105,7 +105,29 @@ func (r *results) targets() []target {
 		target{"swap of 65,536 ports + 10,000 CIDRs < 100 ms", fmt.Sprintf("%.0f ms", r.Control.SwapMs), r.Control.SwapMs < 100},
 		target{"daemon RSS < 40 MiB", fmt.Sprintf("%.1f MiB", r.Control.DaemonRSSMiB), r.Control.DaemonRSSMiB < 40},
 	)
-	return t
+	return append(t, r.Blocklist.targets()...)
+}
+
+func targetTable(b *strings.Builder, ts []target) {
+	b.WriteString("| target | this run | met |\n|---|---|---|\n")
+	for _, t := range ts {
+		ok := "yes"
+		if !t.Passed {
+			ok = "**no**"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s |\n", t.What, t.Got, ok)
+	}
+}
+
+// blocklistMarkdown is what -only blocklist prints: the machine, the
+// section's targets and its table.
+func (r *results) blocklistMarkdown() string {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "Run %s on %s, %d cores, kernel %s, %s.\n\n", r.Finished.Format(time.RFC3339), m.CPU, m.Cores, m.Kernel, m.Go)
+	targetTable(&b, r.Blocklist.targets())
+	b.WriteString(r.Blocklist.markdown())
+	return b.String()
 }
 
 func (r *results) markdown() string {
@@ -113,14 +135,8 @@ func (r *results) markdown() string {
 	m := r.Machine
 	fmt.Fprintf(&b, "Run %s on %s, %d cores, kernel %s, clocksource %s, %s. ", r.Finished.Format(time.RFC3339), m.CPU, m.Cores, m.Kernel, m.Clocksource, m.Go)
 	fmt.Fprintf(&b, "Method: BPF_PROG_RUN %d runs per sample; %d rounds, interleaved, medians (ratios: the median of each round's ratio); %s live-frames floods.\n\n", r.Method.Repeat, r.Method.Rounds, r.Method.Flood)
-	b.WriteString("### Targets\n\n| target | this run | met |\n|---|---|---|\n")
-	for _, t := range r.targets() {
-		ok := "yes"
-		if !t.Passed {
-			ok = "**no**"
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.What, t.Got, ok)
-	}
+	b.WriteString("### Targets\n\n")
+	targetTable(&b, r.targets())
 	b.WriteString("\n### 1. Program cost (BPF_PROG_RUN, thread pinned to CPU 1)\n\n| path | ns/packet | compared with | ratio |\n|---|---|---|---|\n")
 	for _, c := range r.Cost {
 		ratio := ""
@@ -153,6 +169,7 @@ func (r *results) markdown() string {
 	fmt.Fprintf(&b, "| harness RSS after the switches | %.1f MiB |\n", c.HarnessRSSMiB)
 	fmt.Fprintf(&b, "| `xdpguard run` RSS at rest | %.1f MiB |\n", c.DaemonRSSMiB)
 	fmt.Fprintf(&b, "| `/metrics` scrape with all 65,536 ports counted (%d KiB served) | %.1f ms |\n", c.ScrapeBytes/1024, c.ScrapeMs)
+	b.WriteString(r.Blocklist.markdown())
 	b.WriteString("\n![drop rate: XDP floor, xdpguard, nftables](benchmarks.png)\n")
 	return b.String()
 }

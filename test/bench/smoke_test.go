@@ -19,11 +19,23 @@ func TestBenchHarnessSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := options{Smoke: true, Out: out, Plot: plot, Log: t.Logf}
-	if err := runBench(o); err != nil {
+	res, err := runBench(o)
+	if err != nil {
 		t.Fatal(err)
 	}
+	// The blocklist section measured every figure of every round, on the
+	// whole smoke list.
+	bl := res.Blocklist
+	if err := bl.complete(); err != nil {
+		t.Error(err)
+	}
+	if entries, rounds := blocklistPlan(o); bl.Entries != entries || bl.Rounds != rounds {
+		t.Errorf("blocklist: %d entries x %d rounds, want %d x %d", bl.Entries, bl.Rounds, entries, rounds)
+	}
 	report, _ := os.ReadFile(out)
-	for _, want := range []string{"# hand-written part", beginMarker, "| (a) | trivial XDP_DROP", "| (r) |", "| (b0) |", "| (e) |", "Paired by round", "swap of 65,536 ports", endMarker} {
+	for _, want := range []string{"# hand-written part", beginMarker, "| (a) | trivial XDP_DROP", "| (r) |", "| (b0) |", "| (e) |", "Paired by round", "swap of 65,536 ports",
+		"### 4. Blocklist", "| " + blCheck + " |", "| " + blStart + " |", "| " + blReload + " |", "| " + blIpset + " |", "| " + blNft + " |",
+		"20,000-entry deny list loads", "`xdpg_deny_hosts`", endMarker} {
 		if !strings.Contains(string(report), want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}

@@ -56,4 +56,19 @@ func TestDenyListsOverVeth(t *testing.T) {
 	d.WaitLog("policy reloaded")
 	expectPorts(t, l, l.CliV6, l.SrvV6, map[int]string{8022: "open"})
 	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{8022: "filtered"})
+
+	// A list that is a symbolic link reloads when its target changes.
+	target := filepath.Join(t.TempDir(), "real.netset")
+	writeAtomic(t, target, l.CliV4b+"\n")
+	link := filepath.Join(lists, "linked.netset")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	d.Mark()
+	l.WritePolicy(labPolicy + "sources:\n  deny_lists: [" + link + "]\n")
+	d.WaitLog("policy (reloaded|unchanged)")
+	d.Mark()
+	writeAtomic(t, target, l.CliV4b+"\n"+l.CliV4+"\n")
+	d.WaitLog("policy reloaded")
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8022: "filtered"})
 }
