@@ -54,13 +54,14 @@ func TestDebianPackage(t *testing.T) {
 		"/usr/share/fish/vendor_completions.d/xdpguard.fish",
 		"/usr/share/man/man1/xdpguard.1.gz", "/usr/share/man/man1/xdpguard-run.1.gz",
 		"/usr/share/doc/xdpguard/copyright", "/usr/share/doc/xdpguard/deploy.md",
+		"/usr/share/doc/xdpguard/integrations.md", "/etc/fail2ban/action.d/xdpguard.conf",
 	} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("not installed: %v", err)
 		}
 	}
 	conffiles := run(t, "dpkg-query", "-W", "-f=${Conffiles}", "xdpguard")
-	for _, f := range []string{"/etc/xdpguard/policy.yaml", "/etc/default/xdpguard"} {
+	for _, f := range []string{"/etc/xdpguard/policy.yaml", "/etc/default/xdpguard", "/etc/fail2ban/action.d/xdpguard.conf"} {
 		if !strings.Contains(conffiles, f+" ") {
 			t.Errorf("%s is not a conffile: %q", f, conffiles)
 		}
@@ -78,7 +79,7 @@ func TestDebianPackage(t *testing.T) {
 		t.Errorf("systemd-analyze verify of the installed unit: %v\n%s", err, out)
 	}
 	unit := run(t, "cat", "/usr/lib/systemd/system/xdpguard.service")
-	for _, want := range []string{"ExecReload=/bin/kill -HUP $MAINPID", "AmbientCapabilities=CAP_BPF CAP_NET_ADMIN CAP_PERFMON", "ReadWritePaths=/sys/fs/bpf"} {
+	for _, want := range []string{`ExecReload=/bin/sh -c 'kill -HUP "$MAINPID"'`, "AmbientCapabilities=CAP_BPF CAP_NET_ADMIN CAP_PERFMON", "ReadWritePaths=-/sys/fs/bpf/xdpguard", "LogsDirectory=xdpguard"} {
 		if !strings.Contains(unit, want) {
 			t.Errorf("installed unit lacks %q", want)
 		}

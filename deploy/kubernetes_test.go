@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
@@ -41,6 +43,7 @@ type kustomization struct {
 	Images []struct {
 		Name   string `json:"name"`
 		NewTag string `json:"newTag"`
+		Digest string `json:"digest"`
 	} `json:"images"`
 }
 
@@ -183,14 +186,33 @@ func TestKubernetesManifests(t *testing.T) {
 	var bpffs, policyVol *corev1.Volume
 	for i, v := range pod.Volumes {
 		switch {
-		case v.HostPath != nil && v.HostPath.Path == "/sys/fs/bpf":
+		case v.HostPath != nil:
+			if bpffs != nil {
+				t.Errorf("a second hostPath volume, %s: the pod needs only xdpguard's directory of the bpffs", v.HostPath.Path)
+			}
 			bpffs = &pod.Volumes[i]
 		case v.ConfigMap != nil:
 			policyVol = &pod.Volumes[i]
 		}
 	}
-	if bpffs == nil || mounts[bpffs.Name].MountPath != "/sys/fs/bpf" {
-		t.Error("the host's /sys/fs/bpf is not mounted at /sys/fs/bpf: the filter would die with the pod")
+	// Only xdpguard's directory of the host's bpffs, created if missing,
+	// mounted where the daemon looks for its bpffs: the pins outlive the
+	// pod, and other programs' pins are out of its reach.
+	bpffsFlag := loader.DefaultBPFFS
+	for _, a := range ctr.Args {
+		if p, ok := strings.CutPrefix(a, "--bpffs="); ok {
+			bpffsFlag = p
+		}
+	}
+	switch {
+	case bpffs == nil:
+		t.Error("no hostPath for the host's bpffs: the filter would die with the pod")
+	case bpffs.HostPath.Path != "/sys/fs/bpf/xdpguard":
+		t.Errorf("hostPath %s, want only xdpguard's directory /sys/fs/bpf/xdpguard", bpffs.HostPath.Path)
+	case bpffs.HostPath.Type == nil || *bpffs.HostPath.Type != corev1.HostPathDirectoryOrCreate:
+		t.Errorf("hostPath type %v, want DirectoryOrCreate (the directory is missing on a fresh node)", bpffs.HostPath.Type)
+	case mounts[bpffs.Name].MountPath != bpffsFlag || mounts[bpffs.Name].ReadOnly:
+		t.Errorf("the bpffs directory is mounted at %s (read-only %v), the daemon pins under --bpffs %s", mounts[bpffs.Name].MountPath, mounts[bpffs.Name].ReadOnly, bpffsFlag)
 	}
 	args := strings.Join(ctr.Args, " ")
 	if policyVol == nil || c.configMaps[policyVol.ConfigMap.Name] == nil {
@@ -286,58 +308,173 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 }
 
-// The image definition: multi-stage, a static binary (built here the way
-// the Dockerfile builds it, and checked to have no ELF interpreter), a
-// distroless or scratch final stage that runs xdpguard.
-func TestContainerImage(t *testing.T) {
-	b, err := os.ReadFile("container/Dockerfile")
+var imageDigest = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// The DaemonSet runs its image by digest, never by a tag a push can move:
+// the manifest's image reference and the kustomization's images: entry (what
+// an overlay replaces) name the same digest.
+func TestKubernetesImageByDigest(t *testing.T) {
+	c := loadBase(t)
+	image := c.daemonSet.Spec.Template.Spec.Containers[0].Image
+	name, digest, ok := strings.Cut(image, "@")
+	if !ok || !imageDigest.MatchString(digest) {
+		t.Fatalf("image %q is not name@sha256:<64 hex>", image)
+	}
+	if strings.Contains(name[strings.LastIndex(name, "/")+1:], ":") {
+		t.Errorf("image %q has a tag as well as its digest", image)
+	}
+	if len(c.k.Images) != 1 || c.k.Images[0].Name != name || c.k.Images[0].Digest != digest || c.k.Images[0].NewTag != "" {
+		t.Errorf("kustomization images %+v, want %s with digest %s and no tag", c.k.Images, name, digest)
+	}
+}
+
+// dockerfile is what TestContainerImage reads of the Dockerfile: its
+// stages' bases, the ARG defaults, the build stage's RUN commands, the
+// final stage's COPY lines, ENTRYPOINT and CMD.
+type dockerfile struct {
+	froms      []string
+	args       map[string]string
+	runs       []string   // the build stage's, --mount options removed
+	copies     [][]string // the final stage's: [--from=..., src, dst] or [src, dst]
+	entry, cmd []string
+}
+
+func parseDockerfile(t *testing.T, path string) dockerfile {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var froms []string
-	var build, entry string
-	for _, line := range strings.Split(string(b), "\n") {
+	d := dockerfile{args: map[string]string{}}
+	text := strings.ReplaceAll(string(b), "\\\n", " ") // continuation lines
+	for _, line := range strings.Split(text, "\n") {
 		fields := strings.Fields(line)
-		if len(fields) == 0 {
+		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
 			continue
 		}
+		rest := strings.TrimSpace(line[len(fields[0]):])
+		final := len(d.froms) > 1
 		switch strings.ToUpper(fields[0]) {
 		case "FROM":
-			froms = append(froms, fields[1])
+			d.froms = append(d.froms, fields[1])
+		case "ARG":
+			k, v, _ := strings.Cut(rest, "=")
+			d.args[k] = v
+		case "RUN":
+			for strings.HasPrefix(rest, "--") {
+				_, rest, _ = strings.Cut(rest, " ")
+				rest = strings.TrimSpace(rest)
+			}
+			if !final {
+				d.runs = append(d.runs, rest)
+			}
+		case "COPY":
+			if final {
+				d.copies = append(d.copies, fields[1:])
+			}
 		case "ENTRYPOINT":
-			entry = line
-		}
-		if strings.Contains(line, "go build") {
-			build = line
+			if err := json.Unmarshal([]byte(rest), &d.entry); err != nil {
+				t.Fatalf("ENTRYPOINT %s: %v (want the exec form)", rest, err)
+			}
+		case "CMD":
+			if err := json.Unmarshal([]byte(rest), &d.cmd); err != nil {
+				t.Fatalf("CMD %s: %v (want the exec form)", rest, err)
+			}
 		}
 	}
-	if len(froms) < 2 {
-		t.Fatalf("not multi-stage: %v", froms)
+	return d
+}
+
+// The image as the Dockerfile makes it, without a container engine (there
+// is no Docker daemon here, nor a registry): its build stage's commands run
+// as written in a copy of the build context's place (the repository, at
+// WORKDIR), with its ARGs; its final stage's file system is assembled from
+// its COPY lines; its ENTRYPOINT then runs in a chroot of that file system
+// alone (no libc, no shell: what distroless/static has, and less). The
+// binary must be static, carry the VERSION the build was given, and check
+// the default policy the image ships.
+func TestContainerImage(t *testing.T) {
+	d := parseDockerfile(t, "container/Dockerfile")
+	if len(d.froms) < 2 {
+		t.Fatalf("not multi-stage: %v", d.froms)
 	}
-	final := froms[len(froms)-1]
+	final := d.froms[len(d.froms)-1]
 	if final != "scratch" && !strings.HasPrefix(final, "gcr.io/distroless/static") {
 		t.Errorf("final stage %s is neither scratch nor distroless static", final)
 	}
-	if !strings.Contains(build, "CGO_ENABLED=0") || !strings.Contains(build, "./cmd/xdpguard") {
-		t.Errorf("the build is not a static build of cmd/xdpguard: %s", build)
+	if len(d.runs) == 0 || len(d.entry) == 0 {
+		t.Fatalf("no build command or no entrypoint: %+v", d)
 	}
-	if !strings.Contains(entry, "/usr/bin/xdpguard") {
-		t.Errorf("entrypoint %q", entry)
+	if os.Geteuid() != 0 {
+		t.Skip("the image's file system runs in a chroot: needs root")
 	}
-	bin := filepath.Join(t.TempDir(), "xdpguard")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/xdpguard/xdpguard/cmd/xdpguard")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	tmp := t.TempDir()
+	out, root := filepath.Join(tmp, "out"), filepath.Join(tmp, "root")
+	const version = "v9.9.9-image-test"
+	for _, run := range d.runs {
+		// /out is the build stage's output; the context is the repository.
+		cmd := exec.Command("sh", "-c", strings.ReplaceAll(run, "/out/", out+"/"))
+		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "VERSION="+version)
+		for k, v := range d.args {
+			if k != "VERSION" {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
+		}
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("RUN %s: %v\n%s", run, err, b)
+		}
 	}
+	for _, c := range d.copies {
+		src, dst := c[len(c)-2], c[len(c)-1]
+		if strings.HasPrefix(c[0], "--from=") {
+			src = strings.ReplaceAll(src, "/out/", out+"/")
+		} else {
+			src = filepath.Join("..", src)
+		}
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatalf("COPY %v: %v", c, err)
+		}
+		fi, _ := os.Stat(src)
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(dst)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, dst), b, fi.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(root, d.entry[0])
 	f, err := elf.Open(bin)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the entrypoint %s: %v", d.entry[0], err)
 	}
-	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			t.Error("the binary has an ELF interpreter: it is not static and would not run on distroless/static")
 		}
+	}
+	f.Close()
+	inImage := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("chroot", append([]string{root}, append(slices.Clone(d.entry), args...)...)...)
+		cmd.Env = []string{} // an image's environment, not ours
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("in the image, %v %v: %v\n%s", d.entry, args, err, b)
+		}
+		return string(b)
+	}
+	if got := inImage("version"); !strings.Contains(got, version) {
+		t.Errorf("the image's xdpguard says %q; the build was given VERSION=%s", got, version)
+	}
+	if got := inImage("check", "--policy", "/etc/xdpguard/policy.yaml"); !strings.Contains(got, "tcp allow") {
+		t.Errorf("the image's default policy: %s", got)
+	}
+	if got := inImage(d.cmd...); !strings.Contains(got, "Usage") {
+		t.Errorf("the image's default command %v: %s", d.cmd, got)
 	}
 }

@@ -29,7 +29,8 @@ func TestMetricsAddrNeedsProtectionBeyondLoopback(t *testing.T) {
 		{":9477", "", false, "reachable from other hosts"},
 		{"192.0.2.1:9477", "", false, "--metrics-web-config FILE"},
 		{"0.0.0.0:9477", "", true, ""},
-		{"0.0.0.0:9477", good, false, ""},
+		{"0.0.0.0:9477", good, false, "credentials in clear"}, // basic auth without TLS
+		{"0.0.0.0:9477", good, true, ""},
 		{"0.0.0.0:9477", bad, false, "--metrics-web-config"},
 		{"nonsense", "", false, "--metrics-addr"},
 	} {

@@ -67,7 +67,7 @@ func TestArchitectureListsEveryPinnedMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	cType := map[ebpf.MapType]string{
-		ebpf.Array: "ARRAY", ebpf.PerCPUArray: "PERCPU_ARRAY", ebpf.Hash: "HASH", ebpf.LRUHash: "LRU_HASH", ebpf.RingBuf: "RINGBUF",
+		ebpf.Array: "ARRAY", ebpf.PerCPUArray: "PERCPU_ARRAY", ebpf.Hash: "HASH", ebpf.LRUHash: "LRU_HASH", ebpf.RingBuf: "RINGBUF", ebpf.LPMTrie: "LPM_TRIE",
 	}
 	for _, name := range datapath.PinnedMaps() {
 		typ, ok := listed[name]

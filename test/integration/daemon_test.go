@@ -608,7 +608,16 @@ func TestMetricsDocumented(t *testing.T) {
 	for _, m := range documentedMetric.FindAllStringSubmatch(string(doc), -1) {
 		documented[m[1]] = m[2] + "|" + m[3]
 	}
-	l, d := startLab(t, labPolicy)
+	// With a CrowdSec bouncer (its LAPI absent), whose series exist only
+	// with one.
+	l := NewLab(t)
+	l.Listen(8022, 8080, 7777)
+	key := filepath.Join(l.dir, "crowdsec.key")
+	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.WritePolicy(labPolicy + "crowdsec:\n  url: http://127.0.0.1:1/\n  api_key_file: " + key + "\n")
+	d := l.StartDaemon("--runtime-dir", l.dir)
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered"}) // per-port series appear with drops
 	body := d.Scrape()
 	served := map[string]bool{}
@@ -859,7 +868,9 @@ func TestLeastPrivilege(t *testing.T) {
 }
 
 // /metrics beyond loopback: refused without protection; with a basic-auth
-// web config, served to the right credentials only.
+// web config and no TLS, refused unless --metrics-insecure (credentials in
+// clear), then served to the right credentials only. (TLS:
+// TestReadyzForTheKubeletWithTLSAndBasicAuth.)
 func TestMetricsBeyondLoopback(t *testing.T) {
 	l := NewLab(t)
 	l.Listen(8022)
@@ -877,7 +888,11 @@ func TestMetricsBeyondLoopback(t *testing.T) {
 	if err := os.WriteFile(webConfig, []byte("basic_auth_users:\n  prom: "+string(hash)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l.StartDaemon("--metrics-addr", addr, "--metrics-web-config", webConfig)
+	cmd = exec.Command("ip", "netns", "exec", l.Server, xdpguardBin, "run", "--iface", l.SrvIf, "--policy", filepath.Join(l.dir, "policy.yaml"), "--metrics-addr", addr, "--metrics-web-config", webConfig)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "credentials in clear") {
+		t.Fatalf("basic auth over plain HTTP: %v\n%s", err, out)
+	}
+	l.StartDaemon("--metrics-addr", addr, "--metrics-web-config", webConfig, "--metrics-insecure")
 	get := func(user, pass string) int {
 		var conn net.Conn
 		l.InNS(l.Client, func() { conn, err = net.DialTimeout("tcp", addr, 5*time.Second) })

@@ -99,8 +99,15 @@ func (p *Prometheus) Query(expr string, at time.Time) int {
 func TestPrometheusDashboardAndAlerts(t *testing.T) {
 	l := NewLab(t)
 	l.Listen(8022, 8080)
-	l.WritePolicy("tcp:\n  allow:\n    - {port: 8022, name: ssh}\n    - 8080\nratelimit:\n  syn: {rate: 5, burst: 5, ban: 60s}\n")
-	d := l.StartDaemon("--events", filepath.Join(l.dir, "drops.jsonl"))
+	// A CrowdSec bouncer whose LAPI is not there: its panel shows the
+	// failing pulls (the feed's own test is TestCrowdSecBouncerOverVeth).
+	key := filepath.Join(l.dir, "crowdsec.key")
+	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l.WritePolicy("tcp:\n  allow:\n    - {port: 8022, name: ssh}\n    - 8080\nratelimit:\n  syn: {rate: 5, burst: 5, ban: 60s}\n" +
+		"crowdsec:\n  url: http://127.0.0.1:1/\n  api_key_file: " + key + "\n  interval: 1s\n")
+	d := l.StartDaemon("--events", filepath.Join(l.dir, "drops.jsonl"), "--runtime-dir", l.dir)
 	prom := l.StartPrometheus(d)
 
 	// Samples from before the attack, so rates over it have a start.
