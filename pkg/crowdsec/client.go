@@ -122,7 +122,9 @@ func (c *Client) Stream(ctx context.Context, startup bool) (added, deleted []Dec
 	}
 	req.Header.Set("X-Api-Key", c.APIKey)
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "xdpguard-bouncer")
+	// name/version, the form the LAPI expects of a bouncer (it warns on
+	// anything else).
+	req.Header.Set("User-Agent", "xdpguard-bouncer/v1")
 	hc := c.HTTP
 	if hc == nil {
 		hc = defaultHTTP
