@@ -147,6 +147,9 @@ type daemon struct {
 	// are the list files (absolute) whose change reloads.
 	watcher *fsnotify.Watcher
 	lists   map[string]bool
+	// audit is xdpguard_audit_findings; auditErr the last problem logged.
+	audit    *metrics.Audit
+	auditErr string
 }
 
 // softMemoryLimit is the daemon's heap target (GOMEMLIMIT overrides it):
@@ -196,7 +199,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{cfg: cfg, log: log, base: base, ctx: ctx, reloads: metrics.NewReloads(), events: metrics.NewEvents(), missing: map[string]bool{},
+	d := &daemon{cfg: cfg, log: log, base: base, ctx: ctx, reloads: metrics.NewReloads(), events: metrics.NewEvents(), audit: metrics.NewAudit(), missing: map[string]bool{},
 		host: protect.ThisHost(cfg.SSHConnection)}
 	if base.AllowListening {
 		if d.ports, err = listening.Ports(base.ListeningUIDs); err != nil {
@@ -301,6 +304,9 @@ func Run(ctx context.Context, cfg Config) error {
 	defer protectTick.Stop()
 	sweepTick := time.NewTicker(sweepEvery)
 	defer sweepTick.Stop()
+	d.runAudit()
+	auditTick := time.NewTicker(auditEvery)
+	defer auditTick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -332,6 +338,8 @@ func Run(ctx context.Context, cfg Config) error {
 			d.writeCrowdSecReport()
 		case <-sweepTick.C:
 			d.sweepBans()
+		case <-auditTick.C:
+			d.runAudit()
 		}
 	}
 }

@@ -25,6 +25,7 @@ func (d *daemon) Reload(why string) error {
 	// the ones its file names (fixing a bad list line must reload).
 	if err == nil {
 		d.watchLists(d.base.ListFiles())
+		d.runAudit()
 	} else if files := policy.ListFilesOf(d.cfg.PolicyPath); files != nil {
 		d.watchLists(files)
 	}

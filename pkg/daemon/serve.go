@@ -56,6 +56,7 @@ func (d *daemon) serveMetrics() (*http.Server, error) {
 	)
 	d.reloads.Register(reg)
 	reg.MustRegister(d.events.Written, d.events.WriteErrors, metrics.NewCrowdSec(d.crowdSecReport))
+	d.audit.Register(reg)
 	mux := http.NewServeMux()
 	// A bounded number of scrapes at once, each bounded in time; the
 	// collector itself serves one collection a second to all of them.
