@@ -663,3 +663,37 @@ func TestNilPolicy(t *testing.T) {
 		t.Errorf("%v", fs)
 	}
 }
+
+// TestOperationsDocHoldsTheChecklist: docs/operations.md's audit
+// checklist is the package comment's, word for word, so neither drifts.
+func TestOperationsDocHoldsTheChecklist(t *testing.T) {
+	src, err := os.ReadFile("audit.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(src[:strings.Index(string(src), "package audit")])
+	doc = doc[strings.Index(doc, "//   - [ ]"):strings.Index(doc, "// Findings come sorted")]
+	var want strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(doc, "\n"), "\n") {
+		if rest, ok := strings.CutPrefix(l, "//   "); ok {
+			l = rest
+		} else {
+			l = strings.TrimLeft(l, "/")
+		}
+		want.WriteString(strings.TrimRight(l, " ") + "\n")
+	}
+	ops, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const begin, end = "<!-- audit checklist: from pkg/audit's package comment -->\n", "<!-- end audit checklist -->"
+	s := string(ops)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
+	if i < 0 || j < i {
+		t.Fatalf("docs/operations.md has no %q ... %q block", begin, end)
+	}
+	checklist := strings.TrimRight(want.String(), "\n") + "\n"
+	if got := s[i+len(begin) : j]; got != checklist {
+		t.Errorf("docs/operations.md's checklist differs from the package comment; it should read:\n%s", checklist)
+	}
+}
