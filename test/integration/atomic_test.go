@@ -19,7 +19,8 @@ import (
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
-// Policy switches are atomic under load, over 1,000 switches between A
+// Policy switches are atomic under load, over 300 switches (CI's share of
+// the time budget; XDPGUARD_SWITCHES=1000 for a longer run) between A
 // (8022, 7777) and B (8022, 9000): a client connecting to 8022 over and
 // over never fails, and every SYN to 7777 or 9000 that is dropped was
 // dropped by a generation whose policy closes that port. Each drop event
@@ -28,7 +29,7 @@ import (
 // only under odd ones. A mixed state (a program of one policy with the
 // other's port set) would show as a drop under the wrong parity.
 func TestAtomicSwitchUnderLoad(t *testing.T) {
-	switches := 1000
+	switches := 300
 	if n, err := strconv.Atoi(os.Getenv("XDPGUARD_SWITCHES")); err == nil {
 		switches = n
 	}
