@@ -139,11 +139,15 @@ enum xdpg_ban_origin {
 
 /* A ban of an address or prefix written by an operator or a feed (CLI,
  * CrowdSec, fail2ban): until when (CLOCK_MONOTONIC ns), what it dropped,
- * who wrote it and why. */
+ * who wrote it and why. Each origin's end is kept (until_of, 0: none), so
+ * one origin's unban never lifts another's ban of the same prefix; until
+ * is the latest of them, and origin the one it is from. The data path
+ * reads until, bits and drops only. */
 struct xdpg_ban_range {
 	__u64 until;
 	__u64 drops;
-	__u8 origin; /* enum xdpg_ban_origin */
+	__u64 until_of[XDPG_BAN_ORIGINS];
+	__u8 origin; /* enum xdpg_ban_origin: whose end until is */
 	__u8 bits;   /* the prefix's length, to find the next wider ban */
 	char reason[46];
 };

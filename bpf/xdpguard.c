@@ -632,6 +632,22 @@ static __always_inline void fast_path_l4(void *data, void *data_end, struct l4_i
 		__builtin_memcpy(&l4->saddr[3], ip + 12, 4);
 }
 
+/* A denied source that sources.deny must not cut: a link-local neighbour
+ * (router advertisements, neighbour discovery, DHCP) or a source the daemon
+ * protects (the peers of SSH sessions, the gateways, the resolvers), so a
+ * deny list holding private or bogon ranges (FireHOL level1 lists 10/8 and
+ * 169.254/16) cannot cut the host off its own network. Only denied
+ * packets pay for the lookup. */
+static __always_inline int deny_exempt(struct l4_info *l4)
+{
+	struct xdpg_src_key key;
+
+	if (link_local(l4))
+		return 1;
+	src_key_of(l4, &key);
+	return bpf_map_lookup_elem(&xdpg_protected, &key) != NULL;
+}
+
 /* The general path: any frame the fast path left. */
 static __always_inline enum xdpg_reason classify(void *data, void *data_end, struct l4_info *l4, struct verdict *v)
 {
@@ -654,7 +670,7 @@ static __always_inline enum xdpg_reason classify(void *data, void *data_end, str
 		return XDPG_PASS_NOT_IP;
 	if (rc != XDPG_PARSE_OK)
 		return XDPG_DROP_MALFORMED;
-	if (source_denied(l4)) {
+	if (source_denied(l4) && !deny_exempt(l4)) {
 		v->rule = XDPG_RULE_SOURCES_DENY;
 		return XDPG_DROP_SOURCE_DENIED;
 	}

@@ -124,8 +124,9 @@ func newBanCmd() *cobra.Command {
 		Short: "Ban an address or a prefix: it cannot start anything until the ban ends",
 		Long: `ban bans ADDR (an IPv4 or IPv6 address) or CIDR on every interface xdpguard
 filters, or on the ones given, for --for: its SYNs, datagrams to UDP services
-and ICMP requests are dropped in the data path; its established connections
-and the replies to this host's own traffic still pass. The ban is pinned
+(under a policy with a udp section; without one, UDP is not filtered) and ICMP
+requests are dropped in the data path; its established connections and the
+replies to this host's own traffic still pass. The ban is pinned
 kernel state: it acts at once, survives daemon restarts and reloads, and ends
 on its own. 'xdpguard bans' lists it, 'xdpguard unban' lifts it.
 
@@ -133,8 +134,14 @@ Some sources are never banned: link-local addresses, the peers of this host's
 SSH sessions, its default gateways and resolvers (what the daemon protects;
 'xdpguard status' lists them). Banning one is refused; a prefix that holds
 one is banned with that source exempt, in the data path, for as long as it is
-protected. --origin records who asks (fail2ban's and CrowdSec's
-integrations set it).`,
+protected.
+
+--origin records who asks (fail2ban's and CrowdSec's integrations set it).
+Each origin holds its own ban of a prefix: the prefix stays banned until the
+latest of them, a later ban from the same origin replaces that origin's, and
+an unban --origin lifts only that origin's. A feed (any origin but cli) may not
+ban wider than /8 (IPv4) or /16 (IPv6), and an IPv6 address it bans is banned
+with its /64, as the data path keys sources.`,
 		Example: "  xdpguard ban 198.51.100.7 --for 1h --reason 'brute force'\n  xdpguard ban 203.0.113.0/24 --for 24h\n  xdpguard ban 2001:db8:bad::/48 --iface eth1",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -148,6 +155,11 @@ integrations set it).`,
 			o, ok := datapath.ParseBanOrigin(origin)
 			if !ok || o == datapath.BanLimit {
 				return fmt.Errorf("--origin: %q: want cli, crowdsec or fail2ban", origin)
+			}
+			if o != datapath.BanCLI {
+				if p, err = datapath.FeedBanPrefix(p); err != nil {
+					return fmt.Errorf("--origin %s: %w", origin, err)
+				}
 			}
 			if err := checkInterfaceNames(ifaces); err != nil {
 				return err
@@ -170,12 +182,16 @@ integrations set it).`,
 				if err != nil {
 					return fmt.Errorf("%s: %w", iface, err)
 				}
-				exempt, err := banOn(set, p, until, o, reason)
+				exempt, decides, err := banOn(set, p, until, o, reason)
 				set.Close()
 				if err != nil {
 					return fmt.Errorf("%s: %w", iface, err)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "banned %s on %s for %s\n", p, iface, dur)
+				if decides {
+					fmt.Fprintf(cmd.OutOrStdout(), "banned %s on %s for %s\n", p, iface, dur)
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "banned %s on %s for %s (%s); a longer ban of it by another origin stays in force\n", p, iface, dur, o)
+				}
 				for _, e := range exempt {
 					fmt.Fprintf(cmd.ErrOrStderr(), "note: %s stays exempt on %s\n", e, iface)
 				}
@@ -185,18 +201,19 @@ integrations set it).`,
 	}
 	cmd.Flags().StringSliceVar(&ifaces, "iface", nil, "interfaces (default: all with xdpguard)")
 	cmd.Flags().DurationVar(&dur, "for", time.Hour, "how long the ban lasts (1s to 10 years)")
-	cmd.Flags().StringVar(&reason, "reason", "", "why, shown by 'xdpguard bans' (46 bytes kept)")
+	cmd.Flags().StringVar(&reason, "reason", "", fmt.Sprintf("why, shown by 'xdpguard bans' (%d bytes kept; control characters become spaces)", datapath.MaxBanReason))
 	cmd.Flags().StringVar(&origin, "origin", "cli", "who bans: cli, crowdsec or fail2ban")
 	return cmd
 }
 
 // banOn bans p in set. A prefix inside a source that is never banned is
 // refused; one holding such sources is banned, and exempt names them.
-func banOn(set *maps.Set, p netip.Prefix, until uint64, o datapath.BanOrigin, reason string) (exempt []string, err error) {
+// decides is false when another origin's ban of p outlasts this one.
+func banOn(set *maps.Set, p netip.Prefix, until uint64, o datapath.BanOrigin, reason string) (exempt []string, decides bool, err error) {
 	for _, ll := range []netip.Prefix{netip.MustParsePrefix("fe80::/10"), netip.MustParsePrefix("169.254.0.0/16")} {
 		switch {
 		case ll.Bits() <= p.Bits() && ll.Contains(p.Addr()):
-			return nil, fmt.Errorf("%s is link-local, which is never banned", p)
+			return nil, false, fmt.Errorf("%s is link-local, which is never banned", p)
 		case ll.Overlaps(p):
 			exempt = append(exempt, ll.String()+" (link-local)")
 		}
@@ -208,17 +225,14 @@ func banOn(set *maps.Set, p netip.Prefix, until uint64, o datapath.BanOrigin, re
 	for _, pr := range prot {
 		switch {
 		case pr.Source.Bits() <= p.Bits() && pr.Source.Contains(p.Addr()):
-			return nil, fmt.Errorf("%s is protected (%s: %s), which is never banned", p, pr.Source, pr.Why)
+			return nil, false, fmt.Errorf("%s is protected (%s: %s), which is never banned", p, pr.Source, pr.Why)
 		case pr.Source.Overlaps(p):
 			exempt = append(exempt, pr.Source.String()+" ("+pr.Why.String()+")")
 		}
 	}
-	if o == datapath.BanCLI {
-		return exempt, set.Ban(p, until, o, reason)
-	}
-	// A feed never shortens an operator's (or another feed's) longer ban.
-	_, err = set.BanFromFeed(p, until, o, reason)
-	return exempt, err
+	// Each origin keeps its own end: none shortens or lifts another's.
+	decides, err = set.Ban(p, until, o, reason)
+	return exempt, decides, err
 }
 
 func newUnbanCmd() *cobra.Command {
@@ -254,6 +268,11 @@ limit's, and a ban already gone is not an error.`,
 					return fmt.Errorf("--origin: %q: want cli, crowdsec or fail2ban", origin)
 				}
 				only = o
+				if o != datapath.BanCLI {
+					if p, err = datapath.FeedBanPrefix(p); err != nil {
+						return fmt.Errorf("--origin %s: %w", origin, err)
+					}
+				}
 			}
 			root, err := loader.ResolvePinRoot(bpffsFlag(cmd), false)
 			if err != nil {

@@ -91,7 +91,9 @@
 //     applies, and the file no longer validates (a policy may not hold an
 //     expired rule), so `xdpguard check`, the next reload and the next
 //     start all refuse it: no other change to the file takes effect until
-//     the rule is removed.
+//     the rule is removed. The daemon reports it for the policy in force
+//     (a rule that expired while it ran); `xdpguard audit` of such a file
+//     fails with the refusal itself, naming the rule's line.
 //   - [ ] never_applies (low): a rule can never admit anything again: its
 //     schedule has no window before it expires (or no window at all), or
 //     every prefix of its from is inside sources.deny, which drops those

@@ -61,13 +61,21 @@ type Client struct {
 }
 
 // maxResponse bounds a stream response: a startup pull of a large
-// blocklist is tens of MiB; a variable so the tests can lower it.
-var maxResponse int64 = 256 << 20
+// blocklist is tens of MiB (about 200 bytes a decision); the response is
+// decoded whole, a few times its size, and the unit's MemoryMax is 512 MiB.
+// A variable so the tests can lower it.
+var maxResponse int64 = 64 << 20
 
 // snippetLen bounds how much of an error response's body an error quotes.
 const snippetLen = 256
 
-var defaultHTTP = &http.Client{Timeout: time.Minute}
+// defaultHTTP follows no redirect: Go's client would carry the X-Api-Key
+// header to wherever a redirect points (it strips only Authorization and
+// cookies), so a 3xx is an error naming its status.
+var defaultHTTP = &http.Client{
+	Timeout:       time.Minute,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
 
 // Error causes, as Stats counts them.
 const (

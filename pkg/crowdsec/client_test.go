@@ -173,3 +173,25 @@ func TestStreamStopsWithItsContext(t *testing.T) {
 		t.Errorf("got %v, want context.Canceled", err)
 	}
 }
+
+// A redirect is not followed: Go's client would carry X-Api-Key to the
+// host it points to. The pull fails, naming the status.
+func TestRedirectNotFollowed(t *testing.T) {
+	var leaked string
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked = r.Header.Get("X-Api-Key")
+		_, _ = w.Write([]byte(`{"deleted":null,"new":null}`))
+	}))
+	defer elsewhere.Close()
+	lapi := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer lapi.Close()
+	_, _, err := (&Client{URL: lapi.URL + "/", APIKey: "k3y"}).Stream(context.Background(), true)
+	if err == nil || !strings.Contains(err.Error(), "302") {
+		t.Errorf("a redirected pull: %v, want an error naming 302", err)
+	}
+	if leaked != "" {
+		t.Errorf("the API key reached the redirect's target: %q", leaked)
+	}
+}

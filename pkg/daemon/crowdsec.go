@@ -19,15 +19,6 @@ import (
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
-// The widest ranges a feed may ban: a decision for more (a /4, ::/8) is
-// refused and counted rather than let a poisoned or mistaken list cut
-// off a large part of the Internet. The operator's `xdpguard ban` has no
-// such floor.
-const (
-	minFeedBitsV4 = 8
-	minFeedBitsV6 = 16
-)
-
 // CrowdSecReportName is the bouncer's report in the runtime directory.
 const CrowdSecReportName = "crowdsec.json"
 
@@ -117,9 +108,11 @@ func decisionPrefix(dec crowdsec.Decision) (netip.Prefix, error) {
 		if err != nil {
 			return netip.Prefix{}, err
 		}
+		a = a.Unmap()
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
-	return netip.ParsePrefix(dec.Value)
+	p, err := netip.ParsePrefix(dec.Value)
+	return p.Masked(), err
 }
 
 // applyDecisions writes the bouncer's changes into every interface's ban
@@ -127,49 +120,70 @@ func decisionPrefix(dec crowdsec.Decision) (netip.Prefix, error) {
 // all again; writes are idempotent); a decision refused for its width, or
 // one the full table cannot hold, is counted and skipped.
 func (d *daemon) applyDecisions(f *crowdSecFeed, added, deleted []crowdsec.Decision) error {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
+	type ban struct {
+		p      netip.Prefix
+		until  uint64
+		reason string
+	}
 	now := datapath.MonotonicNow()
 	var refused, notStored uint64
+	var lifts []netip.Prefix
+	for _, dec := range deleted {
+		if p, err := decisionPrefix(dec); err == nil {
+			if p, err = datapath.FeedBanPrefix(p); err == nil {
+				lifts = append(lifts, p)
+			}
+		}
+	}
+	// Each decision is judged once: a refused one counts once, whatever
+	// the number of interfaces.
+	var bans []ban
+	for _, dec := range added {
+		p, err := decisionPrefix(dec)
+		if err != nil {
+			continue
+		}
+		if p, err = datapath.FeedBanPrefix(p); err != nil {
+			refused++
+			continue
+		}
+		reason := dec.Scenario
+		if dec.Origin != "" && dec.Origin != "crowdsec" {
+			reason = dec.Origin + " " + reason // cscli, CAPI, lists
+		}
+		bans = append(bans, ban{p, now + uint64(dec.Duration), reason})
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	unstored := make([]bool, len(bans))
 	for _, g := range d.guards {
 		st, err := g.State()
 		if err != nil {
 			continue // the interface is gone; checkLinks says so
 		}
-		for _, dec := range deleted {
-			p, err := decisionPrefix(dec)
-			if err != nil {
-				continue
-			}
+		for _, p := range lifts {
 			if _, err := st.Lift(p, datapath.BanCrowdSec); err != nil {
 				return fmt.Errorf("%s: %w", g.Iface, err)
 			}
 		}
-		for _, dec := range added {
-			p, err := decisionPrefix(dec)
-			if err != nil {
-				continue
-			}
-			if p.Bits() < minFeedBitsV4 || (p.Addr().Is6() && p.Bits() < minFeedBitsV6) {
-				refused++
-				continue
-			}
-			reason := dec.Scenario
-			if dec.Origin != "" && dec.Origin != "crowdsec" {
-				reason = dec.Origin + " " + reason // cscli, CAPI, lists
-			}
-			_, err = st.BanFromFeed(p, now+uint64(dec.Duration), datapath.BanCrowdSec, reason)
+		for i, b := range bans {
+			_, err = st.Ban(b.p, b.until, datapath.BanCrowdSec, b.reason)
 			switch {
 			case errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.E2BIG):
-				notStored++
+				unstored[i] = true
 			case err != nil:
 				return fmt.Errorf("%s: %w", g.Iface, err)
 			}
 		}
 	}
+	for _, u := range unstored {
+		if u {
+			notStored++
+		}
+	}
 	if refused > 0 || notStored > 0 {
 		d.log.Warn("crowdsec: decisions not enforced", "too_wide", refused, "table_full", notStored,
-			"widest_allowed", fmt.Sprintf("/%d (IPv4), /%d (IPv6)", minFeedBitsV4, minFeedBitsV6))
+			"widest_allowed", fmt.Sprintf("/%d (IPv4), /%d (IPv6)", datapath.MinFeedBitsV4, datapath.MinFeedBitsV6))
 		f.refused.Add(refused)
 		f.notStored.Add(notStored)
 	}
@@ -195,10 +209,10 @@ func (d *daemon) originBans(origin datapath.BanOrigin) []crowdsec.Decision {
 		}
 		var out []crowdsec.Decision
 		for _, b := range bans {
-			if b.Origin != origin {
+			if !b.Holds(origin, now) {
 				continue
 			}
-			dec := crowdsec.Decision{Scope: "Range", Value: b.Source.String(), Type: "ban", Duration: time.Duration(b.Until - now)}
+			dec := crowdsec.Decision{Scope: "Range", Value: b.Source.String(), Type: "ban", Duration: time.Duration(b.UntilOf[origin] - now)}
 			if b.Source.IsSingleIP() {
 				dec.Scope, dec.Value = "Ip", b.Source.Addr().String()
 			}
@@ -234,9 +248,9 @@ func liftAll(st *maps.Set, origin datapath.BanOrigin) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
+	n, now := 0, datapath.MonotonicNow()
 	for _, b := range bans {
-		if b.Origin == origin {
+		if b.Holds(origin, now) {
 			if ok, err := st.Lift(b.Source, origin); err != nil {
 				return n, err
 			} else if ok {

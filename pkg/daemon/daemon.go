@@ -147,6 +147,8 @@ type daemon struct {
 	// are the list files (absolute) whose change reloads.
 	watcher *fsnotify.Watcher
 	lists   map[string]bool
+	// listDirs are the list files' directories watched.
+	listDirs map[string]bool
 	// audit is xdpguard_audit_findings; auditErr the last problem logged.
 	audit    *metrics.Audit
 	auditErr string

@@ -224,6 +224,7 @@ func releaseMemory(pol *policy.Policy) {
 // their directories (an atomic save replaces the file's inode).
 func (d *daemon) watchLists(files []string) {
 	d.lists = map[string]bool{}
+	dirs := map[string]bool{}
 	for _, f := range files {
 		paths := []string{filepath.Clean(f)}
 		// A list that is a symbolic link changes where its target does.
@@ -234,14 +235,27 @@ func (d *daemon) watchLists(files []string) {
 		}
 		for _, p := range paths {
 			d.lists[p] = true
-			if d.watcher == nil {
+			if d.watcher == nil || dirs[filepath.Dir(p)] {
 				continue
 			}
+			dirs[filepath.Dir(p)] = true
 			if err := d.watcher.Add(filepath.Dir(p)); err != nil {
 				d.log.Warn("watching a list file's directory; SIGHUP reloads it", "file", p, "err", err)
 			}
 		}
 	}
+	// The directories of lists the policy no longer names are unwatched
+	// (not the policy's own), so reloads do not pile up inotify watches.
+	policyDir := filepath.Dir(d.cfg.PolicyPath)
+	if abs, err := filepath.Abs(policyDir); err == nil {
+		policyDir = abs
+	}
+	for dir := range d.listDirs {
+		if !dirs[dir] && dir != policyDir && d.watcher != nil {
+			_ = d.watcher.Remove(dir)
+		}
+	}
+	d.listDirs = dirs
 }
 
 // watches: a change of name (an event of the watcher) is one to reload on.

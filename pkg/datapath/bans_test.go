@@ -208,3 +208,45 @@ func TestSrcKeyRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// A deny list holding private and link-local ranges (as FireHOL level1
+// does) drops every packet of the other sources in them, but never those
+// of link-local neighbours or of the sources the daemon protects (their
+// key: an IPv6 one's /64), which are judged as if undenied.
+func TestDenyNeverCutsProtectedOrLinkLocal(t *testing.T) {
+	d := load(t, mustPolicy(t, basePolicy+`sources:
+  deny: [10.0.0.0/8, 169.254.0.0/16, "fe80::/10", "2001:db8:cc::/48"]
+`))
+	if err := maps.Of(d.Maps).SetProtected(map[netip.Addr]datapath.Protection{
+		netip.MustParseAddr("10.0.0.1"): datapath.ProtectGateway, netip.MustParseAddr("2001:db8:cc::10"): datapath.ProtectSSH,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		src       string
+		syn, ack  datapath.Reason
+		closedSYN datapath.Reason
+	}{
+		{"10.0.0.1", datapath.PassSYNAllowed, datapath.PassNotSYN, datapath.DropPortNotAllowed},
+		{"10.0.0.2", datapath.DropSourceDenied, datapath.DropSourceDenied, datapath.DropSourceDenied},
+		{"169.254.1.1", datapath.PassSYNAllowed, datapath.PassNotSYN, datapath.DropPortNotAllowed},
+		{"fe80::1", datapath.PassSYNAllowed, datapath.PassNotSYN, datapath.DropPortNotAllowed},
+		{"2001:db8:cc::99", datapath.PassSYNAllowed, datapath.PassNotSYN, datapath.DropPortNotAllowed}, // in ::10's /64
+		{"2001:db8:cc:1::10", datapath.DropSourceDenied, datapath.DropSourceDenied, datapath.DropSourceDenied},
+	} {
+		if _, r := run(t, d, srcFrame(c.src, 22)); r != c.syn {
+			t.Errorf("%s: SYN to 22 %s, want %s", c.src, r.Name(), c.syn.Name())
+		}
+		ack := testpkt.NewSYN(c.src, "198.51.100.1", 22)
+		if ack.Src.Is6() {
+			ack.Dst = netip.MustParseAddr("2001:db8:1::1")
+		}
+		ack.Flags = testpkt.ACK
+		if _, r := run(t, d, ack.Bytes()); r != c.ack {
+			t.Errorf("%s: ACK %s, want %s", c.src, r.Name(), c.ack.Name())
+		}
+		if _, r := run(t, d, srcFrame(c.src, 23)); r != c.closedSYN {
+			t.Errorf("%s: SYN to closed 23 %s, want %s", c.src, r.Name(), c.closedSYN.Name())
+		}
+	}
+}

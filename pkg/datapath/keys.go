@@ -2,8 +2,11 @@ package datapath
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,6 +14,29 @@ import (
 // linkLocalV6 is where IPv6 sources are keyed per address, not per /64:
 // a link-local /64 is every neighbour on the link.
 var linkLocalV6 = netip.MustParsePrefix("fe80::/10")
+
+// The widest prefixes a feed (CrowdSec, fail2ban: anything but the
+// operator at the command line) may ban: a poisoned feed must not ban a
+// large part of the internet.
+const (
+	MinFeedBitsV4 = 8
+	MinFeedBitsV6 = 16
+)
+
+// FeedBanPrefix is what a feed's ban of p covers: p, but an IPv6 address
+// (not link-local) becomes its /64, the key of the data path's own
+// per-source state, since one host holds a whole /64 and rotating the low
+// bits must not escape a ban. A prefix wider than MinFeedBits is refused.
+func FeedBanPrefix(p netip.Prefix) (netip.Prefix, error) {
+	a := p.Addr()
+	if a.Is4() && p.Bits() < MinFeedBitsV4 || a.Is6() && p.Bits() < MinFeedBitsV6 {
+		return p, fmt.Errorf("%s is wider than a feed may ban (/%d for IPv4, /%d for IPv6)", p, MinFeedBitsV4, MinFeedBitsV6)
+	}
+	if a.Is6() && p.Bits() > 64 && !linkLocalV6.Contains(a) {
+		return netip.PrefixFrom(a, 64).Masked(), nil
+	}
+	return p, nil
+}
 
 // SrcKeyOf is the limiter and ban key of a source: an IPv4 address, the /64
 // of an IPv6 address, or a link-local IPv6 address whole.
@@ -104,14 +130,15 @@ const (
 	BanCLI      = BanOrigin(xdpguardXdpgBanOriginXDPG_BAN_CLI)
 	BanCrowdSec = BanOrigin(xdpguardXdpgBanOriginXDPG_BAN_CROWDSEC)
 	BanFail2ban = BanOrigin(xdpguardXdpgBanOriginXDPG_BAN_FAIL2BAN)
-	banOrigins  = int(xdpguardXdpgBanOriginXDPG_BAN_ORIGINS)
+	// NumBanOrigins is how many origins there are (BanLimit first).
+	NumBanOrigins = int(xdpguardXdpgBanOriginXDPG_BAN_ORIGINS)
 )
 
-var banOriginNames = [banOrigins]string{"limit", "cli", "crowdsec", "fail2ban"}
+var banOriginNames = [NumBanOrigins]string{"limit", "cli", "crowdsec", "fail2ban"}
 
 // String is the origin's name (its metric label).
 func (o BanOrigin) String() string {
-	if int(o) < banOrigins {
+	if int(o) < NumBanOrigins {
 		return banOriginNames[o]
 	}
 	return "unknown"
@@ -119,7 +146,7 @@ func (o BanOrigin) String() string {
 
 // BanOrigins lists every origin.
 func BanOrigins() []BanOrigin {
-	out := make([]BanOrigin, banOrigins)
+	out := make([]BanOrigin, NumBanOrigins)
 	for i := range out {
 		out[i] = BanOrigin(i)
 	}
@@ -142,10 +169,28 @@ type BanRange = xdpguardXdpgBanRange
 // ReasonText is the ban's reason text.
 func (b *BanRange) ReasonText() string { return cString(b.Reason[:]) }
 
-// SetReason records the reason (cut to fit).
+// MaxBanReason is how many bytes of a ban's reason are kept.
+const MaxBanReason = len(BanRange{}.Reason) - 1
+
+// SetReason records the reason, cut to MaxBanReason bytes at a character's
+// boundary, with control characters (a tab, an escape sequence from a
+// feed's scenario name) and invalid UTF-8 made spaces, so that what
+// `bans` prints cannot break its columns or drive the terminal.
 func (b *BanRange) SetReason(s string) {
-	b.Reason = [46]int8{}
-	for i := 0; i < len(s) && i < len(b.Reason)-1; i++ {
-		b.Reason[i] = int8(s[i])
+	b.Reason = [len(b.Reason)]int8{}
+	n := 0
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			r = ' '
+		}
+		var enc [utf8.UTFMax]byte
+		k := utf8.EncodeRune(enc[:], r)
+		if n+k > MaxBanReason {
+			break
+		}
+		for i := 0; i < k; i++ {
+			b.Reason[n+i] = int8(enc[i])
+		}
+		n += k
 	}
 }

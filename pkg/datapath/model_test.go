@@ -82,7 +82,7 @@ sources:
   syn: {rate: 50, burst: 3, ban: 1s}
 sources:
   trust: [10.2.0.0/16, "2001:db8:aa::7"]
-  deny: [203.0.113.0/24, "2001:db8:dd::/64"]
+  deny: [203.0.113.0/24, "2001:db8:dd::/64", 192.0.2.0/24, "2001:db8:cc::/48", 169.254.0.0/16, "fe80::/10"]
 `, false, true},
 	// No limits at all: only prefix bans judge sources (and ICMP is
 	// judged for them).
@@ -517,7 +517,7 @@ func setRangeBans(t testing.TB, d *datapath.Generation, m *reference.Model, t0 u
 		if rb.end < 0 {
 			end = t0 - 1
 		}
-		if err := maps.Of(d.Maps).Ban(p, end, datapath.BanCLI, "model"); err != nil {
+		if _, err := maps.Of(d.Maps).Ban(p, end, datapath.BanCLI, "model"); err != nil {
 			t.Fatal(err)
 		}
 		m.SetRangeBan(p, end)

@@ -24,12 +24,13 @@ const (
 )
 
 type xdpguardXdpgBanRange struct {
-	_      structs.HostLayout
-	Until  uint64
-	Drops  uint64
-	Origin uint8
-	Bits   uint8
-	Reason [46]int8
+	_       structs.HostLayout
+	Until   uint64
+	Drops   uint64
+	UntilOf [4]uint64
+	Origin  uint8
+	Bits    uint8
+	Reason  [46]int8
 }
 
 type xdpguardXdpgEvent struct {

@@ -94,9 +94,10 @@ func TestOpenToleratesMissingMaps(t *testing.T) {
 	}
 }
 
-// A feed's ban never shortens another origin's and its deletion never
-// lifts another origin's, even where a wider prefix holds the address
-// (the trie's lookup answers that one).
+// Each origin holds its own end of a prefix's ban: none shortens another's,
+// and an origin's lift never lifts another's, in either order and even
+// where a wider prefix holds the address (the trie's lookup answers that
+// one).
 func TestFeedBansLeaveOtherOrigins(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	pol, err := policy.Parse("p", []byte("tcp:\n  allow: [22]\n"))
@@ -112,42 +113,77 @@ func TestFeedBansLeaveOtherOrigins(t *testing.T) {
 	wide, host := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("198.51.100.7/32")
 	now := datapath.MonotonicNow()
 	hour := uint64(time.Hour)
-	if err := s.Ban(wide, now+24*hour, datapath.BanCLI, "operator"); err != nil {
-		t.Fatal(err)
+	ban := func(p netip.Prefix, until uint64, o datapath.BanOrigin, reason string, wantDecides bool) {
+		t.Helper()
+		if decides, err := s.Ban(p, until, o, reason); err != nil || decides != wantDecides {
+			t.Fatalf("ban %s by %s: decides %v (want %v), %v", p, o, decides, wantDecides, err)
+		}
 	}
+	lift := func(p netip.Prefix, o datapath.BanOrigin, want bool) {
+		t.Helper()
+		if lifted, err := s.Lift(p, o); err != nil || lifted != want {
+			t.Fatalf("lift %s by %s: %v (want %v), %v", p, o, lifted, want, err)
+		}
+	}
+	inForce := func(p netip.Prefix) (Ban, bool) {
+		t.Helper()
+		bans, _, err := s.Bans(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bans {
+			if b.Source == p {
+				return b, true
+			}
+		}
+		return Ban{}, false
+	}
+	ban(wide, now+24*hour, datapath.BanCLI, "operator", true)
 	// The /24 is not the /32's ban: the feed writes its own.
-	if wrote, err := s.BanFromFeed(host, now+hour, datapath.BanCrowdSec, "ssh-bf"); err != nil || !wrote {
-		t.Fatalf("feed ban of %s under an operator's %s: wrote %v, %v", host, wide, wrote, err)
+	ban(host, now+hour, datapath.BanCrowdSec, "ssh-bf", true)
+	// The operator's day-long /24 is not shortened by a feed's hour, and
+	// the feed's lift leaves it.
+	ban(wide, now+hour, datapath.BanCrowdSec, "list", false)
+	lift(wide, datapath.BanCrowdSec, true)
+	if b, ok := inForce(wide); !ok || b.Until != now+24*hour || b.Origin != datapath.BanCLI || b.Holds(datapath.BanCrowdSec, now) {
+		t.Errorf("after CrowdSec's lift, %s: %+v %v: want the operator's day", wide, b, ok)
 	}
-	// The operator's day-long /24 is not shortened by a feed's hour.
-	if wrote, err := s.BanFromFeed(wide, now+hour, datapath.BanCrowdSec, "list"); err != nil || wrote {
-		t.Errorf("feed ban over a longer operator ban: wrote %v, %v", wrote, err)
+	lift(host, datapath.BanFail2ban, false)
+	lift(host, datapath.BanCrowdSec, true)
+	lift(host, datapath.BanCrowdSec, false)
+	if _, ok := inForce(host); ok {
+		t.Errorf("%s still banned after CrowdSec lifted its only ban", host)
 	}
-	// A feed's deletion lifts its own ban only.
-	if lifted, err := s.Lift(wide, datapath.BanCrowdSec); err != nil || lifted {
-		t.Errorf("feed lifting the operator's ban: %v, %v", lifted, err)
+	// The reviewer's order: an operator's hour, then fail2ban's two
+	// hours, then fail2ban's unban: the operator's hour stays.
+	ban(host, now+hour, datapath.BanCLI, "operator", true)
+	ban(host, now+2*hour, datapath.BanFail2ban, "sshd", true)
+	if b, ok := inForce(host); !ok || b.Until != now+2*hour || b.Origin != datapath.BanFail2ban || b.Reason != "sshd" {
+		t.Errorf("fail2ban's longer ban: %+v %v", b, ok)
 	}
-	if lifted, err := s.Lift(host, datapath.BanFail2ban); err != nil || lifted {
-		t.Errorf("fail2ban lifting CrowdSec's ban: %v, %v", lifted, err)
+	lift(host, datapath.BanFail2ban, true)
+	if b, ok := inForce(host); !ok || b.Until != now+hour || b.Origin != datapath.BanCLI || !b.Holds(datapath.BanCLI, now) {
+		t.Errorf("after fail2ban's unban, %s: %+v %v: want the operator's hour", host, b, ok)
 	}
-	if lifted, err := s.Lift(host, datapath.BanCrowdSec); err != nil || !lifted {
-		t.Errorf("CrowdSec lifting its ban: %v, %v", lifted, err)
+	// The other order: a feed's short ban, then CrowdSec's long one, then
+	// the first feed's unban: CrowdSec's stays.
+	ban(host, now+3*hour, datapath.BanCrowdSec, "crowdsecurity/ssh-bf", true)
+	ban(host, now+hour/2, datapath.BanFail2ban, "sshd", false)
+	lift(host, datapath.BanFail2ban, true)
+	lift(host, datapath.BanCLI, true)
+	if b, ok := inForce(host); !ok || b.Until != now+3*hour || b.Origin != datapath.BanCrowdSec {
+		t.Errorf("after the others' lifts, %s: %+v %v: want CrowdSec's", host, b, ok)
 	}
-	if lifted, err := s.Lift(host, datapath.BanCrowdSec); err != nil || lifted {
-		t.Errorf("lifting it twice: %v, %v", lifted, err)
+	// An origin replaces its own ban whatever its end: shorter too.
+	ban(host, now+hour, datapath.BanCrowdSec, "again", true)
+	if b, _ := inForce(host); b.Until != now+hour {
+		t.Errorf("CrowdSec shortening its own ban: until %d, want %d", b.Until, now+hour)
 	}
-	bans, byOrigin, err := s.Bans(0)
-	if err != nil {
-		t.Fatal(err)
+	_, byOrigin, err := s.Bans(0)
+	if err != nil || byOrigin[datapath.BanCLI] != 1 || byOrigin[datapath.BanCrowdSec] != 1 || byOrigin[datapath.BanFail2ban] != 0 {
+		t.Errorf("bans by origin %v, %v", byOrigin, err)
 	}
-	if len(bans) != 1 || bans[0].Source != wide || bans[0].Origin != datapath.BanCLI || bans[0].Reason != "operator" || byOrigin[datapath.BanCLI] != 1 {
-		t.Errorf("bans %+v, by origin %v: want the operator's %s alone", bans, byOrigin, wide)
-	}
-	// A feed replaces its own ban whatever its end.
-	if _, err := s.BanFromFeed(host, now+2*hour, datapath.BanFail2ban, "sshd"); err != nil {
-		t.Fatal(err)
-	}
-	if wrote, err := s.BanFromFeed(host, now+hour, datapath.BanFail2ban, "sshd"); err != nil || !wrote {
-		t.Errorf("a feed shortening its own ban: wrote %v, %v", wrote, err)
+	if _, err := s.Ban(host, now+hour, datapath.BanLimit, "x"); err == nil {
+		t.Error("a prefix ban with the limit's origin was written")
 	}
 }

@@ -263,8 +263,16 @@ type Ban struct {
 	// Until is in CLOCK_MONOTONIC nanoseconds, the data path's clock.
 	Until  uint64
 	Drops  uint64
-	Origin datapath.BanOrigin
+	Origin datapath.BanOrigin // whose end Until is
 	Reason string
+	// UntilOf is each origin's end of this prefix's ban (0: none; a
+	// prefix may be banned by several origins, each lifting only its own).
+	UntilOf [datapath.NumBanOrigins]uint64
+}
+
+// Holds reports whether origin's ban of the prefix is in force at now.
+func (b Ban) Holds(origin datapath.BanOrigin, now uint64) bool {
+	return int(origin) < len(b.UntilOf) && b.UntilOf[origin] > now
 }
 
 // Bans lists the bans in force of both tables (the data path's own, and
@@ -287,7 +295,9 @@ func (s *Set) Bans(n int) (bans []Ban, byOrigin map[datapath.BanOrigin]int, err 
 		for i := range keys {
 			if vals[i].At > now {
 				byOrigin[datapath.BanLimit]++
-				top.add(Ban{Source: keys[i].Prefix(), Until: vals[i].At, Drops: vals[i].Drops, Origin: datapath.BanLimit})
+				b := Ban{Source: keys[i].Prefix(), Until: vals[i].At, Drops: vals[i].Drops, Origin: datapath.BanLimit}
+				b.UntilOf[datapath.BanLimit] = vals[i].At
+				top.add(b)
 			}
 		}
 	})
@@ -300,8 +310,13 @@ func (s *Set) Bans(n int) (bans []Ban, byOrigin map[datapath.BanOrigin]int, err 
 		it := s.XdpgBanRanges.Iterate()
 		for it.Next(&k, &v) {
 			if v.Until > now {
-				byOrigin[datapath.BanOrigin(v.Origin)]++
-				top.add(Ban{Source: k.Prefix(), Until: v.Until, Drops: v.Drops, Origin: datapath.BanOrigin(v.Origin), Reason: v.ReasonText()})
+				b := Ban{Source: k.Prefix(), Until: v.Until, Drops: v.Drops, Origin: datapath.BanOrigin(v.Origin), Reason: v.ReasonText(), UntilOf: v.UntilOf}
+				for o := range b.UntilOf {
+					if b.Holds(datapath.BanOrigin(o), now) {
+						byOrigin[datapath.BanOrigin(o)]++
+					}
+				}
+				top.add(b)
 			}
 		}
 		if err := it.Err(); err != nil {
@@ -312,48 +327,74 @@ func (s *Set) Bans(n int) (bans []Ban, byOrigin map[datapath.BanOrigin]int, err 
 }
 
 // Ban bans a prefix (an address is a /32 or /128) until until (monotonic
-// ns), for who and why: an operator's or a feed's ban, in xdpg_ban_ranges.
-// A ban already there for the prefix is replaced.
-func (s *Set) Ban(p netip.Prefix, until uint64, origin datapath.BanOrigin, reason string) error {
+// ns), for origin and why, in xdpg_ban_ranges: an operator's or a feed's
+// ban. Each origin holds its own end of a prefix's ban, and a later ban
+// from the same origin replaces that origin's (shorter or longer); the
+// prefix is banned until the latest end of any origin, so no origin
+// shortens another's. It reports whether origin's end is now the one in
+// force (false: another origin's ban outlasts it).
+func (s *Set) Ban(p netip.Prefix, until uint64, origin datapath.BanOrigin, reason string) (bool, error) {
 	if err := need(s.XdpgBanRanges, "xdpg_ban_ranges"); err != nil {
-		return err
+		return false, err
 	}
-	v := datapath.BanRange{Until: until, Origin: uint8(origin), Bits: uint8(p.Bits())}
-	v.SetReason(reason)
+	if origin == datapath.BanLimit || int(origin) >= datapath.NumBanOrigins {
+		return false, fmt.Errorf("ban %s: origin %v cannot write a prefix ban", p, origin)
+	}
+	v, ok, err := s.rangeBan(p)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		v = datapath.BanRange{Bits: uint8(p.Bits())} // a fresh ban: no drops, no other origin
+	}
+	v.UntilOf[origin] = until
+	settle(&v)
+	if v.Origin == uint8(origin) {
+		v.SetReason(reason) // the reason shown is the deciding origin's
+	}
 	k := datapath.LPMKeyOf(p.Masked())
 	if err := s.XdpgBanRanges.Put(&k, &v); err != nil {
-		return fmt.Errorf("ban %s: %w", p, err)
+		return false, fmt.Errorf("ban %s: %w", p, err)
 	}
-	return nil
+	return v.Origin == uint8(origin), nil
 }
 
-// BanFromFeed is Ban for a feed (CrowdSec, fail2ban): it replaces a ban of
-// the same origin, but never shortens another origin's (an operator's ban
-// for a week outlives a feed's for an hour). It reports whether it wrote.
-func (s *Set) BanFromFeed(p netip.Prefix, until uint64, origin datapath.BanOrigin, reason string) (bool, error) {
-	if err := need(s.XdpgBanRanges, "xdpg_ban_ranges"); err != nil {
-		return false, err
+// settle sets a prefix ban's end to the latest of its origins' ends, and
+// its origin to that end's. (An ended end never outlasts one in force, so
+// no clock is read: the data path's may be a test's.)
+func settle(v *datapath.BanRange) {
+	v.Until, v.Origin = 0, 0
+	for o, end := range v.UntilOf {
+		if end > v.Until {
+			v.Until, v.Origin = end, uint8(o)
+		}
 	}
-	if old, ok, err := s.rangeBan(p); err != nil {
-		return false, err
-	} else if ok && datapath.BanOrigin(old.Origin) != origin && old.Until >= until {
-		return false, nil
-	}
-	return true, s.Ban(p, until, origin, reason)
 }
 
-// Lift lifts p's prefix ban if origin wrote it: a feed's deletion never
-// lifts an operator's ban, nor the data path's limit ban of the address.
+// Lift lifts origin's ban of exactly p: a feed's deletion never lifts an
+// operator's ban or another feed's of the same prefix (the prefix stays
+// banned until the latest of theirs), nor the data path's limit ban of the
+// address. It reports whether origin held one.
 func (s *Set) Lift(p netip.Prefix, origin datapath.BanOrigin) (bool, error) {
 	if err := need(s.XdpgBanRanges, "xdpg_ban_ranges"); err != nil {
 		return false, err
 	}
-	old, ok, err := s.rangeBan(p)
-	if err != nil || !ok || datapath.BanOrigin(old.Origin) != origin {
+	v, ok, err := s.rangeBan(p)
+	now := datapath.MonotonicNow()
+	if err != nil || !ok || int(origin) >= len(v.UntilOf) || v.UntilOf[origin] <= now {
 		return false, err
 	}
+	v.UntilOf[origin] = 0
+	settle(&v)
 	k := datapath.LPMKeyOf(p.Masked())
-	if err := s.XdpgBanRanges.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if v.Until <= now { // no other origin's ban is in force
+		if err := s.XdpgBanRanges.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return false, fmt.Errorf("unban %s: %w", p, err)
+		}
+		return true, nil
+	}
+	v.SetReason("") // it was origin's, or is another's we no longer know
+	if err := s.XdpgBanRanges.Put(&k, &v); err != nil {
 		return false, fmt.Errorf("unban %s: %w", p, err)
 	}
 	return true, nil

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -61,6 +62,8 @@ func (v *validator) crowdSec(raw *rawCrowdSec) *CrowdSec {
 			v.fail("$.crowdsec.url", "%q carries user info: the API key goes in api_key_file", redactURL(u))
 		case u.RawQuery != "" || u.Fragment != "":
 			v.fail("$.crowdsec.url", "%q: a query or fragment has no place in the LAPI's address", *raw.URL)
+		case u.Scheme == "http" && !loopbackHost(u.Hostname()):
+			v.fail("$.crowdsec.url", "%q: the API key would cross the network in clear: use https:// for a Local API on another host", *raw.URL)
 		default:
 			c.URL = *raw.URL
 		}
@@ -151,4 +154,13 @@ func unwrapPath(err error) error {
 func (c *CrowdSec) yaml() string {
 	return fmt.Sprintf("crowdsec:\n  url: %s\n  api_key_file: %s\n  interval: %s\n",
 		strconv.Quote(c.URL), strconv.Quote(c.APIKeyFile), c.Interval)
+}
+
+// loopbackHost: a URL host that names this host's loopback.
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
 }

@@ -69,9 +69,11 @@ func TestCrowdSecErrors(t *testing.T) {
 		{head + "  url: http://user:secret@x/\n  api_key_file: k\n", "4:3", "crowdsec.url", "carries user info"},
 		{head + "  url: http:///v1\n  api_key_file: k\n", "4:3", "crowdsec.url", "has no host"},
 		{head + "  url: http://x/\n", "3:1", "crowdsec.api_key_file", "required"},
-		{head + "  url: http://x/\n  api_key_file: k\n  interval: 100ms\n", "6:3", "crowdsec.interval", "100ms is out of range [1s, 1h0m0s]"},
-		{head + "  url: http://x/\n  api_key_file: k\n  interval: often\n", "6:3", "crowdsec.interval", "is not a duration"},
-		{head + "  url: http://x/\n  api_key_file: k\n  key: abc\n", "6:3", "crowdsec.key", "unknown field"},
+		{head + "  url: http://lapi.example/\n  api_key_file: k\n", "4:3", "crowdsec.url", "would cross the network in clear: use https://"},
+		{head + "  url: http://10.0.0.5:8080/\n  api_key_file: k\n", "4:3", "crowdsec.url", "would cross the network in clear"},
+		{head + "  url: https://x/\n  api_key_file: k\n  interval: 100ms\n", "6:3", "crowdsec.interval", "100ms is out of range [1s, 1h0m0s]"},
+		{head + "  url: http://localhost:8080/\n  api_key_file: k\n  interval: often\n", "6:3", "crowdsec.interval", "is not a duration"},
+		{head + "  url: http://[::1]:8080/\n  api_key_file: k\n  key: abc\n", "6:3", "crowdsec.key", "unknown field"},
 	} {
 		_, err := Parse("p.yaml", []byte(tc.doc))
 		want := "p.yaml:" + tc.at

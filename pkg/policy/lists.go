@@ -25,6 +25,8 @@ const (
 	// maxListed bounds the sources the lists of one kind give, together:
 	// the kernel's trie of 1M entries takes about 100 MiB.
 	maxListed = 1 << 23
+	// preallocListed bounds what a list file's line count reserves.
+	preallocListed = 1 << 20
 )
 
 // SourceList is a list file and what it gave.
@@ -75,15 +77,16 @@ func (v *validator) lists(path string, files []string, all []netip.Prefix) ([]So
 // listFile appends one netset file's entries to out. The file is as
 // trusted as the policy itself (owned by root or the reader, writable by
 // nobody else: a list decides who reaches the host too). out grows once, by
-// the file's line count: a million entries are 32 MiB, and the daemon's
-// memory is bounded by what a list costs, not by append's doubling.
+// the file's line count up to a million (32 MiB), so a list of a million
+// entries costs what it holds, not append's doubling, and a file of empty
+// lines or comments costs nothing beyond its bytes.
 func (v *validator) listFile(at, path string, out []netip.Prefix) ([]netip.Prefix, bool) {
 	data, err := readListFile(path)
 	if err != nil {
 		v.fail(at, "%v", err)
 		return out, false
 	}
-	out = slices.Grow(out, bytes.Count(data, []byte("\n"))+1)
+	out = slices.Grow(out, min(bytes.Count(data, []byte("\n"))+1, preallocListed))
 	start := len(out)
 	ok := true
 	for n := 1; len(data) > 0; n++ {

@@ -165,6 +165,12 @@ func (m *Model) SetProtected(addrs ...netip.Addr) {
 // updates the state as the data path must.
 func (m *Model) Judge(frame []byte, precise, coarse uint64) Verdict {
 	v := Classify(frame, m.pol)
+	if v.Reason == datapath.DropSourceDenied && m.protected[KeyOf(v.Addr)] {
+		// §1.5: sources.deny does not cut a protected source.
+		undenied := *m.pol
+		undenied.Deny = nil
+		v = Classify(frame, &undenied)
+	}
 	now := coarse
 	if m.precise {
 		now = precise

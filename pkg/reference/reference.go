@@ -206,8 +206,9 @@ func (p pkt) classify(pol *policy.Policy) Verdict {
 		return Verdict{Reason: datapath.DropMalformed, Addr: h.src}
 	}
 	v := Verdict{Addr: h.src}
-	// §1.5: a denied source loses every IP packet, whatever it carries.
-	if contains(pol.Deny, h.src) {
+	// §1.5: a denied source loses every IP packet, whatever it carries,
+	// unless it is a link-local neighbour (protected sources: Model).
+	if contains(pol.Deny, h.src) && !linkLocalV4.Contains(h.src) && !linkLocalV6.Contains(h.src) {
 		v.Reason, v.Rule = datapath.DropSourceDenied, policy.RuleSourcesDeny
 		return v
 	}
