@@ -18,6 +18,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/listening"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/metrics"
@@ -55,7 +56,14 @@ type Config struct {
 	// RuntimeDir receives the CrowdSec bouncer's report for `xdpguard
 	// status` (systemd's RuntimeDirectory); "" writes none.
 	RuntimeDir string
-	Logger     *slog.Logger
+	// AuditLog receives the change history (history.Record lines): every
+	// generation switch, refused or rolled back switch, and the feeds'
+	// bans; "" keeps none. Rotated at AuditLogMaxBytes, rotations kept
+	// AuditLogRetention (zero: the history package's defaults).
+	AuditLog          string
+	AuditLogMaxBytes  int64
+	AuditLogRetention time.Duration
+	Logger            *slog.Logger
 }
 
 // Bounds of the events budget: enough to see an attack's shape, never
@@ -63,6 +71,8 @@ type Config struct {
 const (
 	maxEventsRate  = 100_000
 	maxEventsBurst = 1_000_000
+	// minAuditLogBytes: a rotation per record would keep little history.
+	minAuditLogBytes = 64 << 10
 )
 
 // Validate checks the configuration without touching the kernel.
@@ -96,6 +106,12 @@ func (c *Config) Validate() error {
 	}
 	if c.EventsPath != "" && (c.EventsBurst < 1 || c.EventsBurst > maxEventsBurst) {
 		errs = append(errs, fmt.Errorf("--events-burst: %d is out of range [1, %d]", c.EventsBurst, maxEventsBurst))
+	}
+	if c.AuditLog != "" && c.AuditLogMaxBytes != 0 && c.AuditLogMaxBytes < minAuditLogBytes {
+		errs = append(errs, fmt.Errorf("--audit-log-max-size: %d is under %d bytes", c.AuditLogMaxBytes, minAuditLogBytes))
+	}
+	if c.AuditLog != "" && c.AuditLogRetention != 0 && c.AuditLogRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("--audit-log-retention: %s is under an hour", c.AuditLogRetention))
 	}
 	if c.TopPorts < 1 {
 		errs = append(errs, errors.New("--metrics-top-ports: must be at least 1"))
@@ -150,6 +166,9 @@ type daemon struct {
 	// audit is xdpguard_audit_findings; auditErr the last problem logged.
 	audit    *metrics.Audit
 	auditErr string
+	// history is the audit log (nil: none); safe for the bouncer's
+	// goroutine too.
+	history *history.Log
 }
 
 // softMemoryLimit is the daemon's heap target (GOMEMLIMIT overrides it):
@@ -239,6 +258,10 @@ func Run(ctx context.Context, cfg Config) error {
 	defer watcher.Close()
 	d.watcher = watcher
 	d.watchLists(base.ListFiles())
+	if err := d.openHistory(); err != nil {
+		return err
+	}
+	before := pinnedDigest(pinRoot, cfg.Ifaces[0])
 	var events *eventsLog
 	if cfg.EventsPath != "" {
 		if events, err = openEventsLog(cfg.EventsPath); err != nil {
@@ -287,6 +310,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	started = true
+	d.record(history.Record{Kind: history.KindStart, Trigger: history.TriggerStart, Result: history.ResultApplied,
+		Before: before, After: digest(pol), Summary: pol.Summary()})
 	releaseMemory(base)
 	log.Info("enforcing", "interfaces", cfg.Ifaces, "policy", cfg.PolicyPath, "digest", digest(pol), "summary", pol.Summary(), "metrics", cfg.MetricsAddr)
 

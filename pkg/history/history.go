@@ -165,9 +165,6 @@ func Open(path string, opts Options) (*Log, error) {
 	return l, nil
 }
 
-// Path is the log's file.
-func (l *Log) Path() string { return l.path }
-
 // Append writes r as one line, durably: it returns once the line is on
 // disk (fsync), after rotating the file if it is full.
 func (l *Log) Append(r Record) error {
