@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/xdpguard/xdpguard/internal/testutil"
+	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 )
 
@@ -185,6 +186,15 @@ func TestUnitWritablePaths(t *testing.T) {
 		bpffs = loader.DefaultBPFFS
 	}
 	writes[filepath.Join(bpffs, "xdpguard")] = "the pin root"
+	// The change history and its rotations, beside it.
+	auditLog, ok := flagValue(args, "audit-log")
+	if !ok {
+		auditLog = history.DefaultPath
+	}
+	if auditLog != "" {
+		writes[auditLog] = "the change history (--audit-log)"
+		writes[filepath.Dir(auditLog)] = "the change history's directory (rotation, its lock file)"
+	}
 	if f, ok := flagValue(args, "ready-file"); ok {
 		writes[f] = "--ready-file"
 	}

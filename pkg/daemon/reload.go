@@ -195,6 +195,9 @@ func (d *daemon) switchTo(pol *policy.Policy) (changed bool, err error) {
 					d.log.Error("rollback failed", "interface", done.Iface, "err", rerr)
 				}
 			}
+			if i == 0 {
+				return false, err // nothing had switched
+			}
 			return false, &rolledBack{err}
 		}
 	}

@@ -13,8 +13,8 @@
 //
 // Rotation: when the file reaches MaxBytes the next append renames it to
 // FILE.<UTC time> (names that sort by time) and starts a new one; rotated
-// files whose last write is older than Retention are deleted at each
-// append and at Open.
+// files whose last write is older than Retention, and the oldest beyond
+// MaxFiles, are deleted at each append and at Open.
 package history
 
 import (
@@ -44,6 +44,7 @@ const DefaultPath = "/var/lib/xdpguard/history.jsonl"
 const (
 	DefaultMaxBytes  = 16 << 20
 	DefaultRetention = 180 * 24 * time.Hour
+	DefaultMaxFiles  = 64 // rotated files kept at most: 1 GiB at the default size
 	// maxLine bounds what Read accepts as one record: the writer's records
 	// are far smaller (a diff lists examples, not whole source lists).
 	maxLine = 4 << 20
@@ -119,6 +120,7 @@ type Record struct {
 type Options struct {
 	MaxBytes  int64         // rotate at this size; 0: DefaultMaxBytes
 	Retention time.Duration // delete rotated files older; 0: DefaultRetention
+	MaxFiles  int           // keep at most this many rotated files; 0: DefaultMaxFiles
 	Now       func() time.Time
 }
 
@@ -138,6 +140,9 @@ func Open(path string, opts Options) (*Log, error) {
 	}
 	if opts.Retention <= 0 {
 		opts.Retention = DefaultRetention
+	}
+	if opts.MaxFiles <= 0 {
+		opts.MaxFiles = DefaultMaxFiles
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -261,17 +266,29 @@ func (l *Log) locked(fn func() error) error {
 	if err := checkOwner(lf); err != nil {
 		return fmt.Errorf("audit log lock %s: %w", lf.Name(), err)
 	}
+	// Bounded: a writer stopped while holding the lock (a ban process
+	// under SIGSTOP) must not hang the daemon's loop; the record is then
+	// lost, and said so.
+	deadline := time.Now().Add(lockWait)
 	for {
-		err = unix.Flock(int(lf.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
+		err = unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
 			break
 		}
-	}
-	if err != nil {
-		return fmt.Errorf("audit log lock: %w", err)
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("audit log lock: %w", err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("audit log lock %s: held by another writer for %s", lf.Name(), lockWait)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	return fn()
 }
+
+// lockWait bounds the wait for another writer's lock (a variable for the
+// test).
+var lockWait = 5 * time.Second
 
 // rotatedSuffix names rotated files: FILE.20261202T150405.000000000Z sorts
 // by time.
@@ -288,16 +305,18 @@ func (l *Log) rotate() error {
 }
 
 // prune deletes rotated files whose last write is older than the
-// retention. The current file is never deleted.
+// retention, and the oldest beyond MaxFiles (the disk a runaway writer can
+// fill is bounded). The current file is never deleted.
 func (l *Log) prune() error {
 	old := l.opts.Now().Add(-l.opts.Retention)
 	removed := false
-	for _, f := range rotated(l.path) {
+	files := rotated(l.path)
+	for i, f := range files {
 		fi, err := os.Lstat(f)
 		if err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
-		if fi.ModTime().Before(old) {
+		if fi.ModTime().Before(old) || i < len(files)-l.opts.MaxFiles {
 			if err := os.Remove(f); err != nil {
 				return fmt.Errorf("audit log retention: %w", err)
 			}

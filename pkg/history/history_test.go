@@ -206,3 +206,42 @@ func TestOpenRefuses(t *testing.T) {
 		t.Errorf("a file others may write: %v", err)
 	}
 }
+
+func TestMaxFilesBoundsTheDisk(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.jsonl")
+	l := open(t, path, Options{MaxBytes: 300, MaxFiles: 3})
+	for i := range 30 {
+		if err := l.Append(Record{Kind: KindBan, Trigger: TriggerCLI, Result: ResultApplied, Reason: strings.Repeat("x", 200), Source: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(rotated(path)); n != 3 {
+		t.Errorf("%d rotated files, want 3", n)
+	}
+	recs, _, _ := Read(path, time.Time{})
+	if len(recs) != 4 || recs[3].Source != "29" {
+		t.Errorf("kept %d records, the last %q; want the 4 newest", len(recs), recs[len(recs)-1].Source)
+	}
+}
+
+// A writer holding the lock for ever (stopped mid-append) costs another
+// writer a bounded wait and an error, never a hang.
+func TestLockHeldTooLong(t *testing.T) {
+	defer func(w time.Duration) { lockWait = w }(lockWait)
+	lockWait = 200 * time.Millisecond
+	path := filepath.Join(t.TempDir(), "history.jsonl")
+	l := open(t, path, Options{})
+	held := make(chan struct{})
+	release := make(chan struct{})
+	go l.locked(func() error { close(held); <-release; return nil })
+	<-held
+	defer close(release)
+	start := time.Now()
+	err := l.Append(Record{Kind: KindBan, Trigger: TriggerCLI, Result: ResultApplied})
+	if err == nil || !strings.Contains(err.Error(), "held by another writer") {
+		t.Fatalf("Append under a held lock: %v", err)
+	}
+	if waited := time.Since(start); waited < lockWait {
+		t.Errorf("gave up after %v, before %v", waited, lockWait)
+	}
+}

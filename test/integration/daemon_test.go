@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/xdpguard/xdpguard/internal/testutil"
+	"github.com/xdpguard/xdpguard/pkg/history"
 )
 
 const labPolicy = `tcp:
@@ -288,6 +289,15 @@ func TestReloadFailingOnOneInterfaceRollsBack(t *testing.T) {
 	}
 	if v := Metric(m, "xdpguard_policy_last_reload_success"); v != 0 {
 		t.Errorf("last_reload_success %v after a refused reload", v)
+	}
+	// The history says it was rolled back, and from what to what.
+	recs, _, err := history.Read(l.AuditLog(), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := recs[len(recs)-1]; r.Result != history.ResultRolledBack || r.Before != r.After || !strings.Contains(r.Error, "XDPGUARD_TEST_FAIL_SWITCH") ||
+		r.Change == nil || len(r.Change.Ports) == 0 {
+		t.Errorf("the last record is not the rollback: %+v", r)
 	}
 }
 
