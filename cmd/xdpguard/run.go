@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/xdpguard/xdpguard/pkg/audit"
 	"github.com/xdpguard/xdpguard/pkg/daemon"
 	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/loader"
@@ -44,6 +45,11 @@ to the change history, --audit-log (JSON lines, fsync'd, rotated at
 unban commands append to the same file. 'xdpguard history' reads it;
 --audit-log '' keeps none.
 
+Each minute (and at each reload) the daemon reads the per-rule counters and
+records when each rule last counted a packet in --rule-usage, kept across
+restarts: 'xdpguard audit' and xdpguard_audit_findings report rules unused
+for 30 days (unused_rule).
+
 On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 		Example: `  xdpguard run --iface eth1 --policy /etc/xdpguard/policy.yaml
   xdpguard run --iface eth1,eth2 --policy policy.yaml --metrics-addr 127.0.0.1:9477 --mode native
@@ -62,10 +68,12 @@ On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 			cfg.Logger = slog.New(h)
 			cfg.SSHConnection = os.Getenv("SSH_CONNECTION")
 			cfg.RuntimeDir = runtimeDir(cfg.RuntimeDir)
-			if cfg.AuditLog == history.DefaultPath {
-				// The unit's StateDirectory, made here when run by hand.
-				if err := os.MkdirAll(filepath.Dir(cfg.AuditLog), 0o700); err != nil {
-					return fmt.Errorf("--audit-log: %w", err)
+			for flag, p := range map[string]string{"--audit-log": cfg.AuditLog, "--rule-usage": cfg.UsagePath} {
+				if p == history.DefaultPath || p == audit.DefaultUsagePath {
+					// The unit's StateDirectory, made here when run by hand.
+					if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+						return fmt.Errorf("%s: %w", flag, err)
+					}
 				}
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -90,6 +98,7 @@ On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 	addAuditLogFlag(cmd, &cfg.AuditLog)
 	f.Int64Var(&cfg.AuditLogMaxBytes, "audit-log-max-size", history.DefaultMaxBytes, "rotate the audit log at this many bytes")
 	f.DurationVar(&cfg.AuditLogRetention, "audit-log-retention", history.DefaultRetention, "delete rotated audit logs last written longer ago than this")
+	f.StringVar(&cfg.UsagePath, "rule-usage", audit.DefaultUsagePath, "keep each rule's last hit here, across restarts, for the audit's unused_rule (xdpguard audit reads it); empty keeps none")
 	f.BoolVar(&cfg.Force, "force", false, "start even if the policy would refuse the SSH session running this command")
 	f.BoolVar(&cfg.ReplaceForeign, "replace-foreign", false, "remove an XDP program attached by another tool (netlink) instead of refusing to start")
 	_ = cmd.MarkFlagRequired("iface")

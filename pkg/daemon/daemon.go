@@ -18,6 +18,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/xdpguard/xdpguard/pkg/audit"
 	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/listening"
 	"github.com/xdpguard/xdpguard/pkg/loader"
@@ -63,7 +64,10 @@ type Config struct {
 	AuditLog          string
 	AuditLogMaxBytes  int64
 	AuditLogRetention time.Duration
-	Logger            *slog.Logger
+	// UsagePath keeps each rule's last hit across restarts, for the
+	// audit's unused_rule; "" keeps none.
+	UsagePath string
+	Logger    *slog.Logger
 }
 
 // Bounds of the events budget: enough to see an attack's shape, never
@@ -169,6 +173,10 @@ type daemon struct {
 	// history is the audit log (nil: none); safe for the bouncer's
 	// goroutine too.
 	history *history.Log
+	// usage is the record of each rule's last hit (nil: none), kept by
+	// runAudit; usageErr the last problem saving it, logged once.
+	usage    *audit.UsageRecord
+	usageErr string
 }
 
 // softMemoryLimit is the daemon's heap target (GOMEMLIMIT overrides it):
@@ -259,6 +267,9 @@ func Run(ctx context.Context, cfg Config) error {
 	d.watcher = watcher
 	d.watchLists(base.ListFiles())
 	if err := d.openHistory(); err != nil {
+		return err
+	}
+	if err := d.openUsage(); err != nil {
 		return err
 	}
 	before := pinnedDigest(pinRoot, cfg.Ifaces[0])

@@ -271,6 +271,9 @@ func (s *syncBuffer) String() string {
 // AuditLog is the change history the lab's daemons write.
 func (l *Lab) AuditLog() string { return filepath.Join(l.dir, "history.jsonl") }
 
+// RuleUsage is the record of rule hits the lab's daemons keep.
+func (l *Lab) RuleUsage() string { return filepath.Join(l.dir, "rule-usage.json") }
+
 // WritePolicy writes the lab's policy file.
 func (l *Lab) WritePolicy(doc string) string {
 	return l.WritePolicyMode(doc, 0o600)
@@ -314,6 +317,9 @@ func (l *Lab) StartDaemonBinary(bin string, extra ...string) *Daemon {
 	// /var/lib/xdpguard (an older binary has no --audit-log).
 	if bin == xdpguardBin && !strings.Contains(strings.Join(extra, " "), "--audit-log") {
 		args = append(args, "--audit-log", l.AuditLog())
+	}
+	if bin == xdpguardBin && !strings.Contains(strings.Join(extra, " "), "--rule-usage") {
+		args = append(args, "--rule-usage", l.RuleUsage())
 	}
 	args = append(args, extra...)
 	d.cmd = exec.Command("ip", args...)
