@@ -92,7 +92,7 @@ type historyReport struct {
 func newHistoryCmd() *cobra.Command {
 	var (
 		output string
-		since  time.Duration
+		since  string
 		path   string
 	)
 	cmd := &cobra.Command{
@@ -111,22 +111,20 @@ interface and the others were put back).
 
 A line that is not a whole record (the last one, torn by a crash mid-write,
 or damage) is skipped and reported on stderr (in the JSON under skipped).
-Reading changes nothing.
+Reading changes nothing. The state directory is root's (0700): run it as
+root, or give a readable copy with --audit-log.
 
 Exit status: 0, also when lines were skipped or there is no log yet; 1 when
 the log cannot be read.`,
-		Example: "  xdpguard history\n  xdpguard history --since 168h --output json",
+		Example: "  xdpguard history\n  xdpguard history --since 30d\n  xdpguard history --since 2026-12-01T00:00:00Z --output json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(output); err != nil {
 				return err
 			}
-			if since < 0 {
-				return fmt.Errorf("--since: %s is negative", since)
-			}
-			var from time.Time
-			if since > 0 {
-				from = time.Now().Add(-since)
+			from, err := parseSince(since, time.Now())
+			if err != nil {
+				return err
 			}
 			recs, skipped, err := history.Read(path, from)
 			if err != nil {
@@ -135,7 +133,7 @@ the log cannot be read.`,
 			w := cmd.OutOrStdout()
 			if output == "json" {
 				rep := historyReport{Log: path, Records: recs, Skipped: skipped}
-				if since > 0 {
+				if !from.IsZero() {
 					rep.Since = &from
 				}
 				if rep.Records == nil {
@@ -160,9 +158,37 @@ the log cannot be read.`,
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
-	cmd.Flags().DurationVar(&since, "since", 0, "only the changes of this last while (e.g. 24h; default all)")
+	cmd.Flags().StringVar(&since, "since", "", "only the changes of this last while (24h, 90m, 30d) or from this RFC 3339 time on (default all)")
 	addAuditLogFlag(cmd, &path)
 	return cmd
+}
+
+// parseSince reads --since: a duration back from now (Go's, or whole
+// days: 30d), or an RFC 3339 time; "" is the beginning.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	var d time.Duration
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("--since: %q: want a duration (24h, 30d) or an RFC 3339 time", s)
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return time.Time{}, fmt.Errorf("--since: %q: want a duration (24h, 30d) or an RFC 3339 time", s)
+		}
+	}
+	if d <= 0 {
+		return time.Time{}, fmt.Errorf("--since: %q is not a positive duration", s)
+	}
+	return now.Add(-d), nil
 }
 
 // writeRecord prints one record: a line, then its diff's lines.

@@ -526,6 +526,23 @@ func TestAllowListeningFollowsSockets(t *testing.T) {
 	lns[0].Close()
 	d.WaitLog(`listening ports changed`)
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8022: "open"})
+
+	// The history holds both listening syncs, with the port each moved.
+	recs, _, err := history.Read(l.AuditLog(), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var syncs []string
+	for _, r := range recs {
+		if r.Trigger == history.TriggerListening && r.Result == history.ResultApplied && r.Change != nil {
+			for _, c := range r.Change.Ports {
+				syncs = append(syncs, c.String())
+			}
+		}
+	}
+	if want := []string{"tcp 7777 opened to all", "tcp 7777 closed to all"}; !slices.Equal(syncs, want) {
+		t.Errorf("listening syncs in the history: %q, want %q", syncs, want)
+	}
 }
 
 // Started from an SSH session, run refuses a policy that would refuse that
