@@ -173,6 +173,9 @@ type daemon struct {
 	// history is the audit log (nil: none); safe for the bouncer's
 	// goroutine too.
 	history *history.Log
+	// lastFailure is the last failed switch recorded (trigger, digest,
+	// error), so a failure repeating in a loop is recorded once.
+	lastFailure string
 	// usage is the record of each rule's last hit (nil: none), kept by
 	// runAudit; usageErr the last problem saving it, logged once.
 	usage    *audit.UsageRecord

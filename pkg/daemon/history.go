@@ -60,11 +60,22 @@ func (d *daemon) recordSwitch(trigger string, old, cand *policy.Policy, changed 
 		if errors.As(err, &rb) {
 			r.Result = history.ResultRolledBack
 		}
+		// A failure the daemon repeats by itself (a timed switch is
+		// retried at once, a listening sync at each rescan) is one record
+		// until something else happens; an operator's retry is recorded.
+		if trigger == history.TriggerTimer || trigger == history.TriggerListening {
+			key := trigger + "\x00" + r.Before + "\x00" + r.Error
+			if key == d.lastFailure {
+				return
+			}
+			d.lastFailure = key
+		}
 	case !changed:
 		return
 	default:
 		r.Result = history.ResultApplied
 		cand = d.current
+		d.lastFailure = ""
 	}
 	if cand != nil {
 		c := policy.Diff(old, cand, now)
