@@ -101,7 +101,7 @@ func newHistoryCmd() *cobra.Command {
 		Long: `history reads the audit log the daemon and the ban and unban commands append
 to (--audit-log, default /var/lib/xdpguard/history.jsonl, or
 $XDPGUARD_AUDIT_LOG) and its rotated files, oldest first. Each record holds
-its time, its kind (start, switch, ban, unban), its trigger (start, file,
+its time, its kind (start, switch, ban, unban, detach), its trigger (start, file,
 sighup, timer, listening, cli, crowdsec), the user where known (the CLI's
 user; sudo's caller), the policy digests before and after, the rule-level
 diff (ports opened and closed, sources added and removed, limits changed;
@@ -199,12 +199,16 @@ func writeRecord(w io.Writer, r history.Record) {
 	}
 	parts = append(parts, r.Result)
 	switch r.Kind {
-	case history.KindStart, history.KindSwitch:
+	case history.KindStart, history.KindSwitch, history.KindDetach:
 		before := r.Before
 		if before == "" {
 			before = "-"
 		}
-		parts = append(parts, before+" → "+r.After)
+		after := r.After
+		if r.Kind == history.KindDetach {
+			after = "none (on " + strings.Join(r.Interfaces, ",") + ")"
+		}
+		parts = append(parts, before+" → "+after)
 	default:
 		what := r.Source
 		if r.Count > 1 {

@@ -56,6 +56,7 @@ const (
 	KindSwitch = "switch" // a generation switch, or a refused or rolled back one
 	KindBan    = "ban"
 	KindUnban  = "unban"
+	KindDetach = "detach" // xdpguard detach removed the filter
 )
 
 // Triggers: what caused a record.

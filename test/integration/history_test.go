@@ -20,7 +20,7 @@ import (
 // the same log) are all there, in order, after the daemon is SIGKILLed
 // with a record torn mid-write and started again; the torn line is
 // skipped and reported, and the restart is recorded from the generation
-// it adopted.
+// it adopted; a detach is recorded too.
 func TestHistoryOfARunSurvivesKill(t *testing.T) {
 	l := NewLab(t)
 	l.Listen(8022, 7777)
@@ -76,6 +76,7 @@ func TestHistoryOfARunSurvivesKill(t *testing.T) {
 	l.WritePolicy("tcp:\n  allow: [8022]\n") // an expired rule is refused at start
 	d = l.StartDaemon()
 	d.Kill() // its start is recorded before it is ready
+	xdpguardIn(t, l, "detach", "--iface", l.SrvIf, "--audit-log", l.AuditLog())
 
 	out := sh(t, "ip", "netns", "exec", l.Server, xdpguardBin, "history", "--output", "json", "--audit-log", l.AuditLog())
 	var rep struct {
@@ -128,6 +129,10 @@ func TestHistoryOfARunSurvivesKill(t *testing.T) {
 		}},
 		{"the restart, from the generation it adopted", func(r history.Record) bool {
 			return r.Kind == history.KindStart && r.Before != ""
+		}},
+		{"the detach", func(r history.Record) bool {
+			return r.Kind == history.KindDetach && r.Trigger == history.TriggerCLI && r.Result == history.ResultApplied &&
+				slices.Equal(r.Interfaces, []string{l.SrvIf}) && r.Before == rep.Records[len(rep.Records)-2].After
 		}},
 	}
 	i := 0
