@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,6 +66,21 @@ func TestHistoryOfARunSurvivesKill(t *testing.T) {
 		t.Fatalf("ban: %v\n%s", err, out)
 	}
 
+	// Bans from processes at once (fail2ban fires several actions), while
+	// the daemon reloads: each is one whole record.
+	var wg sync.WaitGroup
+	const parallel = 6
+	for i := range parallel {
+		wg.Go(func() {
+			if out, err := execCombined("ip", "netns", "exec", l.Server, xdpguardBin, "ban", fmt.Sprintf("192.0.2.%d", i+1), "--for", "1h",
+				"--origin", "fail2ban", "--audit-log", l.AuditLog()); err != nil {
+				t.Errorf("ban: %v\n%s", err, out)
+			}
+		})
+	}
+	d.Signal(syscall.SIGHUP)
+	wg.Wait()
+
 	// SIGKILL, leaving a record cut short as a crash mid-write would.
 	d.Kill()
 	f, err := os.OpenFile(l.AuditLog(), os.O_WRONLY|os.O_APPEND, 0)
@@ -97,6 +113,16 @@ func TestHistoryOfARunSurvivesKill(t *testing.T) {
 		}
 	}
 	all := strings.Join(lines, "\n")
+
+	fail2ban := 0
+	for _, r := range rep.Records {
+		if r.Kind == history.KindBan && r.Origin == "fail2ban" && strings.HasPrefix(r.Source, "192.0.2.") && r.Result == history.ResultApplied {
+			fail2ban++
+		}
+	}
+	if fail2ban != parallel {
+		t.Errorf("%d of the %d bans made at once are in the history:\n%s", fail2ban, parallel, all)
+	}
 
 	// Every change, in order: each step is found after the one before.
 	steps := []struct {
