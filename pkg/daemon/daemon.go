@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xdpguard/xdpguard/pkg/audit"
 	"github.com/xdpguard/xdpguard/pkg/history"
@@ -172,7 +173,8 @@ type daemon struct {
 	auditErr string
 	// history is the audit log (nil: none); safe for the bouncer's
 	// goroutine too.
-	history *history.Log
+	history       *history.Log
+	historyErrors prometheus.Counter // xdpguard_history_write_errors_total
 	// lastFailure is the last failed switch recorded (trigger, digest,
 	// error), so a failure repeating in a loop is recorded once.
 	lastFailure string
@@ -229,7 +231,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{cfg: cfg, log: log, base: base, ctx: ctx, reloads: metrics.NewReloads(), events: metrics.NewEvents(), audit: metrics.NewAudit(), missing: map[string]bool{},
+	d := &daemon{cfg: cfg, log: log, base: base, ctx: ctx, reloads: metrics.NewReloads(), events: metrics.NewEvents(), audit: metrics.NewAudit(), historyErrors: metrics.NewHistoryErrors(), missing: map[string]bool{},
 		host: protect.ThisHost(cfg.SSHConnection)}
 	if base.AllowListening {
 		if d.ports, err = listening.Ports(base.ListeningUIDs); err != nil {

@@ -44,6 +44,9 @@ func (d *daemon) record(r history.Record) {
 		r.Interfaces, r.Policy = d.cfg.Ifaces, d.cfg.PolicyPath
 	}
 	if err := d.history.Append(r); err != nil {
+		if d.historyErrors != nil {
+			d.historyErrors.Inc()
+		}
 		d.log.Error("audit log: a change was not recorded", "err", err, "kind", r.Kind, "trigger", r.Trigger, "result", r.Result, "after", r.After)
 	}
 }

@@ -3,11 +3,15 @@ package daemon
 import (
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/xdpguard/xdpguard/pkg/history"
+	"github.com/xdpguard/xdpguard/pkg/metrics"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
@@ -23,7 +27,8 @@ func TestRecordSwitch(t *testing.T) {
 	}
 	a, _ := policy.Parse("a.yaml", []byte("tcp:\n  allow: [22]\n"))
 	b, _ := policy.Parse("b.yaml", []byte("tcp:\n  allow: [22, 443]\n"))
-	d := &daemon{cfg: Config{Ifaces: []string{"eth1"}, PolicyPath: "/etc/xdpguard/policy.yaml"}, log: slog.Default(), history: l, current: a}
+	d := &daemon{cfg: Config{Ifaces: []string{"eth1"}, PolicyPath: "/etc/xdpguard/policy.yaml"}, log: slog.Default(), history: l, current: a,
+		historyErrors: metrics.NewHistoryErrors()}
 	now := time.Now()
 	fail := errors.New("verifier said no")
 
@@ -63,5 +68,21 @@ func TestRecordSwitch(t *testing.T) {
 	}
 	if r := recs[0]; r.Before != r.After || r.Error != fail.Error() || r.Change == nil {
 		t.Errorf("the refused switch: %+v (want before = after, its why, the diff it would have made)", r)
+	}
+
+	// A record that cannot be written is counted (the change happened).
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil { // the log's path taken by a directory
+		t.Fatal(err)
+	}
+	d.recordSwitch(history.TriggerSIGHUP, a, b, false, fail, now)
+	var m dto.Metric
+	if err := d.historyErrors.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetCounter().GetValue(); n != 1 {
+		t.Errorf("xdpguard_history_write_errors_total = %v after a failed append, want 1", n)
 	}
 }
