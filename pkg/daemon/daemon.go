@@ -320,14 +320,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer d.stopCrowdSec() // before the guards close
 
+	// Recorded before ready: a caller that sees the ready file (or a
+	// kill just after) finds the start in the history.
+	d.record(history.Record{Kind: history.KindStart, Trigger: history.TriggerStart, Result: history.ResultApplied,
+		Before: before, After: digest(pol), Summary: pol.Summary()})
 	if cfg.ReadyFile != "" {
 		if err := writeReadyFile(cfg.ReadyFile); err != nil {
 			return fmt.Errorf("--ready-file: %w", err)
 		}
 	}
 	started = true
-	d.record(history.Record{Kind: history.KindStart, Trigger: history.TriggerStart, Result: history.ResultApplied,
-		Before: before, After: digest(pol), Summary: pol.Summary()})
 	releaseMemory(base)
 	log.Info("enforcing", "interfaces", cfg.Ifaces, "policy", cfg.PolicyPath, "digest", digest(pol), "summary", pol.Summary(), "metrics", cfg.MetricsAddr)
 

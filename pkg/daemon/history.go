@@ -53,9 +53,12 @@ func (d *daemon) record(r history.Record) {
 
 // recordSwitch records a switch from old to the policy in force now
 // (changed), or a refused one (err, with the candidate cand if it could
-// be built); nothing when nothing changed.
+// be built); nothing when nothing changed. now is when the switch was
+// decided: the diff's timed rules are judged then.
 func (d *daemon) recordSwitch(trigger string, old, cand *policy.Policy, changed bool, err error, now time.Time) {
-	r := history.Record{Time: now, Kind: history.KindSwitch, Trigger: trigger, Before: digest(old), After: digest(d.current)}
+	// Time is left to Append, which stamps it under the log's lock: the
+	// file's order is the records' time order, across processes.
+	r := history.Record{Kind: history.KindSwitch, Trigger: trigger, Before: digest(old), After: digest(d.current)}
 	switch {
 	case err != nil:
 		r.Result, r.Error = history.ResultRefused, err.Error()

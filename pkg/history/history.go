@@ -172,21 +172,23 @@ func Open(path string, opts Options) (*Log, error) {
 }
 
 // Append writes r as one line, durably: it returns once the line is on
-// disk (fsync), after rotating the file if it is full.
+// disk (fsync), after rotating the file if it is full. A zero Time is
+// stamped under the lock, so that records stamped so are in time order in
+// the file whichever process wrote them.
 func (l *Log) Append(r Record) error {
-	if r.Time.IsZero() {
-		r.Time = l.opts.Now()
-	}
-	r.Time = r.Time.UTC()
 	if r.PID == 0 {
 		r.PID = os.Getpid()
 	}
-	line, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	line = append(line, '\n')
 	return l.locked(func() error {
+		if r.Time.IsZero() {
+			r.Time = l.opts.Now()
+		}
+		r.Time = r.Time.UTC()
+		line, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		line = append(line, '\n')
 		f, err := l.openFile()
 		if err != nil {
 			return err
@@ -263,28 +265,38 @@ func (l *Log) locked(fn func() error) error {
 	if err != nil {
 		return fmt.Errorf("audit log lock: %w", err)
 	}
-	defer lf.Close() // releases the lock
 	if err := checkOwner(lf); err != nil {
+		lf.Close()
 		return fmt.Errorf("audit log lock %s: %w", lf.Name(), err)
 	}
-	// Bounded: a writer stopped while holding the lock (a ban process
-	// under SIGSTOP) must not hang the daemon's loop; the record is then
-	// lost, and said so.
-	deadline := time.Now().Add(lockWait)
-	for {
-		err = unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			break
+	// A blocking flock (the kernel queues the waiters: no writer starves
+	// under contention), waited for at most lockWait: a writer stopped
+	// while holding the lock (a ban process under SIGSTOP) must not hang
+	// the daemon's loop. Given up, the waiting goroutine closes the file
+	// (releasing the lock if it ever got it).
+	got := make(chan error, 1)
+	go func() {
+		var err error
+		for {
+			if err = unix.Flock(int(lf.Fd()), unix.LOCK_EX); !errors.Is(err, unix.EINTR) {
+				break
+			}
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+		got <- err
+	}()
+	timer := time.NewTimer(lockWait)
+	defer timer.Stop()
+	select {
+	case err := <-got:
+		defer lf.Close() // releases the lock
+		if err != nil {
 			return fmt.Errorf("audit log lock: %w", err)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("audit log lock %s: held by another writer for %s", lf.Name(), lockWait)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return fn()
+	case <-timer.C:
+		go func() { <-got; lf.Close() }()
+		return fmt.Errorf("audit log lock %s: held by another writer for %s", lf.Name(), lockWait)
 	}
-	return fn()
 }
 
 // lockWait bounds the wait for another writer's lock (a variable for the

@@ -177,7 +177,10 @@ func TestConcurrentAppends(t *testing.T) {
 		t.Fatalf("%d records, want %d", len(recs), writers*each)
 	}
 	next := map[string]int{}
-	for _, r := range recs {
+	for i, r := range recs {
+		if i > 0 && r.Time.Before(recs[i-1].Time) {
+			t.Fatalf("record %d (%v) is older than the one before it (%v): stamped out of the lock", i, r.Time, recs[i-1].Time)
+		}
 		var w, i int
 		fmt.Sscanf(r.Source, "%d/%d", &w, &i)
 		if i != next[fmt.Sprint(w)] {
