@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
@@ -183,12 +184,14 @@ func TestKubernetesManifests(t *testing.T) {
 	for _, m := range ctr.VolumeMounts {
 		mounts[m.Name] = m
 	}
-	var bpffs, policyVol *corev1.Volume
+	var bpffs, state, policyVol *corev1.Volume
 	for i, v := range pod.Volumes {
 		switch {
+		case v.HostPath != nil && v.HostPath.Path == filepath.Dir(history.DefaultPath):
+			state = &pod.Volumes[i]
 		case v.HostPath != nil:
 			if bpffs != nil {
-				t.Errorf("a second hostPath volume, %s: the pod needs only xdpguard's directory of the bpffs", v.HostPath.Path)
+				t.Errorf("a second hostPath volume, %s: the pod needs only xdpguard's directory of the bpffs and its state directory", v.HostPath.Path)
 			}
 			bpffs = &pod.Volumes[i]
 		case v.ConfigMap != nil:
@@ -213,6 +216,21 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Errorf("hostPath type %v, want DirectoryOrCreate (the directory is missing on a fresh node)", bpffs.HostPath.Type)
 	case mounts[bpffs.Name].MountPath != bpffsFlag || mounts[bpffs.Name].ReadOnly:
 		t.Errorf("the bpffs directory is mounted at %s (read-only %v), the daemon pins under --bpffs %s", mounts[bpffs.Name].MountPath, mounts[bpffs.Name].ReadOnly, bpffsFlag)
+	}
+	// The change history (--audit-log's default) is on the node, writable
+	// under readOnlyRootFilesystem, and outlives the pod.
+	switch {
+	case state == nil:
+		t.Errorf("no hostPath for %s: under readOnlyRootFilesystem the daemon cannot write its change history", filepath.Dir(history.DefaultPath))
+	case state.HostPath.Type == nil || *state.HostPath.Type != corev1.HostPathDirectoryOrCreate:
+		t.Errorf("the state hostPath's type %v, want DirectoryOrCreate", state.HostPath.Type)
+	case mounts[state.Name].MountPath != filepath.Dir(history.DefaultPath) || mounts[state.Name].ReadOnly:
+		t.Errorf("the state directory is mounted at %s (read-only %v), want %s writable", mounts[state.Name].MountPath, mounts[state.Name].ReadOnly, filepath.Dir(history.DefaultPath))
+	}
+	for _, a := range ctr.Args {
+		if strings.HasPrefix(a, "--audit-log") {
+			t.Errorf("%s: the DaemonSet keeps the history at the default, in its state hostPath", a)
+		}
 	}
 	args := strings.Join(ctr.Args, " ")
 	if policyVol == nil || c.configMaps[policyVol.ConfigMap.Name] == nil {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/xdpguard/xdpguard/internal/testutil"
+	"github.com/xdpguard/xdpguard/pkg/audit"
+	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 )
 
@@ -185,6 +187,24 @@ func TestUnitWritablePaths(t *testing.T) {
 		bpffs = loader.DefaultBPFFS
 	}
 	writes[filepath.Join(bpffs, "xdpguard")] = "the pin root"
+	// The change history and its rotations, beside it.
+	auditLog, ok := flagValue(args, "audit-log")
+	if !ok {
+		auditLog = history.DefaultPath
+	}
+	if auditLog != "" {
+		writes[auditLog] = "the change history (--audit-log)"
+		writes[filepath.Dir(auditLog)] = "the change history's directory (rotation, its lock file)"
+	}
+	// The record of rule hits, replaced by a rename.
+	usage, ok := flagValue(args, "rule-usage")
+	if !ok {
+		usage = audit.DefaultUsagePath
+	}
+	if usage != "" {
+		writes[usage] = "the record of rule hits (--rule-usage)"
+		writes[filepath.Dir(usage)] = "its directory (written by a rename)"
+	}
 	if f, ok := flagValue(args, "ready-file"); ok {
 		writes[f] = "--ready-file"
 	}

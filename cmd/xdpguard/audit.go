@@ -25,11 +25,15 @@ const exitFindings = 4
 const defaultPolicyPath = "/etc/xdpguard/policy.yaml"
 
 type auditReport struct {
-	Policy    string          `json:"policy"`
-	At        time.Time       `json:"at"`
-	Worst     audit.Severity  `json:"worst"`
-	Listeners bool            `json:"listeners_read"`
-	Findings  []audit.Finding `json:"findings"`
+	Policy    string         `json:"policy"`
+	At        time.Time      `json:"at"`
+	Worst     audit.Severity `json:"worst"`
+	Listeners bool           `json:"listeners_read"`
+	// UsageSince is when the daemon's record of rule hits began (absent:
+	// unused rules not judged, UsageMissing says why).
+	UsageSince   *time.Time      `json:"usage_since,omitempty"`
+	UsageMissing string          `json:"usage_missing,omitempty"`
+	Findings     []audit.Finding `json:"findings"`
 }
 
 func newAuditCmd() *cobra.Command {
@@ -37,6 +41,8 @@ func newAuditCmd() *cobra.Command {
 		output, failOn, policyPath string
 		sensitive                  []string
 		offline                    bool
+		usagePath                  string
+		unusedFor                  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "audit [--policy FILE] [--fail-on low|medium|high] [--output text|json]",
@@ -55,8 +61,14 @@ The policy is --policy, else the file the daemon runs (recorded in the pins),
 else /etc/xdpguard/policy.yaml. The listening sockets are this network
 namespace's (sock_diag, TCP and UDP, every owner): run it where the daemon
 runs, or with --offline (in CI, away from the host) to judge the file alone,
-claiming nothing from a socket's absence. Rules unused for 30 days are not
-judged yet (the daemon keeps no record of each rule's last hit).
+claiming nothing from a socket's absence.
+
+Rules that counted no packet for --unused-for (30 days) are unused_rule
+findings, from the record the daemon keeps of each rule's last hit
+(--rule-usage, default ` + audit.DefaultUsagePath + `: the daemon's
+--rule-usage): a rule is judged only once the record has observed it that
+long. Without a record (no daemon ran here, the file is not readable, or
+--offline), unused rules are not judged, and the report says so.
 
 --sensitive replaces the sensitive-port list (PROTO/PORT, comma-separated);
 the built-in one: ` + sensitiveList() + `.
@@ -77,7 +89,10 @@ Exit status: 0, or 4 when --fail-on is given and a finding is at or above it;
 				}
 				threshold = s
 			}
-			in := audit.Input{Now: time.Now()}
+			if unusedFor < time.Hour {
+				return fmt.Errorf("--unused-for: %s is under an hour", unusedFor)
+			}
+			in := audit.Input{Now: time.Now(), Thresholds: audit.Thresholds{UnusedFor: unusedFor}}
 			if sensitive != nil {
 				var err error
 				if in.Sensitive, err = parseSensitive(sensitive); err != nil {
@@ -109,7 +124,25 @@ Exit status: 0, or 4 when --fail-on is given and a finding is at or above it;
 					in.Ephemeral = r
 				}
 			}
+			usage := ""
+			if !offline && usagePath != "" {
+				u, err := audit.LoadUsage(usagePath)
+				switch {
+				case err != nil:
+					usage = err.Error()
+				case u.Since.IsZero():
+					usage = usagePath + " does not exist (the daemon has not run here with --rule-usage)"
+				default:
+					in.Usage = u.Usage()
+				}
+			}
 			r := auditReport{Policy: pol.Path, At: in.Now.UTC().Round(time.Second), Listeners: !offline, Findings: audit.Run(in)}
+			if !in.Usage.Since.IsZero() {
+				since := in.Usage.Since.UTC().Round(time.Second)
+				r.UsageSince = &since
+			} else if !offline {
+				r.UsageMissing = usage
+			}
 			if r.Findings == nil {
 				r.Findings = []audit.Finding{}
 			}
@@ -135,7 +168,9 @@ Exit status: 0, or 4 when --fail-on is given and a finding is at or above it;
 	cmd.Flags().StringVar(&failOn, "fail-on", "", "exit 4 when a finding is at least this severe: low, medium or high")
 	cmd.Flags().StringVar(&policyPath, "policy", "", "policy file (default: the daemon's, else "+defaultPolicyPath+")")
 	cmd.Flags().StringSliceVar(&sensitive, "sensitive", nil, "the sensitive ports, replacing the built-in list (tcp/6379,udp/161,...)")
-	cmd.Flags().BoolVar(&offline, "offline", false, "judge the file alone: no listening sockets read")
+	cmd.Flags().BoolVar(&offline, "offline", false, "judge the file alone: no listening sockets nor rule usage read")
+	cmd.Flags().StringVar(&usagePath, "rule-usage", audit.DefaultUsagePath, "the daemon's record of each rule's last hit (run --rule-usage)")
+	cmd.Flags().DurationVar(&unusedFor, "unused-for", 30*24*time.Hour, "a rule that counted nothing this long is unused")
 	return cmd
 }
 
@@ -186,9 +221,9 @@ func parseSensitive(items []string) ([]audit.SensitivePort, error) {
 func printAudit(w io.Writer, r auditReport) {
 	if len(r.Findings) == 0 {
 		fmt.Fprintf(w, "%s: no findings\n", r.Policy)
-		return
+	} else {
+		fmt.Fprintf(w, "%s: %d findings, the worst %s\n", r.Policy, len(r.Findings), r.Worst)
 	}
-	fmt.Fprintf(w, "%s: %d findings, the worst %s\n", r.Policy, len(r.Findings), r.Worst)
 	for _, f := range r.Findings {
 		fmt.Fprintf(w, "\n%-6s  %s  %s\n        %s\n", strings.ToUpper(f.Severity.String()), f.Kind, f.Subject, f.Message)
 		for _, line := range strings.Split(f.Fix, "\n") {
@@ -198,7 +233,9 @@ func printAudit(w io.Writer, r auditReport) {
 		}
 	}
 	if !r.Listeners {
-		fmt.Fprintln(w, "\n(--offline: no listening socket read; zombie ports and closed listeners not judged)")
+		fmt.Fprintln(w, "\n(--offline: no listening socket read; zombie ports, closed listeners and unused rules not judged)")
+	} else if r.UsageMissing != "" {
+		fmt.Fprintf(w, "\n(unused rules not judged: %s)\n", r.UsageMissing)
 	}
 }
 

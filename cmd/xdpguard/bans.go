@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xdpguard/xdpguard/pkg/datapath"
+	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/maps"
 )
@@ -114,10 +115,11 @@ const (
 
 func newBanCmd() *cobra.Command {
 	var (
-		ifaces []string
-		dur    time.Duration
-		reason string
-		origin string
+		ifaces   []string
+		dur      time.Duration
+		reason   string
+		origin   string
+		auditLog string
 	)
 	cmd := &cobra.Command{
 		Use:   "ban ADDR|CIDR [--for 1h] [--reason TEXT] [--iface IF[,IF...]]",
@@ -141,7 +143,11 @@ Each origin holds its own ban of a prefix: the prefix stays banned until the
 latest of them, a later ban from the same origin replaces that origin's, and
 an unban --origin lifts only that origin's. A feed (any origin but cli) may not
 ban wider than /8 (IPv4) or /16 (IPv6), and an IPv6 address it bans is banned
-with its /64, as the data path keys sources.`,
+with its /64, as the data path keys sources.
+
+Each ban is appended to the change history ('xdpguard history'), with the
+user who ran the command (sudo's caller) and its origin; a log that cannot be
+written refuses the ban before anything changes.`,
 		Example: "  xdpguard ban 198.51.100.7 --for 1h --reason 'brute force'\n  xdpguard ban 203.0.113.0/24 --for 24h\n  xdpguard ban 2001:db8:bad::/48 --iface eth1",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -176,17 +182,24 @@ with its /64, as the data path keys sources.`,
 			if len(ifaces) == 0 {
 				return errors.New("xdpguard is not attached to any interface in this network namespace: nothing to ban on")
 			}
+			hist, err := cliHistory(cmd, auditLog)
+			if err != nil {
+				return err
+			}
+			wallUntil := time.Now().Add(dur).UTC().Round(time.Second)
+			rec := history.Record{Kind: history.KindBan, Source: p.String(), Origin: o.String(), Reason: reason, Until: &wallUntil, Result: history.ResultApplied}
 			until := datapath.MonotonicNow() + uint64(dur)
 			for _, iface := range ifaces {
 				set, err := maps.Open(filepath.Join(root, iface), true)
 				if err != nil {
-					return fmt.Errorf("%s: %w", iface, err)
+					return recordFailed(hist, rec, fmt.Errorf("%s: %w", iface, err))
 				}
 				exempt, decides, err := banOn(set, p, until, o, reason)
 				set.Close()
 				if err != nil {
-					return fmt.Errorf("%s: %w", iface, err)
+					return recordFailed(hist, rec, fmt.Errorf("%s: %w", iface, err))
 				}
+				rec.Interfaces = append(rec.Interfaces, iface)
 				if decides {
 					fmt.Fprintf(cmd.OutOrStdout(), "banned %s on %s for %s\n", p, iface, dur)
 				} else {
@@ -196,13 +209,14 @@ with its /64, as the data path keys sources.`,
 					fmt.Fprintf(cmd.ErrOrStderr(), "note: %s stays exempt on %s\n", e, iface)
 				}
 			}
-			return nil
+			return recordCLI(hist, rec)
 		},
 	}
 	cmd.Flags().StringSliceVar(&ifaces, "iface", nil, "interfaces (default: all with xdpguard)")
 	cmd.Flags().DurationVar(&dur, "for", time.Hour, "how long the ban lasts (1s to 10 years)")
 	cmd.Flags().StringVar(&reason, "reason", "", fmt.Sprintf("why, shown by 'xdpguard bans' (%d bytes kept; control characters become spaces)", datapath.MaxBanReason))
 	cmd.Flags().StringVar(&origin, "origin", "cli", "who bans: cli, crowdsec or fail2ban")
+	addAuditLogFlag(cmd, &auditLog)
 	return cmd
 }
 
@@ -237,8 +251,9 @@ func banOn(set *maps.Set, p netip.Prefix, until uint64, o datapath.BanOrigin, re
 
 func newUnbanCmd() *cobra.Command {
 	var (
-		ifaces []string
-		origin string
+		ifaces   []string
+		origin   string
+		auditLog string
 	)
 	cmd := &cobra.Command{
 		Use:   "unban ADDR|CIDR [--iface IF[,IF...]] [--origin ORIGIN]",
@@ -250,7 +265,10 @@ It changes state at once, with or without the daemon running.
 
 With --origin (what fail2ban's action passes), it lifts only the ban of
 exactly ADDR or CIDR that origin wrote, never an operator's or the SYN
-limit's, and a ban already gone is not an error.`,
+limit's, and a ban already gone is not an error.
+
+Each unban that lifts something is appended to the change history
+('xdpguard history'), as ban does.`,
 		Example: "  xdpguard unban 198.51.100.7\n  xdpguard unban 203.0.113.0/24\n  xdpguard unban 2001:db8:aa:bb::1 --iface eth1",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -286,15 +304,20 @@ limit's, and a ban already gone is not an error.`,
 			if len(ifaces) == 0 {
 				return errors.New("xdpguard is not attached to any interface in this network namespace: nothing is banned")
 			}
+			hist, err := cliHistory(cmd, auditLog)
+			if err != nil {
+				return err
+			}
 			shown := p.String()
 			if p.IsSingleIP() && origin == "" {
 				shown = datapath.SrcKeyOf(p.Addr()).Prefix().String()
 			}
+			rec := history.Record{Kind: history.KindUnban, Source: shown, Origin: origin, Result: history.ResultApplied}
 			lifted := 0
 			for _, iface := range ifaces {
 				set, err := maps.Open(filepath.Join(root, iface), true)
 				if err != nil {
-					return fmt.Errorf("%s: %w", iface, err)
+					return recordFailed(hist, rec, fmt.Errorf("%s: %w", iface, err))
 				}
 				var ok bool
 				if origin != "" {
@@ -304,15 +327,17 @@ limit's, and a ban already gone is not an error.`,
 				}
 				set.Close()
 				if err != nil {
-					return fmt.Errorf("%s: %w", iface, err)
+					return recordFailed(hist, rec, fmt.Errorf("%s: %w", iface, err))
 				}
 				if ok {
 					lifted++
+					rec.Interfaces = append(rec.Interfaces, iface)
 					fmt.Fprintf(cmd.OutOrStdout(), "unbanned %s on %s\n", shown, iface)
 				}
 			}
 			switch {
 			case lifted > 0:
+				return recordCLI(hist, rec)
 			case origin != "":
 				fmt.Fprintf(cmd.OutOrStdout(), "%s holds no ban from %s on %s\n", p, origin, strings.Join(ifaces, ", "))
 			default:
@@ -323,5 +348,13 @@ limit's, and a ban already gone is not an error.`,
 	}
 	cmd.Flags().StringSliceVar(&ifaces, "iface", nil, "interfaces (default: all with xdpguard)")
 	cmd.Flags().StringVar(&origin, "origin", "", "lift only the ban this origin wrote (cli, crowdsec, fail2ban)")
+	addAuditLogFlag(cmd, &auditLog)
 	return cmd
+}
+
+// recordFailed records a ban or unban that failed part-way (on the
+// interfaces rec lists it took effect) and returns err.
+func recordFailed(l *history.Log, rec history.Record, err error) error {
+	rec.Result, rec.Error = history.ResultFailed, err.Error()
+	return errors.Join(err, recordCLI(l, rec))
 }

@@ -6,11 +6,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/xdpguard/xdpguard/pkg/audit"
 	"github.com/xdpguard/xdpguard/pkg/daemon"
+	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 )
 
@@ -34,6 +37,19 @@ interface, reason, source, proto, dport, rule, monitored), sampled in the
 kernel to --events-rate per interface, so a flood cannot overload the daemon
 or the disk; what the budget leaves out is counted, not logged.
 
+Every generation switch (a file change, SIGHUP, a timed rule starting or
+ending, listening sockets under allow_listening), every refused or rolled
+back switch with why, the start, and the CrowdSec bouncer's bans are appended
+to the change history, --audit-log (JSON lines, fsync'd, rotated at
+--audit-log-max-size, rotations kept --audit-log-retention); the ban and
+unban commands append to the same file. 'xdpguard history' reads it;
+--audit-log '' keeps none.
+
+Each minute (and at each reload) the daemon reads the per-rule counters and
+records when each rule last counted a packet in --rule-usage, kept across
+restarts: 'xdpguard audit' and xdpguard_audit_findings report rules unused
+for 30 days (unused_rule).
+
 On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 		Example: `  xdpguard run --iface eth1 --policy /etc/xdpguard/policy.yaml
   xdpguard run --iface eth1,eth2 --policy policy.yaml --metrics-addr 127.0.0.1:9477 --mode native
@@ -52,6 +68,14 @@ On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 			cfg.Logger = slog.New(h)
 			cfg.SSHConnection = os.Getenv("SSH_CONNECTION")
 			cfg.RuntimeDir = runtimeDir(cfg.RuntimeDir)
+			for flag, p := range map[string]string{"--audit-log": cfg.AuditLog, "--rule-usage": cfg.UsagePath} {
+				if p == history.DefaultPath || p == audit.DefaultUsagePath {
+					// The unit's StateDirectory, made here when run by hand.
+					if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+						return fmt.Errorf("%s: %w", flag, err)
+					}
+				}
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return daemon.Run(ctx, cfg)
@@ -71,6 +95,10 @@ On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 	f.Uint64Var(&cfg.EventsRate, "events-rate", 100, "at most this many drop events per second per interface (the kernel counts the rest in xdpguard_events_lost_total)")
 	f.Uint64Var(&cfg.EventsBurst, "events-burst", 200, "events allowed in a burst above --events-rate")
 	f.StringVar(&cfg.RuntimeDir, "runtime-dir", "", "where the daemon reports its feeds' state for 'xdpguard status' (default $RUNTIME_DIRECTORY, set by systemd, else /run/xdpguard)")
+	addAuditLogFlag(cmd, &cfg.AuditLog)
+	f.Int64Var(&cfg.AuditLogMaxBytes, "audit-log-max-size", history.DefaultMaxBytes, "rotate the audit log at this many bytes")
+	f.DurationVar(&cfg.AuditLogRetention, "audit-log-retention", history.DefaultRetention, "delete rotated audit logs last written longer ago than this")
+	f.StringVar(&cfg.UsagePath, "rule-usage", audit.DefaultUsagePath, "keep each rule's last hit here, across restarts, for the audit's unused_rule (xdpguard audit reads it); empty keeps none")
 	f.BoolVar(&cfg.Force, "force", false, "start even if the policy would refuse the SSH session running this command")
 	f.BoolVar(&cfg.ReplaceForeign, "replace-foreign", false, "remove an XDP program attached by another tool (netlink) instead of refusing to start")
 	_ = cmd.MarkFlagRequired("iface")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xdpguard/xdpguard/pkg/crowdsec"
 	"github.com/xdpguard/xdpguard/pkg/datapath"
+	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/maps"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
@@ -67,6 +68,10 @@ func (d *daemon) setCrowdSec(cs *policy.CrowdSec, key string) {
 	if cs == nil {
 		n := d.liftOrigin(datapath.BanCrowdSec)
 		d.log.Info("crowdsec: bouncer stopped; its bans are lifted", "bans", n)
+		if n > 0 {
+			d.record(history.Record{Kind: history.KindUnban, Trigger: history.TriggerCrowdSec, Origin: datapath.BanCrowdSec.String(),
+				Result: history.ResultApplied, Count: n, Reason: "the crowdsec section was removed"})
+		}
 		os.Remove(filepath.Join(d.cfg.RuntimeDir, CrowdSecReportName))
 		return
 	}
@@ -120,6 +125,17 @@ func decisionPrefix(dec crowdsec.Decision) (netip.Prefix, error) {
 // all again; writes are idempotent); a decision refused for its width, or
 // one the full table cannot hold, is counted and skipped.
 func (d *daemon) applyDecisions(f *crowdSecFeed, added, deleted []crowdsec.Decision) error {
+	banned, lifted, err := d.applyDecisionsLocked(f, added, deleted)
+	// Recorded out of the lock (an fsync must not hold up a switch), and
+	// what was written before a failure too.
+	d.recordFeed(history.KindUnban, datapath.BanCrowdSec.String(), lifted)
+	d.recordFeed(history.KindBan, datapath.BanCrowdSec.String(), banned)
+	return err
+}
+
+// applyDecisionsLocked is applyDecisions under d.mu; banned and lifted are
+// the prefixes the first interface's table took or lost.
+func (d *daemon) applyDecisionsLocked(f *crowdSecFeed, added, deleted []crowdsec.Decision) (banned, lifted []netip.Prefix, err error) {
 	type ban struct {
 		p      netip.Prefix
 		until  uint64
@@ -156,14 +172,18 @@ func (d *daemon) applyDecisions(f *crowdSecFeed, added, deleted []crowdsec.Decis
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	unstored := make([]bool, len(bans))
-	for _, g := range d.guards {
+	for gi, g := range d.guards {
 		st, err := g.State()
 		if err != nil {
 			continue // the interface is gone; checkLinks says so
 		}
 		for _, p := range lifts {
-			if _, err := st.Lift(p, datapath.BanCrowdSec); err != nil {
-				return fmt.Errorf("%s: %w", g.Iface, err)
+			ok, err := st.Lift(p, datapath.BanCrowdSec)
+			if err != nil {
+				return banned, lifted, fmt.Errorf("%s: %w", g.Iface, err)
+			}
+			if ok && gi == 0 {
+				lifted = append(lifted, p)
 			}
 		}
 		for i, b := range bans {
@@ -172,7 +192,9 @@ func (d *daemon) applyDecisions(f *crowdSecFeed, added, deleted []crowdsec.Decis
 			case errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.E2BIG):
 				unstored[i] = true
 			case err != nil:
-				return fmt.Errorf("%s: %w", g.Iface, err)
+				return banned, lifted, fmt.Errorf("%s: %w", g.Iface, err)
+			case gi == 0:
+				banned = append(banned, b.p)
 			}
 		}
 	}
@@ -187,7 +209,7 @@ func (d *daemon) applyDecisions(f *crowdSecFeed, added, deleted []crowdsec.Decis
 		f.refused.Add(refused)
 		f.notStored.Add(notStored)
 	}
-	return nil
+	return banned, lifted, nil
 }
 
 // originBans are the bans of origin in force, as decisions (the time left

@@ -17,7 +17,10 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/xdpguard/xdpguard/pkg/audit"
+	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/listening"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/metrics"
@@ -55,7 +58,17 @@ type Config struct {
 	// RuntimeDir receives the CrowdSec bouncer's report for `xdpguard
 	// status` (systemd's RuntimeDirectory); "" writes none.
 	RuntimeDir string
-	Logger     *slog.Logger
+	// AuditLog receives the change history (history.Record lines): every
+	// generation switch, refused or rolled back switch, and the feeds'
+	// bans; "" keeps none. Rotated at AuditLogMaxBytes, rotations kept
+	// AuditLogRetention (zero: the history package's defaults).
+	AuditLog          string
+	AuditLogMaxBytes  int64
+	AuditLogRetention time.Duration
+	// UsagePath keeps each rule's last hit across restarts, for the
+	// audit's unused_rule; "" keeps none.
+	UsagePath string
+	Logger    *slog.Logger
 }
 
 // Bounds of the events budget: enough to see an attack's shape, never
@@ -63,6 +76,8 @@ type Config struct {
 const (
 	maxEventsRate  = 100_000
 	maxEventsBurst = 1_000_000
+	// minAuditLogBytes: a rotation per record would keep little history.
+	minAuditLogBytes = 64 << 10
 )
 
 // Validate checks the configuration without touching the kernel.
@@ -96,6 +111,12 @@ func (c *Config) Validate() error {
 	}
 	if c.EventsPath != "" && (c.EventsBurst < 1 || c.EventsBurst > maxEventsBurst) {
 		errs = append(errs, fmt.Errorf("--events-burst: %d is out of range [1, %d]", c.EventsBurst, maxEventsBurst))
+	}
+	if c.AuditLog != "" && c.AuditLogMaxBytes != 0 && c.AuditLogMaxBytes < minAuditLogBytes {
+		errs = append(errs, fmt.Errorf("--audit-log-max-size: %d is under %d bytes", c.AuditLogMaxBytes, minAuditLogBytes))
+	}
+	if c.AuditLog != "" && c.AuditLogRetention != 0 && c.AuditLogRetention < time.Hour {
+		errs = append(errs, fmt.Errorf("--audit-log-retention: %s is under an hour", c.AuditLogRetention))
 	}
 	if c.TopPorts < 1 {
 		errs = append(errs, errors.New("--metrics-top-ports: must be at least 1"))
@@ -152,6 +173,17 @@ type daemon struct {
 	// audit is xdpguard_audit_findings; auditErr the last problem logged.
 	audit    *metrics.Audit
 	auditErr string
+	// history is the audit log (nil: none); safe for the bouncer's
+	// goroutine too.
+	history       *history.Log
+	historyErrors prometheus.Counter // xdpguard_history_write_errors_total
+	// lastFailure is the last failed switch recorded (trigger, digest,
+	// error), so a failure repeating in a loop is recorded once.
+	lastFailure string
+	// usage is the record of each rule's last hit (nil: none), kept by
+	// runAudit; usageErr the last problem saving it, logged once.
+	usage    *audit.UsageRecord
+	usageErr string
 }
 
 // softMemoryLimit is the daemon's heap target (GOMEMLIMIT overrides it):
@@ -201,7 +233,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	d := &daemon{cfg: cfg, log: log, base: base, ctx: ctx, reloads: metrics.NewReloads(), events: metrics.NewEvents(), audit: metrics.NewAudit(), missing: map[string]bool{},
+	d := &daemon{cfg: cfg, log: log, base: base, ctx: ctx, reloads: metrics.NewReloads(), events: metrics.NewEvents(), audit: metrics.NewAudit(), historyErrors: metrics.NewHistoryErrors(), missing: map[string]bool{},
 		host: protect.ThisHost(cfg.SSHConnection)}
 	if base.AllowListening {
 		if d.ports, err = listening.Ports(base.ListeningUIDs); err != nil {
@@ -241,6 +273,13 @@ func Run(ctx context.Context, cfg Config) error {
 	defer watcher.Close()
 	d.watcher = watcher
 	d.watchLists(base.ListFiles())
+	if err := d.openHistory(); err != nil {
+		return err
+	}
+	if err := d.openUsage(); err != nil {
+		return err
+	}
+	before := pinnedDigest(pinRoot, cfg.Ifaces[0])
 	var events *eventsLog
 	if cfg.EventsPath != "" {
 		if events, err = openEventsLog(cfg.EventsPath); err != nil {
@@ -283,6 +322,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer d.stopCrowdSec() // before the guards close
 
+	// Recorded before ready: a caller that sees the ready file (or a
+	// kill just after) finds the start in the history.
+	d.record(history.Record{Kind: history.KindStart, Trigger: history.TriggerStart, Result: history.ResultApplied,
+		Before: before, After: digest(pol), Summary: pol.Summary()})
 	if cfg.ReadyFile != "" {
 		if err := writeReadyFile(cfg.ReadyFile); err != nil {
 			return fmt.Errorf("--ready-file: %w", err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/listening"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/policy"
@@ -19,7 +20,13 @@ import (
 // file, or a switch failing on any interface, leaves the previous policy in
 // force everywhere.
 func (d *daemon) Reload(why string) error {
-	changed, err := d.reload()
+	old, now := d.current, time.Now()
+	changed, cand, err := d.reload()
+	trigger := history.TriggerFile
+	if why == "SIGHUP" {
+		trigger = history.TriggerSIGHUP
+	}
+	d.recordSwitch(trigger, old, cand, changed, err, now)
 	releaseMemory(d.base)
 	// The list files to watch: the new policy's, or, when it was refused,
 	// the ones its file names (fixing a bad list line must reload).
@@ -47,15 +54,17 @@ func (d *daemon) Reload(why string) error {
 }
 
 // reload switches to the file's policy; changed is false when its meaning
-// equals the policy in force (the generation then stays as it is).
-func (d *daemon) reload() (changed bool, err error) {
+// equals the policy in force (the generation then stays as it is). cand is
+// the policy it switched to, or would have (nil: the file was refused
+// before one could be built).
+func (d *daemon) reload() (changed bool, cand *policy.Policy, err error) {
 	base, err := policy.Load(d.cfg.PolicyPath)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	if base.AllowListening && (!d.base.AllowListening || !slices.Equal(base.ListeningUIDs, d.base.ListeningUIDs)) {
 		if d.ports, err = listening.Ports(base.ListeningUIDs); err != nil {
-			return false, err
+			return false, nil, err
 		}
 	}
 	now := time.Now()
@@ -64,23 +73,23 @@ func (d *daemon) reload() (changed bool, err error) {
 	// reload too, not only at start (a daemon under systemd has none).
 	if !d.cfg.Force {
 		if err := pol.LockOut(d.cfg.SSHConnection); err != nil {
-			return false, err
+			return false, pol, err
 		}
 	}
 	// The feeds' settings are read (a key file) before anything changes.
 	crowdSecKey, crowdSecChange, err := d.crowdSecChange(base.CrowdSec)
 	if err != nil {
-		return false, err
+		return false, pol, err
 	}
 	changed, err = d.switchTo(pol)
 	if err != nil {
-		return false, err
+		return false, pol, err
 	}
 	d.base, d.evaluated = base, now
 	if crowdSecChange {
 		d.setCrowdSec(base.CrowdSec, crowdSecKey)
 	}
-	return changed || crowdSecChange, nil
+	return changed || crowdSecChange, pol, nil
 }
 
 // inForce is the policy in force at now for the file's policy base: its
@@ -92,7 +101,9 @@ func (d *daemon) inForce(base *policy.Policy, now time.Time) *policy.Policy {
 // retime switches when a timed rule starts or stops applying.
 func (d *daemon) retime() {
 	now := time.Now()
-	changed, err := d.switchTo(d.inForce(d.base, now))
+	old, cand := d.current, d.inForce(d.base, now)
+	changed, err := d.switchTo(cand)
+	d.recordSwitch(history.TriggerTimer, old, cand, changed, err, now)
 	switch {
 	case err != nil:
 		d.log.Error("timed rules changed but the switch failed; the previous policy stays", "err", err)
@@ -137,7 +148,9 @@ func (d *daemon) rescanListening() {
 	old := d.ports
 	d.ports = ports
 	now := time.Now()
-	changed, err := d.switchTo(d.inForce(d.base, now))
+	before, cand := d.current, d.inForce(d.base, now)
+	changed, err := d.switchTo(cand)
+	d.recordSwitch(history.TriggerListening, before, cand, changed, err, now)
 	switch {
 	case err != nil:
 		d.ports = old
@@ -182,7 +195,10 @@ func (d *daemon) switchTo(pol *policy.Policy) (changed bool, err error) {
 					d.log.Error("rollback failed", "interface", done.Iface, "err", rerr)
 				}
 			}
-			return false, err
+			if i == 0 {
+				return false, err // nothing had switched
+			}
+			return false, &rolledBack{err}
 		}
 	}
 	d.current = pol

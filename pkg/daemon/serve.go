@@ -55,7 +55,7 @@ func (d *daemon) serveMetrics() (*http.Server, error) {
 		d.collector,
 	)
 	d.reloads.Register(reg)
-	reg.MustRegister(d.events.Written, d.events.WriteErrors, metrics.NewCrowdSec(d.crowdSecReport))
+	reg.MustRegister(d.events.Written, d.events.WriteErrors, metrics.NewCrowdSec(d.crowdSecReport), d.historyErrors)
 	d.audit.Register(reg)
 	mux := http.NewServeMux()
 	// A bounded number of scrapes at once, each bounded in time; the

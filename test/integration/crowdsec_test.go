@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/xdpguard/xdpguard/internal/crowdseclab"
+	"github.com/xdpguard/xdpguard/pkg/history"
 )
 
 // crowdSecStatus is the crowdsec part of `xdpguard status --output json`
@@ -142,5 +144,24 @@ func TestCrowdSecBouncerOverVeth(t *testing.T) {
 	expectPorts(t, l, l.CliV4b, l.SrvV4, map[int]string{8022: "open"})
 	if r, _ := crowdSecStatus(t, l); r != nil {
 		t.Errorf("status still reports a bouncer: %v", r)
+	}
+
+	// The change history holds the feed's bans and lifts, in order.
+	recs, _, err := history.Read(l.AuditLog(), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var feed []string
+	for _, r := range recs {
+		if r.Trigger == history.TriggerCrowdSec && r.Origin == "crowdsec" {
+			feed = append(feed, r.Kind+" "+strings.Join(r.Examples, ",")+" "+r.Reason)
+		}
+	}
+	// One record a change: the restarted bouncer re-records none of the
+	// bans it holds.
+	want := []string{"ban " + l.CliV4 + "/32 ", "ban " + v6Range + " ", "unban " + l.CliV4 + "/32 ", "unban " + v6Range + " ",
+		"ban " + l.CliV4b + "/32 ", "unban  the crowdsec section was removed"}
+	if !slices.Equal(feed, want) {
+		t.Errorf("the feed's records:\n%q\nwant\n%q", feed, want)
 	}
 }

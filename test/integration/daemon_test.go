@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/xdpguard/xdpguard/internal/testutil"
+	"github.com/xdpguard/xdpguard/pkg/history"
 )
 
 const labPolicy = `tcp:
@@ -289,6 +290,15 @@ func TestReloadFailingOnOneInterfaceRollsBack(t *testing.T) {
 	if v := Metric(m, "xdpguard_policy_last_reload_success"); v != 0 {
 		t.Errorf("last_reload_success %v after a refused reload", v)
 	}
+	// The history says it was rolled back, and from what to what.
+	recs, _, err := history.Read(l.AuditLog(), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := recs[len(recs)-1]; r.Result != history.ResultRolledBack || r.Before != r.After || !strings.Contains(r.Error, "XDPGUARD_TEST_FAIL_SWITCH") ||
+		r.Change == nil || len(r.Change.Ports) == 0 {
+		t.Errorf("the last record is not the rollback: %+v", r)
+	}
 }
 
 // Changing max_sources gives the new generation a fresh table of the new
@@ -516,6 +526,23 @@ func TestAllowListeningFollowsSockets(t *testing.T) {
 	lns[0].Close()
 	d.WaitLog(`listening ports changed`)
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered", 8022: "open"})
+
+	// The history holds both listening syncs, with the port each moved.
+	recs, _, err := history.Read(l.AuditLog(), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var syncs []string
+	for _, r := range recs {
+		if r.Trigger == history.TriggerListening && r.Result == history.ResultApplied && r.Change != nil {
+			for _, c := range r.Change.Ports {
+				syncs = append(syncs, c.String())
+			}
+		}
+	}
+	if want := []string{"tcp 7777 opened to all", "tcp 7777 closed to all"}; !slices.Equal(syncs, want) {
+		t.Errorf("listening syncs in the history: %q, want %q", syncs, want)
+	}
 }
 
 // Started from an SSH session, run refuses a policy that would refuse that

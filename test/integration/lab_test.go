@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		xdpguardBin = filepath.Join(dir, "xdpguard")
+		// The CLI's bans record in a history of the run's own, never in
+		// the host's /var/lib/xdpguard.
+		os.Setenv("XDPGUARD_AUDIT_LOG", filepath.Join(dir, "cli-history.jsonl"))
 		// -race: the daemon runs race-checked under real traffic and reloads;
 		// the test hooks (crash points, a refused switch) are built in.
 		out, err := exec.Command("go", "build", "-race", "-tags", "xdpguard_testhooks", "-o", xdpguardBin, "../../cmd/xdpguard").CombinedOutput()
@@ -265,6 +268,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// AuditLog is the change history the lab's daemons write.
+func (l *Lab) AuditLog() string { return filepath.Join(l.dir, "history.jsonl") }
+
+// RuleUsage is the record of rule hits the lab's daemons keep.
+func (l *Lab) RuleUsage() string { return filepath.Join(l.dir, "rule-usage.json") }
+
 // WritePolicy writes the lab's policy file.
 func (l *Lab) WritePolicy(doc string) string {
 	return l.WritePolicyMode(doc, 0o600)
@@ -303,6 +312,14 @@ func (l *Lab) StartDaemonBinary(bin string, extra ...string) *Daemon {
 		"--metrics-addr", d.Metrics, "--ready-file", ready)
 	if !strings.Contains(strings.Join(extra, " "), "--iface") {
 		args = append(args, "--iface", l.SrvIf)
+	}
+	// The change history in the lab's directory, not the host's
+	// /var/lib/xdpguard (an older binary has no --audit-log).
+	if bin == xdpguardBin && !strings.Contains(strings.Join(extra, " "), "--audit-log") {
+		args = append(args, "--audit-log", l.AuditLog())
+	}
+	if bin == xdpguardBin && !strings.Contains(strings.Join(extra, " "), "--rule-usage") {
+		args = append(args, "--rule-usage", l.RuleUsage())
 	}
 	args = append(args, extra...)
 	d.cmd = exec.Command("ip", args...)
