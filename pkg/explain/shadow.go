@@ -109,6 +109,11 @@ func loadShadow(lv *live, q Query) (_ *shadow, err error) {
 	sh := &shadow{q: q, keys: srcKeys(q.Src), before: map[string]map[datapath.SrcKey]datapath.SourceState{}}
 	repl := map[string]*ebpf.Map{}
 	var own []*ebpf.Map
+	// The copies are filled once the program is loaded, just before it
+	// runs: the verifier takes a while, and a bucket copied before it
+	// would be stale (a flooding source's refilled). The small per-source
+	// copies go last.
+	var early, late []func() error
 	defer func() {
 		for _, m := range own {
 			m.Close() // the collection holds its own references
@@ -154,52 +159,28 @@ func loadShadow(lv *live, q Query) (_ *shadow, err error) {
 			if err != nil {
 				return nil, err
 			}
-			val := make([]byte, src.ValueSize())
-			for _, k := range sh.keys {
-				if err := src.Lookup(&k, &val); errors.Is(err, ebpf.ErrKeyNotExist) {
-					continue
-				} else if err != nil {
-					return nil, fmt.Errorf("read %s: %w", name, err)
-				}
-				if err := cp.Put(&k, val); err != nil {
-					return nil, fmt.Errorf("copy %s: %w", name, err)
-				}
-				if len(val) == 16 { // struct xdpg_source
-					var st datapath.SourceState
-					_ = src.Lookup(&k, &st)
-					if sh.before[name] == nil {
-						sh.before[name] = map[datapath.SrcKey]datapath.SourceState{}
-					}
-					sh.before[name][k] = st
-				}
-			}
+			late = append(late, func() error { return sh.copySource(name, src, cp) })
 		case byPrefix:
 			cp, err := newCopy(name, copyEntries)
 			if err != nil {
 				return nil, err
 			}
-			if err := containingBans(src, q.Src, func(k datapath.LPMKey, v datapath.BanRange) {
-				sh.bans = append(sh.bans, banEntry{k, v})
-			}); err != nil {
-				return nil, err
-			}
-			for _, b := range sh.bans {
-				if err := cp.Put(&b.k, &b.v); err != nil {
-					return nil, fmt.Errorf("copy %s: %w", name, err)
-				}
-			}
+			late = append(late, func() error { return sh.copyPrefixes(src, cp) })
 		case whole:
 			ms.Flags = src.Flags() // data sections are BPF_F_MMAPABLE once loaded
 			cp, err := newCopy(name, 0)
 			if err != nil {
 				return nil, err
 			}
-			if err := copyArray(src, cp); err != nil {
-				return nil, fmt.Errorf("copy %s: %w", name, err)
-			}
-			if q.Proto == "tcp" {
-				_ = src.Lookup(uint32(q.Dport), &sh.port)
-			}
+			early = append(early, func() error {
+				if q.Proto == "tcp" && name == "xdpg_port_buckets" {
+					_ = src.Lookup(uint32(q.Dport), &sh.port)
+				}
+				if err := copyArray(src, cp); err != nil {
+					return fmt.Errorf("copy %s: %w", name, err)
+				}
+				return nil
+			})
 		case fresh: // made by the load, from the spec
 		}
 	}
@@ -222,7 +203,54 @@ func loadShadow(lv *live, q Query) (_ *shadow, err error) {
 		return nil, fmt.Errorf("the program in force (tag %s) is not the one this xdpguard builds (tag %s): "+
 			"it was loaded by another version; run that version's explain", lv.info.Tag, pi.Tag)
 	}
+	for _, fill := range append(early, late...) {
+		if err := fill(); err != nil {
+			sh.close()
+			return nil, err
+		}
+	}
 	return sh, nil
+}
+
+// copySource copies the live entries of the source's keys into cp.
+func (sh *shadow) copySource(name string, src, cp *ebpf.Map) error {
+	val := make([]byte, src.ValueSize())
+	for _, k := range sh.keys {
+		if err := src.Lookup(&k, &val); errors.Is(err, ebpf.ErrKeyNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("read %s: %w", name, err)
+		}
+		if err := cp.Put(&k, val); err != nil {
+			return fmt.Errorf("copy %s: %w", name, err)
+		}
+		if len(val) == 16 { // struct xdpg_source: kept to tell what the run changed
+			var st datapath.SourceState
+			if err := cp.Lookup(&k, &st); err != nil {
+				return fmt.Errorf("read the copy of %s: %w", name, err)
+			}
+			if sh.before[name] == nil {
+				sh.before[name] = map[datapath.SrcKey]datapath.SourceState{}
+			}
+			sh.before[name][k] = st
+		}
+	}
+	return nil
+}
+
+// copyPrefixes copies every live prefix ban holding the source into cp.
+func (sh *shadow) copyPrefixes(src, cp *ebpf.Map) error {
+	if err := containingBans(src, sh.q.Src, func(k datapath.LPMKey, v datapath.BanRange) {
+		sh.bans = append(sh.bans, banEntry{k, v})
+	}); err != nil {
+		return err
+	}
+	for _, b := range sh.bans {
+		if err := cp.Put(&b.k, &b.v); err != nil {
+			return fmt.Errorf("copy xdpg_ban_ranges: %w", err)
+		}
+	}
+	return nil
 }
 
 // copyArray copies every entry of an array map.
