@@ -103,7 +103,7 @@ func TestReadOnlyCommandsCreateNothing(t *testing.T) {
 	typo := filepath.Join(t.TempDir(), "sys", "fs", "bfp")
 	for _, args := range [][]string{
 		{"status"}, {"status", "--output", "json"}, {"stats", "--count", "1", "--interval", "100ms"}, {"top", "--count", "1", "--interval", "100ms"},
-		{"bans"}, {"unban", "192.0.2.1"}, {"detach", "--all"},
+		{"bans"}, {"unban", "192.0.2.1"}, {"detach", "--all"}, {"explain", "--src", "192.0.2.1", "--proto", "icmp"},
 	} {
 		_, _ = execute(t, append([]string{"--bpffs", typo}, args...)...)
 		if exists(typo) || exists(filepath.Dir(typo)) {

@@ -314,6 +314,7 @@ sources:
 
 	// The text form names the verdict, the reason, the rule and the ban.
 	text := xdpguardIn(t, l, "explain", "--src", banned4, "--proto", "tcp", "--dport", "8022")
+	t.Logf("explain's text:\n%s", text)
 	for _, want := range []string{"verdict:  drop (banned)", "rule:     tcp/8022 (counted as dropped)", "banned: " + banned4 + "/32 until", "origin cli"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("explain's text lacks %q:\n%s", want, text)
