@@ -322,6 +322,36 @@ func TestExplainMatchesTheProgramAndChangesNothing(t *testing.T) {
 	}
 }
 
+// Under mode: monitor every drop is a would-be drop, the closed-port fast
+// path's included, and the program in force agrees.
+func TestExplainInMonitorMode(t *testing.T) {
+	gen := load(t, "mode: monitor\ntcp:\n  allow: [22]\nsources:\n  deny: [203.0.113.0/24]\n")
+	set := maps.Of(gen.Maps)
+	for _, c := range []struct {
+		q               explain.Query
+		verdict, rule   string
+		reason, counter string
+	}{
+		{q("198.51.100.1", "tcp", 23), "would-drop", "tcp/closed", "port_not_allowed", "monitored"},
+		{q("203.0.113.9", "tcp", 22), "would-drop", "sources/deny", "source_denied", "monitored"},
+		{q("198.51.100.1", "tcp", 22), "pass", "tcp/22", "syn_allowed", "passed"},
+	} {
+		res, err := explain.Judge(gen.Program, set, c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Verdict != c.verdict || res.Rule != c.rule || res.Reason != c.reason || res.RuleCounter != c.counter || !res.Generation.Monitor {
+			t.Errorf("%+v: %s %s %s %s (monitor %v)", c.q, res.Verdict, res.Reason, res.Rule, res.RuleCounter, res.Generation.Monitor)
+		}
+		qq := c.q
+		_ = qq.Validate()
+		ret, err := gen.Program.Run(&ebpf.RunOptions{Data: qq.Frame()})
+		if err != nil || ret != 2 {
+			t.Errorf("%+v: the program in force returned %d %v, want XDP_PASS", c.q, ret, err)
+		}
+	}
+}
+
 // Every map of the program has a role in explain, and the maps it shares
 // with the program in force are those the program cannot write.
 func TestEveryMapHasARole(t *testing.T) {

@@ -187,6 +187,9 @@ func loadShadow(lv *live, q Query) (_ *shadow, err error) {
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
 		var ve *ebpf.VerifierError
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, fmt.Errorf("the program in force is another xdpguard version's: its maps differ (%w); run that version's explain", err)
+		}
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("the verifier rejected the program beside the one in force: %+v", ve)
 		}

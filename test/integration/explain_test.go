@@ -245,7 +245,7 @@ sources:
 			continue
 		}
 		explainer := explainIn
-		if c.name == "banned" || c.name == "denied, IPv6 ping" {
+		if c.name == "banned" {
 			explainer = explainCLI // the command itself, for some rows
 		}
 		e := explainer(t, l, args(c)...)
