@@ -33,7 +33,7 @@ const testPolicy = `tcp:
       from: [10.0.0.0/8]
       mode: monitor
 ratelimit:
-  syn: {rate: 1, burst: 2, ban: 60s}
+  syn: {rate: 1, burst: 2, ban: 1h} # an hour: longer than the test, even under qemu
 icmp:
   echo: {rate: 1, burst: 1}
 udp:
