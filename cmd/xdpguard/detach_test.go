@@ -104,6 +104,7 @@ func TestReadOnlyCommandsCreateNothing(t *testing.T) {
 	for _, args := range [][]string{
 		{"status"}, {"status", "--output", "json"}, {"stats", "--count", "1", "--interval", "100ms"}, {"top", "--count", "1", "--interval", "100ms"},
 		{"bans"}, {"unban", "192.0.2.1"}, {"detach", "--all"}, {"history", "--audit-log", filepath.Join(typo, "history.jsonl")},
+		{"explain", "--src", "192.0.2.1", "--proto", "icmp"},
 	} {
 		_, _ = execute(t, append([]string{"--bpffs", typo}, args...)...)
 		if exists(typo) || exists(filepath.Dir(typo)) {

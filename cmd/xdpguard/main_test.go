@@ -68,6 +68,17 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"detach"}, "give --iface or --all"},
 		{[]string{"detach", "--all", "--iface", "x"}, "give --iface or --all"},
 		{[]string{"status", "--output", "yaml"}, "want text or json"},
+		{[]string{"explain", "--proto", "tcp", "--dport", "22"}, `"src" not set`},
+		{[]string{"explain", "--src", "10.0.0.300", "--proto", "tcp", "--dport", "22"}, `--src "10.0.0.300": not an IP address`},
+		{[]string{"explain", "--src", "10.0.0.3", "--proto", "sctp"}, `--proto "sctp": tcp, udp or icmp`},
+		{[]string{"explain", "--src", "10.0.0.3", "--proto", "tcp"}, `--dport: tcp needs a destination port`},
+		{[]string{"explain", "--src", "10.0.0.3", "--dst", "2001:db8::1", "--proto", "icmp"}, "not of one address family"},
+		{[]string{"explain", "--src", "10.0.0.3", "--proto", "udp", "--dport", "53", "--flags", "syn"}, "--flags: only for --proto tcp"},
+		{[]string{"explain", "--src", "10.0.0.3", "--proto", "tcp", "--dport", "22", "--flags", "syn,push"}, `unknown TCP flag "push"`},
+		{[]string{"explain", "--src", "10.0.0.3", "--proto", "tcp", "--dport", "22", "--icmp-type", "8"}, "--icmp-type: only for --proto icmp"},
+		{[]string{"explain", "--src", "10.0.0.3", "--proto", "tcp", "--dport", "22", "--vlan", "4095"}, "a VLAN ID is 0 to 4094"},
+		{[]string{"explain", "--src", "10.0.0.3", "--proto", "tcp", "--dport", "22", "--iface", "../x"}, "--iface"},
+		{[]string{"explain", "--src", "10.0.0.3", "--proto", "tcp", "--dport", "22", "--output", "yaml"}, "want text or json"},
 	} {
 		_, err := execute(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -43,6 +43,3 @@ func LoadDetachedTestClock(pol *policy.Policy) (*Generation, *TestClock, error) 
 
 // NeedsPreciseClock is needsPreciseClock, for the tests that choose clocks.
 var NeedsPreciseClock = needsPreciseClock
-
-// Spec is the embedded program, for tests that read its maps' layout.
-func Spec() (*ebpf.CollectionSpec, error) { return loadXdpguard() }

@@ -1,0 +1,11 @@
+package datapath
+
+import "github.com/cilium/ebpf"
+
+// ProgramName is the XDP program's name in Spec's collection.
+const ProgramName = "xdpguard"
+
+// Spec parses the embedded program afresh, for loading it again beside a
+// generation in force against other maps (pkg/explain). Load is how a
+// generation is built; Spec is for those who bring every map themselves.
+func Spec() (*ebpf.CollectionSpec, error) { return loadXdpguard() }
