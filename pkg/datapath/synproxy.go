@@ -194,3 +194,22 @@ func synproxyRodata(pol *policy.Policy, iface string) (map[string]any, error) {
 		xdpguardVarSynproxyAutoPorts:       portBitmap(pol.SynProxyPorts(policy.SynProxyAuto)),
 	}, nil
 }
+
+// The SYN proxy's counters (xdpg_synproxy_stats, bpf/synproxy.h), in order.
+const (
+	SynProxyCookiesSent     = int(xdpguardXdpgSynproxyCounterXDPG_SP_COOKIES_SENT)
+	SynProxyACKsValid       = int(xdpguardXdpgSynproxyCounterXDPG_SP_ACKS_VALID)
+	SynProxyACKsInvalid     = int(xdpguardXdpgSynproxyCounterXDPG_SP_ACKS_INVALID)
+	SynProxyOverBudgetSrc   = int(xdpguardXdpgSynproxyCounterXDPG_SP_OVER_BUDGET_SOURCE)
+	SynProxyOverBudgetTotal = int(xdpguardXdpgSynproxyCounterXDPG_SP_OVER_BUDGET_TOTAL)
+	SynProxyNoListener      = int(xdpguardXdpgSynproxyCounterXDPG_SP_NO_LISTENER)
+	SynProxyCookieFailed    = int(xdpguardXdpgSynproxyCounterXDPG_SP_COOKIE_FAILED)
+	SynProxyFragment        = int(xdpguardXdpgSynproxyCounterXDPG_SP_FRAGMENT)
+	SynProxyAutoEngaged     = int(xdpguardXdpgSynproxyCounterXDPG_SP_AUTO_ENGAGED)
+	SynProxyProvenSYNs      = int(xdpguardXdpgSynproxyCounterXDPG_SP_PROVEN_SYNS)
+	SynProxyTxFailed        = int(xdpguardXdpgSynproxyCounterXDPG_SP_TX_FAILED)
+	NumSynProxyCounters     = int(xdpguardXdpgSynproxyCounterXDPG_SP_MAX)
+)
+
+// SynProxyPort is auto's state of one port (xdpg_synproxy_ports).
+type SynProxyPort = xdpguardXdpgSynproxyPort

@@ -66,7 +66,7 @@ func spLab(t *testing.T) string {
 		}
 	}
 	in(t, ns, func() {
-		for _, a := range [][2]string{{"tcp4", "0.0.0.0:8080"}, {"tcp6", "[::]:8086"}} {
+		for _, a := range [][2]string{{"tcp", "[::]:8080"}, {"tcp6", "[::]:8086"}} {
 			l, err := net.Listen(a[0], a[1])
 			if err != nil {
 				t.Fatal(err)
