@@ -5,15 +5,20 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/xdpguard/xdpguard/internal/testutil"
 	"github.com/xdpguard/xdpguard/pkg/datapath"
+	"github.com/xdpguard/xdpguard/pkg/maps"
 )
 
 const xdpTX = 3
@@ -49,22 +54,41 @@ func spCounters(t *testing.T, d *datapath.Generation) [spMax]uint64 {
 	return out
 }
 
-// spLab is a namespace with the sysctls the SYN proxy needs and TCP
-// listeners on port 8080 (IPv4) and 8086 (IPv6), removed with the test.
-// BPF_PROG_RUN runs in the caller's namespace: run frames with in.
-func spLab(t *testing.T) string {
+// spLab is a network namespace of the test's own (no ip(8): the kernel
+// matrix's VMs have none) with the sysctls the SYN proxy needs and TCP
+// listeners on port 8080 (dual-stack) and 8086 (IPv6), closed with the
+// test. BPF_PROG_RUN looks sockets up in the caller's namespace: run
+// frames with in.
+func spLab(t *testing.T) netns.NsHandle {
 	t.Helper()
 	testutil.RequirePrivileged(t)
-	ns := "xdpg-sp-" + testutil.UniqueID()
-	if err := testutil.NewNamespaces(ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { testutil.DeleteNamespaces(ns) })
-	for _, kv := range []string{"net.ipv4.tcp_syncookies=2", "net.ipv4.tcp_timestamps=2"} {
-		if err := testutil.Run("ip", "netns", "exec", ns, "sysctl", "-qw", kv); err != nil {
+	var ns netns.NsHandle
+	func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
+		defer orig.Close()
+		if ns, err = netns.New(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := netns.Set(orig); err != nil {
+				panic(err)
+			}
+		}()
+		for name, v := range map[string]string{"ipv4/tcp_syncookies": "2", "ipv4/tcp_timestamps": "2"} {
+			if err := os.WriteFile("/proc/sys/net/"+name, []byte(v), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if lo, err := netlink.LinkByName("lo"); err != nil || netlink.LinkSetUp(lo) != nil {
+			t.Fatalf("lo up: %v", err)
+		}
+	}()
+	t.Cleanup(func() { ns.Close() })
 	in(t, ns, func() {
 		for _, a := range [][2]string{{"tcp", "[::]:8080"}, {"tcp6", "[::]:8086"}} {
 			l, err := net.Listen(a[0], a[1])
@@ -78,11 +102,24 @@ func spLab(t *testing.T) string {
 }
 
 // in runs fn on a thread in ns (t.Run's goroutines are not).
-func in(t *testing.T, ns string, fn func()) {
+func in(t *testing.T, ns netns.NsHandle, fn func()) {
 	t.Helper()
-	if err := testutil.InNS(ns, func() error { fn(); return nil }); err != nil {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer orig.Close()
+	if err := netns.Set(ns); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			panic(err) // a thread left in the lab must not be reused
+		}
+	}()
+	fn()
 }
 
 const spPolicy = `tcp:
@@ -590,6 +627,99 @@ func TestSynProxyVerifiedInstructions(t *testing.T) {
 		t.Logf("verified instructions: %d without the SYN proxy, %d with it", counts[0], counts[1])
 		if counts[1] > 100000 || counts[1]-counts[0] > 30000 {
 			t.Errorf("the SYN proxy costs %d verified instructions (%d in all): budget 30000 (100000)", counts[1]-counts[0], counts[1])
+		}
+	})
+}
+
+// TestSynProxyProvenSources: on a proxied port, the per-source SYN limit
+// and its bans count only sources a cookie handshake proved. Spoofed SYNs
+// from an address (never completing) meet neither, so they cannot get it
+// banned; once the address completes a handshake, its SYNs are limited and
+// it can be banned as on any port.
+func TestSynProxyProvenSources(t *testing.T) {
+	ns := spLab(t)
+	in(t, ns, func() {
+		d := load(t, mustPolicy(t, `tcp:
+  allow:
+    - {port: 8080, syn_proxy: always}
+ratelimit:
+  syn: {rate: 1, burst: 2, ban: 60s}
+synproxy:
+  budget:
+    per_source: {rate: 1000, burst: 1000}
+`))
+		victim := "192.0.2.50"
+		syn := func(sport uint16) (uint32, []byte) {
+			return runFrame(t, d, synSpec{src: victim, sport: sport, dport: 8080, seq: 100, opts: fullOpts(9)}.frame(t))
+		}
+		banned := func() bool {
+			var b datapath.SourceState
+			return d.Maps.XdpgBans.Lookup(datapath.SrcKeyOf(netip.MustParseAddr(victim)), &b) == nil
+		}
+		// Spoofed: ten SYNs at once, five times the burst; all answered,
+		// none limited, no ban.
+		for i := range 10 {
+			if ret, _ := syn(uint16(5000 + i)); ret != xdpTX {
+				t.Fatalf("unproven SYN %d: verdict %d, want XDP_TX (not limited)", i, ret)
+			}
+		}
+		if banned() {
+			t.Fatal("spoofed SYNs got the address banned")
+		}
+		// The address completes a handshake: proven.
+		ret, out := syn(6000)
+		if ret != xdpTX {
+			t.Fatalf("SYN: verdict %d", ret)
+		}
+		r := checkSynAck(t, out, synSpec{src: victim, sport: 6000, dport: 8080, seq: 100})
+		ack := synSpec{flags: "A", src: victim, sport: 6000, dport: 8080, seq: 101, ack: r.tcp.Seq + 1}
+		if ret, _ := runFrame(t, d, ack.frame(t)); ret != xdpPass {
+			t.Fatalf("ACK: verdict %d", ret)
+		}
+		before := spCounters(t, d)
+		var rets []uint32
+		for i := range 3 {
+			ret, _ := syn(uint16(7000 + i))
+			rets = append(rets, ret)
+		}
+		if fmt.Sprint(rets) != fmt.Sprint([]uint32{xdpTX, xdpTX, xdpDrop}) {
+			t.Errorf("proven source's SYNs: %v, want the burst of 2 answered, then limited", rets)
+		}
+		if !banned() {
+			t.Error("the proven source over its limit is not banned")
+		}
+		if c := spCounters(t, d); c[spProvenSYNs] != before[spProvenSYNs]+3 {
+			t.Errorf("proven SYNs %d -> %d", before[spProvenSYNs], c[spProvenSYNs])
+		}
+	})
+}
+
+// TestSynProxyAuto: an auto port passes SYNs to the listener while its
+// rate is under synproxy.auto_above (its burst: one second's worth), then
+// answers them itself, counted as one engagement, and reports itself
+// engaged until auto_hold after the last second over.
+func TestSynProxyAuto(t *testing.T) {
+	ns := spLab(t)
+	in(t, ns, func() {
+		d := load(t, mustPolicy(t, "tcp:\n  allow:\n    - {port: 8080, syn_proxy: auto}\nsynproxy:\n  auto_above: 5\n  auto_hold: 30s\n"))
+		var rets []uint32
+		for i := range 8 {
+			ret, _ := runFrame(t, d, synSpec{src: fmt.Sprintf("192.0.2.%d", 100+i), sport: 9000, dport: 8080, seq: 1, opts: fullOpts(1)}.frame(t))
+			rets = append(rets, ret)
+		}
+		want := []uint32{xdpPass, xdpPass, xdpPass, xdpPass, xdpPass, xdpTX, xdpTX, xdpTX}
+		if fmt.Sprint(rets) != fmt.Sprint(want) {
+			t.Errorf("verdicts %v, want %v (5 passed, then proxied)", rets, want)
+		}
+		if c := spCounters(t, d); c[spAutoEngaged] != 1 || c[spCookies] != 3 {
+			t.Errorf("engagements %d, cookies %d; want 1 and 3", c[spAutoEngaged], c[spCookies])
+		}
+		sp, err := maps.Of(d.Maps).SynProxy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(sp.Engaged) != "[8080]" {
+			t.Errorf("engaged ports %v, want [8080]", sp.Engaged)
 		}
 	})
 }
