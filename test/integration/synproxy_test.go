@@ -245,6 +245,12 @@ func TestSynProxyRealClients(t *testing.T) {
 	if n := Delta(m0, m1, "xdpguard_synproxy_acks_total", `result="valid"`); n < 2 {
 		t.Errorf(`xdpguard_synproxy_acks_total{result="valid"} +%v, want >= 2`, n)
 	}
+	// status shows the proxy and the namespace settings it made.
+	st := l.Status()
+	if !regexp.MustCompile(`"cookies_sent": [1-9]`).MatchString(st) || !regexp.MustCompile(`"acks_valid": [1-9]`).MatchString(st) ||
+		!strings.Contains(st, `"tcp_syncookies": 2`) || !strings.Contains(st, `"tcp_timestamps": 2`) {
+		t.Errorf("status does not show the SYN proxy at work:\n%s", st)
+	}
 	// The port without syn_proxy is the listener's own.
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8022: "refused"})
 }
