@@ -410,7 +410,9 @@ __noinline int synproxy_ack(struct xdp_md *ctx, struct l4_info *l4)
 	int other;
 	long ok;
 
-	if (!l4 || !s)
+	/* First: a kernel that verifies global functions whether called or
+	 * not (6.1) then prunes the rest when the proxy is off. */
+	if (!has_synproxy || !l4 || !s)
 		return XDP_PASS;
 	c.off = l4->l4_off;
 	tcp = cursor_ptr(data, &c, 20, data_end);
@@ -563,6 +565,8 @@ __noinline int synproxy_syn(struct xdp_md *ctx, struct l4_info *l4)
 	__u8 *tcp;
 	int other;
 
+	if (!has_synproxy)
+		return XDP_PASS; /* see synproxy_ack */
 	if (!l4 || !s)
 		return XDP_DROP;
 	c.off = l4->l4_off;
@@ -653,8 +657,8 @@ __noinline int synproxy_fast_ack(struct xdp_md *ctx)
 	__u8 *ip = data + 14, *tcp = data + 34;
 	struct l4_info l4 = { .proto = IPPROTO_TCP, .l4_off = 34 };
 
-	if ((void *)(tcp + 20) > data_end || monitor)
-		return XDP_PASS;
+	if (!has_synproxy || (void *)(tcp + 20) > data_end || monitor)
+		return XDP_PASS; /* has_synproxy: see synproxy_ack */
 	if (!synproxy_ack_candidate(tcp[13], ((__u16)tcp[2] << 8) | tcp[3]))
 		return XDP_PASS;
 	l4.saddr[2] = bpf_htonl(0x0000ffff);

@@ -63,7 +63,12 @@ func ReadSynProxyHost(iface string) (SynProxyHost, error) {
 	h.Timestamps = get("net.ipv4.tcp_timestamps")
 	h.SACK = get("net.ipv4.tcp_sack") != 0
 	h.WindowScaling = get("net.ipv4.tcp_window_scaling") != 0
-	space := max(get("net.ipv4.tcp_rmem"), get("net.core.rmem_max"))
+	space := get("net.ipv4.tcp_rmem")
+	// net.core.rmem_max is the init namespace's alone before 6.5 or so
+	// (absent in others): without it, tcp_rmem's max decides.
+	if v, err := readSysctl("net.core.rmem_max"); err == nil {
+		space = max(space, v)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return h, fmt.Errorf("read the TCP settings: %w", err)
 	}

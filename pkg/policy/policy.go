@@ -712,6 +712,12 @@ func (p *Policy) Summary() string {
 	if len(p.Scoped) > 0 {
 		s += fmt.Sprintf("; %d source-scoped rules", len(p.Scoped))
 	}
+	if p.SynProxy != nil {
+		s += fmt.Sprintf("; syn proxy always %v auto %v", p.SynProxyPorts(SynProxyAlways), p.SynProxyPorts(SynProxyAuto))
+		if p.SynProxy.AutoAbove > 0 {
+			s += fmt.Sprintf(" (above %d/s, hold %s)", p.SynProxy.AutoAbove, p.SynProxy.AutoHold)
+		}
+	}
 	if len(p.Deny) > 0 || len(p.Trust) > 0 {
 		s += fmt.Sprintf("; sources: %d denied, %d trusted", len(p.Deny), len(p.Trust))
 	}
