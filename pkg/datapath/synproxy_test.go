@@ -625,8 +625,11 @@ func TestSynProxyVerifiedInstructions(t *testing.T) {
 			counts[i] = int(n)
 		}
 		t.Logf("verified instructions: %d without the SYN proxy, %d with it", counts[0], counts[1])
-		if counts[1] > 100000 || counts[1]-counts[0] > 30000 {
-			t.Errorf("the SYN proxy costs %d verified instructions (%d in all): budget 30000 (100000)", counts[1]-counts[0], counts[1])
+		// Measured: +25k on 6.18, +24k on 6.12, +54k on 6.1 (101k in
+		// all), of the verifier's 1M. A jump past these means some path
+		// exploded: look before raising them.
+		if counts[1] > 130000 || counts[1]-counts[0] > 70000 {
+			t.Errorf("the SYN proxy costs %d verified instructions (%d in all): budget 70000 (130000)", counts[1]-counts[0], counts[1])
 		}
 	})
 }
