@@ -91,6 +91,7 @@ struct verdict {
 	__u16 dport;
 	__u16 rule;
 	__u8 monitored;
+	__u8 synproxy; /* XDPG_SP_ACT_*: the SYN proxy answers or checks it (synproxy.h) */
 };
 
 /* Look the packet's source up in one of the generation's LPM tries. */
@@ -450,6 +451,8 @@ static __always_inline int src_take(struct xdpg_src_key *key, __u64 *now)
 	return bucket_take(&xdpg_src_buckets, key, now, src_interval_ns, src_limit_ns);
 }
 
+#include "synproxy.h"
+
 /* ICMP messages that ask this host for an answer: echo, timestamp,
  * information and address mask requests; ICMPv6 echo and node information
  * queries. Neighbour discovery, MLD, errors and replies are not. */
@@ -508,11 +511,16 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 	}
 	if (v->monitored)
 		admitted = XDPG_DROP_PORT_NOT_ALLOWED; /* passes: see record() */
+	else if (has_synproxy && synproxy_wants(dport))
+		v->synproxy = XDPG_SP_ACT_SYN;
 	if (has_trust && source_in(&xdpg_trust, l4))
 		return admitted; /* trusted: no rate limits, no bans */
 	src_key_of(l4, &key);
 	if ((banned = ban_verdict(l4, &key, 0)) != XDPG_REASON_MAX)
 		return banned;
+	/* A proxied port limits and bans only sources a handshake proved. */
+	if (v->synproxy && !synproxy_proven(&key))
+		return admitted;
 	if (!src_interval_ns && !port_interval_ns)
 		return admitted;
 
@@ -698,8 +706,11 @@ static __always_inline enum xdpg_reason classify(void *data, void *data_end, str
 		return XDPG_DROP_MALFORMED;
 
 	flags = tcp[13];
-	if ((flags & (XDPG_TCP_SYN | XDPG_TCP_ACK)) != XDPG_TCP_SYN)
+	if ((flags & (XDPG_TCP_SYN | XDPG_TCP_ACK)) != XDPG_TCP_SYN) {
+		if (has_synproxy && !l4->first_frag && synproxy_ack_candidate(flags, ((__u16)tcp[2] << 8) | tcp[3]))
+			v->synproxy = XDPG_SP_ACT_ACK;
 		return XDPG_PASS_NOT_SYN;
+	}
 	if (flags & (XDPG_TCP_FIN | XDPG_TCP_RST))
 		return XDPG_DROP_INVALID_FLAGS;
 
@@ -840,7 +851,9 @@ int xdpguard(struct xdp_md *ctx)
 	struct verdict v = { .rule = XDPG_RULE_NONE };
 	struct l4_info l4; /* filled by the general path, for its events */
 	enum xdpg_reason reason = fast_path(data, data_end, &v);
-	int fast = reason != XDPG_REASON_MAX;
+	int fast;
+
+	fast = reason != XDPG_REASON_MAX;
 
 	/* A scan or a flood to a closed port: the drop to make cheapest. */
 	if (reason == XDPG_DROP_PORT_NOT_ALLOWED) {
@@ -852,8 +865,16 @@ int xdpguard(struct xdp_md *ctx)
 		reason = classify(data, data_end, &l4, &v);
 	/* Passing is the common case: one counter, and the rule's if any. */
 	if (reason < XDPG_DROP_PORT_NOT_ALLOWED) {
+		/* An ACK the fast path passed may complete a handshake the SYN
+		 * proxy answered: checked in a function of its own. */
+		if (has_synproxy && fast && reason == XDPG_PASS_NOT_SYN) {
+			count_reason(reason);
+			return synproxy_fast_ack(ctx);
+		}
 		count_reason(reason);
 		record_rule(reason, &v);
+		if (v.synproxy)
+			return synproxy_act(ctx, &l4, v.synproxy);
 		return XDP_PASS;
 	}
 	record_drop(reason, &v);

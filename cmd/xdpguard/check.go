@@ -21,7 +21,9 @@ func newCheckCmd() *cobra.Command {
 		Long: `check parses and validates a policy file the way 'run' does and prints what
 it means. On errors it prints each with file, line, column and field, and exits
 non-zero. Run from an SSH session, it also refuses a policy that would refuse
-that session's port to its client, or deny its address (--force overrides).
+that session's port to its client, or deny its address; and syn_proxy on a
+kernel without the helpers it needs, or on a port no local socket listens on
+(--force overrides both).
 
 Policy format:
 
@@ -37,6 +39,8 @@ Policy format:
       - port: 5432                    # mode: monitor: others pass, counted as the
         from: [10.0.0.0/8]            # rule's would-be drops
         mode: monitor
+      - port: 443                     # SYN cookies answered by XDP (always, auto,
+        syn_proxy: always             # off); needs a local listener (docs/synproxy.md)
       - port: 8080                    # named (the label of its counters; default
         name: test-team               # tcp/8080), temporary, scheduled (from optional)
         expires: 2026-12-01T18:00:00Z
@@ -57,6 +61,12 @@ Policy format:
   udp:                # optional: filter UDP by destination port
     allow: [53]       # the same forms as tcp.allow
     replies: auto     # ephemeral range for replies: auto, none or "a-b"
+  synproxy:           # with syn_proxy rules (defaults shown but auto_above)
+    auto_above: 5000  # SYNs/s per port above which auto proxies
+    auto_hold: 10s    # ... and for how long after the last second over it
+    budget:           # SYN-ACKs sent; over it dropped and counted
+      per_source: {rate: 200, burst: 400}
+      total: {rate: 2000000, burst: 2000000}
   sources:            # CIDRs or addresses, IPv4 and IPv6
     deny: [203.0.113.0/24]   # every IP packet from these is dropped
     trust: [192.0.2.10]      # exempt from the SYN rate limits`,
@@ -74,9 +84,16 @@ Policy format:
 					return fmt.Errorf("%s: %w", path, err)
 				}
 			}
+			spNotes, err := checkSynProxy(p)
+			if err != nil && !force {
+				return fmt.Errorf("%s: %w (--force accepts it)", path, err)
+			}
 			d := p.Digest()
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (digest %x)\n%s\n", path, d[:6], p.Summary())
 			for _, line := range p.TimedRules(now) {
+				fmt.Fprintln(cmd.OutOrStdout(), line)
+			}
+			for _, line := range spNotes {
 				fmt.Fprintln(cmd.OutOrStdout(), line)
 			}
 			return nil

@@ -53,6 +53,7 @@ type ifaceStatus struct {
 	Bans map[string]int `json:"bans"`
 	// CrowdSec is the daemon's CrowdSec bouncer, when it runs one.
 	CrowdSec *crowdsec.Report `json:"crowdsec,omitempty"`
+	SynProxy *synProxyStatus  `json:"synproxy,omitempty"`
 	Problems []string         `json:"problems"`
 }
 
@@ -200,6 +201,7 @@ func readStatus(root, iface string) ifaceStatus {
 		s.TopPorts = append(s.TopPorts, portStatus{pd.Port, pd.NotAllowed, pd.RateLimited, pd.PortRateLimited, pd.UdpNotAllowed})
 	}
 	s.Rules = snap.Rules
+	s.SynProxy = synProxyStatusOf(snap.SynProxy)
 	for _, pr := range snap.Protected {
 		s.Protected = append(s.Protected, protectedStatus{pr.Source.String(), pr.Why.String()})
 	}
@@ -330,6 +332,7 @@ func printStatus(w io.Writer, s ifaceStatus) {
 	for _, p := range s.TopPorts {
 		fmt.Fprintf(tw, "  port %d\tnot allowed %d, rate limited %d, port rate limited %d, udp not allowed %d\n", p.Port, p.NotAllowed, p.RateLimited, p.PortRateLimited, p.UDPNotAllowed)
 	}
+	printSynProxyStatus(tw, s.SynProxy)
 	if s.Bans != nil {
 		var parts []string
 		for _, o := range datapath.BanOrigins() {

@@ -3,6 +3,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -90,6 +91,11 @@ func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 	if err != nil {
 		return nil, err
 	}
+	spVars, err := synproxyRodata(pol, opts.Iface)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(vars, spVars)
 	for name, v := range vars {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)

@@ -13,6 +13,29 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xdpguardSpScratch struct {
+	_ structs.HostLayout
+	F struct {
+		_ structs.HostLayout
+		T struct {
+			_    structs.HostLayout
+			Ipv4 struct {
+				_     structs.HostLayout
+				Saddr uint32
+				Daddr uint32
+				Sport uint16
+				Dport uint16
+			}
+			_ [24]byte
+		}
+		Ip       [40]uint8
+		TupleLen uint32
+		IpLen    uint32
+	}
+	Th [24]uint8
+	B  [80]uint8
+}
+
 type xdpguardXdpgBanOrigin uint32
 
 const (
@@ -166,68 +189,113 @@ type xdpguardXdpgSrcKey struct {
 	Addr [4]uint32
 }
 
+type xdpguardXdpgSynproxyCounter uint32
+
+const (
+	xdpguardXdpgSynproxyCounterXDPG_SP_COOKIES_SENT       xdpguardXdpgSynproxyCounter = 0
+	xdpguardXdpgSynproxyCounterXDPG_SP_ACKS_VALID         xdpguardXdpgSynproxyCounter = 1
+	xdpguardXdpgSynproxyCounterXDPG_SP_ACKS_INVALID       xdpguardXdpgSynproxyCounter = 2
+	xdpguardXdpgSynproxyCounterXDPG_SP_OVER_BUDGET_SOURCE xdpguardXdpgSynproxyCounter = 3
+	xdpguardXdpgSynproxyCounterXDPG_SP_OVER_BUDGET_TOTAL  xdpguardXdpgSynproxyCounter = 4
+	xdpguardXdpgSynproxyCounterXDPG_SP_NO_LISTENER        xdpguardXdpgSynproxyCounter = 5
+	xdpguardXdpgSynproxyCounterXDPG_SP_COOKIE_FAILED      xdpguardXdpgSynproxyCounter = 6
+	xdpguardXdpgSynproxyCounterXDPG_SP_FRAGMENT           xdpguardXdpgSynproxyCounter = 7
+	xdpguardXdpgSynproxyCounterXDPG_SP_AUTO_ENGAGED       xdpguardXdpgSynproxyCounter = 8
+	xdpguardXdpgSynproxyCounterXDPG_SP_PROVEN_SYNS        xdpguardXdpgSynproxyCounter = 9
+	xdpguardXdpgSynproxyCounterXDPG_SP_TX_FAILED          xdpguardXdpgSynproxyCounter = 10
+	xdpguardXdpgSynproxyCounterXDPG_SP_MAX                xdpguardXdpgSynproxyCounter = 11
+)
+
+type xdpguardXdpgSynproxyPort struct {
+	_            structs.HostLayout
+	Tat          uint64
+	EngagedUntil uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	xdpguardMapXdpgBanRanges     = "xdpg_ban_ranges"
-	xdpguardMapXdpgBans          = "xdpg_bans"
-	xdpguardMapXdpgDeny          = "xdpg_deny"
-	xdpguardMapXdpgDenyBlocks    = "xdpg_deny_blocks"
-	xdpguardMapXdpgDenyHosts     = "xdpg_deny_hosts"
-	xdpguardMapXdpgEventConfig   = "xdpg_event_config"
-	xdpguardMapXdpgEvents        = "xdpg_events"
-	xdpguardMapXdpgGeneration    = "xdpg_generation"
-	xdpguardMapXdpgGroupPorts    = "xdpg_group_ports"
-	xdpguardMapXdpgGroupRule     = "xdpg_group_rule"
-	xdpguardMapXdpgHealth        = "xdpg_health"
-	xdpguardMapXdpgIcmpBuckets   = "xdpg_icmp_buckets"
-	xdpguardMapXdpgPortBuckets   = "xdpg_port_buckets"
-	xdpguardMapXdpgPortDrops     = "xdpg_port_drops"
-	xdpguardMapXdpgProtected     = "xdpg_protected"
-	xdpguardMapXdpgRuleNames     = "xdpg_rule_names"
-	xdpguardMapXdpgRuleStats     = "xdpg_rule_stats"
-	xdpguardMapXdpgScopedSrc     = "xdpg_scoped_src"
-	xdpguardMapXdpgSrcBuckets    = "xdpg_src_buckets"
-	xdpguardMapXdpgStats         = "xdpg_stats"
-	xdpguardMapXdpgTrust         = "xdpg_trust"
-	xdpguardProgXdpguard         = "xdpguard"
-	xdpguardVarAllowPorts        = "allow_ports"
-	xdpguardVarBanNs             = "ban_ns"
-	xdpguardVarGeneration        = "generation"
-	xdpguardVarHasDeny           = "has_deny"
-	xdpguardVarHasDenyBlocks     = "has_deny_blocks"
-	xdpguardVarHasDenyHosts      = "has_deny_hosts"
-	xdpguardVarHasRuleMonitor    = "has_rule_monitor"
-	xdpguardVarHasScoped         = "has_scoped"
-	xdpguardVarHasTrust          = "has_trust"
-	xdpguardVarHasUdp            = "has_udp"
-	xdpguardVarIcmpIntervalNs    = "icmp_interval_ns"
-	xdpguardVarIcmpLimitNs       = "icmp_limit_ns"
-	xdpguardVarMonitor           = "monitor"
-	xdpguardVarMonitorPorts      = "monitor_ports"
-	xdpguardVarPortIntervalNs    = "port_interval_ns"
-	xdpguardVarPortLimitNs       = "port_limit_ns"
-	xdpguardVarPortRules         = "port_rules"
-	xdpguardVarPreciseClock      = "precise_clock"
-	xdpguardVarScopedPorts       = "scoped_ports"
-	xdpguardVarSrcIntervalNs     = "src_interval_ns"
-	xdpguardVarSrcLimitNs        = "src_limit_ns"
-	xdpguardVarUdpAllowPorts     = "udp_allow_ports"
-	xdpguardVarUdpMonitorPorts   = "udp_monitor_ports"
-	xdpguardVarUdpReplyFirst     = "udp_reply_first"
-	xdpguardVarUdpReplyLast      = "udp_reply_last"
-	xdpguardVarUdpScopedPorts    = "udp_scoped_ports"
-	xdpguardVarUnusedBanOrigin   = "unused_ban_origin"
-	xdpguardVarUnusedBanRange    = "unused_ban_range"
-	xdpguardVarUnusedEvent       = "unused_event"
-	xdpguardVarUnusedEventConfig = "unused_event_config"
-	xdpguardVarUnusedHealth      = "unused_health"
-	xdpguardVarUnusedLpmKey      = "unused_lpm_key"
-	xdpguardVarUnusedMeta        = "unused_meta"
-	xdpguardVarUnusedProtection  = "unused_protection"
-	xdpguardVarUnusedReason      = "unused_reason"
-	xdpguardVarUnusedRuleSlot    = "unused_rule_slot"
+	xdpguardMapXdpgBanRanges           = "xdpg_ban_ranges"
+	xdpguardMapXdpgBans                = "xdpg_bans"
+	xdpguardMapXdpgDeny                = "xdpg_deny"
+	xdpguardMapXdpgDenyBlocks          = "xdpg_deny_blocks"
+	xdpguardMapXdpgDenyHosts           = "xdpg_deny_hosts"
+	xdpguardMapXdpgEventConfig         = "xdpg_event_config"
+	xdpguardMapXdpgEvents              = "xdpg_events"
+	xdpguardMapXdpgGeneration          = "xdpg_generation"
+	xdpguardMapXdpgGroupPorts          = "xdpg_group_ports"
+	xdpguardMapXdpgGroupRule           = "xdpg_group_rule"
+	xdpguardMapXdpgHealth              = "xdpg_health"
+	xdpguardMapXdpgIcmpBuckets         = "xdpg_icmp_buckets"
+	xdpguardMapXdpgPortBuckets         = "xdpg_port_buckets"
+	xdpguardMapXdpgPortDrops           = "xdpg_port_drops"
+	xdpguardMapXdpgProtected           = "xdpg_protected"
+	xdpguardMapXdpgProven              = "xdpg_proven"
+	xdpguardMapXdpgRuleNames           = "xdpg_rule_names"
+	xdpguardMapXdpgRuleStats           = "xdpg_rule_stats"
+	xdpguardMapXdpgScopedSrc           = "xdpg_scoped_src"
+	xdpguardMapXdpgSpScratch           = "xdpg_sp_scratch"
+	xdpguardMapXdpgSrcBuckets          = "xdpg_src_buckets"
+	xdpguardMapXdpgStats               = "xdpg_stats"
+	xdpguardMapXdpgSynproxyBudget      = "xdpg_synproxy_budget"
+	xdpguardMapXdpgSynproxyPorts       = "xdpg_synproxy_ports"
+	xdpguardMapXdpgSynproxyStats       = "xdpg_synproxy_stats"
+	xdpguardMapXdpgSynproxyTotal       = "xdpg_synproxy_total"
+	xdpguardMapXdpgTrust               = "xdpg_trust"
+	xdpguardProgXdpguard               = "xdpguard"
+	xdpguardVarAllowPorts              = "allow_ports"
+	xdpguardVarBanNs                   = "ban_ns"
+	xdpguardVarGeneration              = "generation"
+	xdpguardVarHasDeny                 = "has_deny"
+	xdpguardVarHasDenyBlocks           = "has_deny_blocks"
+	xdpguardVarHasDenyHosts            = "has_deny_hosts"
+	xdpguardVarHasRuleMonitor          = "has_rule_monitor"
+	xdpguardVarHasScoped               = "has_scoped"
+	xdpguardVarHasSynproxy             = "has_synproxy"
+	xdpguardVarHasTrust                = "has_trust"
+	xdpguardVarHasUdp                  = "has_udp"
+	xdpguardVarIcmpIntervalNs          = "icmp_interval_ns"
+	xdpguardVarIcmpLimitNs             = "icmp_limit_ns"
+	xdpguardVarMonitor                 = "monitor"
+	xdpguardVarMonitorPorts            = "monitor_ports"
+	xdpguardVarPortIntervalNs          = "port_interval_ns"
+	xdpguardVarPortLimitNs             = "port_limit_ns"
+	xdpguardVarPortRules               = "port_rules"
+	xdpguardVarPreciseClock            = "precise_clock"
+	xdpguardVarScopedPorts             = "scoped_ports"
+	xdpguardVarSrcIntervalNs           = "src_interval_ns"
+	xdpguardVarSrcLimitNs              = "src_limit_ns"
+	xdpguardVarSynproxyAlwaysPorts     = "synproxy_always_ports"
+	xdpguardVarSynproxyAutoHoldNs      = "synproxy_auto_hold_ns"
+	xdpguardVarSynproxyAutoIntervalNs  = "synproxy_auto_interval_ns"
+	xdpguardVarSynproxyAutoLimitNs     = "synproxy_auto_limit_ns"
+	xdpguardVarSynproxyAutoPorts       = "synproxy_auto_ports"
+	xdpguardVarSynproxyMss4            = "synproxy_mss4"
+	xdpguardVarSynproxyMss6            = "synproxy_mss6"
+	xdpguardVarSynproxyOpts            = "synproxy_opts"
+	xdpguardVarSynproxySrcIntervalNs   = "synproxy_src_interval_ns"
+	xdpguardVarSynproxySrcLimitNs      = "synproxy_src_limit_ns"
+	xdpguardVarSynproxyTotalIntervalNs = "synproxy_total_interval_ns"
+	xdpguardVarSynproxyTotalLimitNs    = "synproxy_total_limit_ns"
+	xdpguardVarSynproxyWindow          = "synproxy_window"
+	xdpguardVarSynproxyWscale          = "synproxy_wscale"
+	xdpguardVarUdpAllowPorts           = "udp_allow_ports"
+	xdpguardVarUdpMonitorPorts         = "udp_monitor_ports"
+	xdpguardVarUdpReplyFirst           = "udp_reply_first"
+	xdpguardVarUdpReplyLast            = "udp_reply_last"
+	xdpguardVarUdpScopedPorts          = "udp_scoped_ports"
+	xdpguardVarUnusedBanOrigin         = "unused_ban_origin"
+	xdpguardVarUnusedBanRange          = "unused_ban_range"
+	xdpguardVarUnusedEvent             = "unused_event"
+	xdpguardVarUnusedEventConfig       = "unused_event_config"
+	xdpguardVarUnusedHealth            = "unused_health"
+	xdpguardVarUnusedLpmKey            = "unused_lpm_key"
+	xdpguardVarUnusedMeta              = "unused_meta"
+	xdpguardVarUnusedProtection        = "unused_protection"
+	xdpguardVarUnusedReason            = "unused_reason"
+	xdpguardVarUnusedRuleSlot          = "unused_rule_slot"
+	xdpguardVarUnusedSpCounter         = "unused_sp_counter"
 )
 
 // loadXdpguard returns the embedded CollectionSpec for xdpguard.
@@ -279,69 +347,91 @@ type xdpguardProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardMapSpecs struct {
-	XdpgBanRanges   *ebpf.MapSpec `ebpf:"xdpg_ban_ranges"`
-	XdpgBans        *ebpf.MapSpec `ebpf:"xdpg_bans"`
-	XdpgDeny        *ebpf.MapSpec `ebpf:"xdpg_deny"`
-	XdpgDenyBlocks  *ebpf.MapSpec `ebpf:"xdpg_deny_blocks"`
-	XdpgDenyHosts   *ebpf.MapSpec `ebpf:"xdpg_deny_hosts"`
-	XdpgEventConfig *ebpf.MapSpec `ebpf:"xdpg_event_config"`
-	XdpgEvents      *ebpf.MapSpec `ebpf:"xdpg_events"`
-	XdpgGeneration  *ebpf.MapSpec `ebpf:"xdpg_generation"`
-	XdpgGroupPorts  *ebpf.MapSpec `ebpf:"xdpg_group_ports"`
-	XdpgGroupRule   *ebpf.MapSpec `ebpf:"xdpg_group_rule"`
-	XdpgHealth      *ebpf.MapSpec `ebpf:"xdpg_health"`
-	XdpgIcmpBuckets *ebpf.MapSpec `ebpf:"xdpg_icmp_buckets"`
-	XdpgPortBuckets *ebpf.MapSpec `ebpf:"xdpg_port_buckets"`
-	XdpgPortDrops   *ebpf.MapSpec `ebpf:"xdpg_port_drops"`
-	XdpgProtected   *ebpf.MapSpec `ebpf:"xdpg_protected"`
-	XdpgRuleNames   *ebpf.MapSpec `ebpf:"xdpg_rule_names"`
-	XdpgRuleStats   *ebpf.MapSpec `ebpf:"xdpg_rule_stats"`
-	XdpgScopedSrc   *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
-	XdpgSrcBuckets  *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
-	XdpgStats       *ebpf.MapSpec `ebpf:"xdpg_stats"`
-	XdpgTrust       *ebpf.MapSpec `ebpf:"xdpg_trust"`
+	XdpgBanRanges      *ebpf.MapSpec `ebpf:"xdpg_ban_ranges"`
+	XdpgBans           *ebpf.MapSpec `ebpf:"xdpg_bans"`
+	XdpgDeny           *ebpf.MapSpec `ebpf:"xdpg_deny"`
+	XdpgDenyBlocks     *ebpf.MapSpec `ebpf:"xdpg_deny_blocks"`
+	XdpgDenyHosts      *ebpf.MapSpec `ebpf:"xdpg_deny_hosts"`
+	XdpgEventConfig    *ebpf.MapSpec `ebpf:"xdpg_event_config"`
+	XdpgEvents         *ebpf.MapSpec `ebpf:"xdpg_events"`
+	XdpgGeneration     *ebpf.MapSpec `ebpf:"xdpg_generation"`
+	XdpgGroupPorts     *ebpf.MapSpec `ebpf:"xdpg_group_ports"`
+	XdpgGroupRule      *ebpf.MapSpec `ebpf:"xdpg_group_rule"`
+	XdpgHealth         *ebpf.MapSpec `ebpf:"xdpg_health"`
+	XdpgIcmpBuckets    *ebpf.MapSpec `ebpf:"xdpg_icmp_buckets"`
+	XdpgPortBuckets    *ebpf.MapSpec `ebpf:"xdpg_port_buckets"`
+	XdpgPortDrops      *ebpf.MapSpec `ebpf:"xdpg_port_drops"`
+	XdpgProtected      *ebpf.MapSpec `ebpf:"xdpg_protected"`
+	XdpgProven         *ebpf.MapSpec `ebpf:"xdpg_proven"`
+	XdpgRuleNames      *ebpf.MapSpec `ebpf:"xdpg_rule_names"`
+	XdpgRuleStats      *ebpf.MapSpec `ebpf:"xdpg_rule_stats"`
+	XdpgScopedSrc      *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
+	XdpgSpScratch      *ebpf.MapSpec `ebpf:"xdpg_sp_scratch"`
+	XdpgSrcBuckets     *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
+	XdpgStats          *ebpf.MapSpec `ebpf:"xdpg_stats"`
+	XdpgSynproxyBudget *ebpf.MapSpec `ebpf:"xdpg_synproxy_budget"`
+	XdpgSynproxyPorts  *ebpf.MapSpec `ebpf:"xdpg_synproxy_ports"`
+	XdpgSynproxyStats  *ebpf.MapSpec `ebpf:"xdpg_synproxy_stats"`
+	XdpgSynproxyTotal  *ebpf.MapSpec `ebpf:"xdpg_synproxy_total"`
+	XdpgTrust          *ebpf.MapSpec `ebpf:"xdpg_trust"`
 }
 
 // xdpguardVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardVariableSpecs struct {
-	AllowPorts        *ebpf.VariableSpec `ebpf:"allow_ports"`
-	BanNs             *ebpf.VariableSpec `ebpf:"ban_ns"`
-	Generation        *ebpf.VariableSpec `ebpf:"generation"`
-	HasDeny           *ebpf.VariableSpec `ebpf:"has_deny"`
-	HasDenyBlocks     *ebpf.VariableSpec `ebpf:"has_deny_blocks"`
-	HasDenyHosts      *ebpf.VariableSpec `ebpf:"has_deny_hosts"`
-	HasRuleMonitor    *ebpf.VariableSpec `ebpf:"has_rule_monitor"`
-	HasScoped         *ebpf.VariableSpec `ebpf:"has_scoped"`
-	HasTrust          *ebpf.VariableSpec `ebpf:"has_trust"`
-	HasUdp            *ebpf.VariableSpec `ebpf:"has_udp"`
-	IcmpIntervalNs    *ebpf.VariableSpec `ebpf:"icmp_interval_ns"`
-	IcmpLimitNs       *ebpf.VariableSpec `ebpf:"icmp_limit_ns"`
-	Monitor           *ebpf.VariableSpec `ebpf:"monitor"`
-	MonitorPorts      *ebpf.VariableSpec `ebpf:"monitor_ports"`
-	PortIntervalNs    *ebpf.VariableSpec `ebpf:"port_interval_ns"`
-	PortLimitNs       *ebpf.VariableSpec `ebpf:"port_limit_ns"`
-	PortRules         *ebpf.VariableSpec `ebpf:"port_rules"`
-	PreciseClock      *ebpf.VariableSpec `ebpf:"precise_clock"`
-	ScopedPorts       *ebpf.VariableSpec `ebpf:"scoped_ports"`
-	SrcIntervalNs     *ebpf.VariableSpec `ebpf:"src_interval_ns"`
-	SrcLimitNs        *ebpf.VariableSpec `ebpf:"src_limit_ns"`
-	UdpAllowPorts     *ebpf.VariableSpec `ebpf:"udp_allow_ports"`
-	UdpMonitorPorts   *ebpf.VariableSpec `ebpf:"udp_monitor_ports"`
-	UdpReplyFirst     *ebpf.VariableSpec `ebpf:"udp_reply_first"`
-	UdpReplyLast      *ebpf.VariableSpec `ebpf:"udp_reply_last"`
-	UdpScopedPorts    *ebpf.VariableSpec `ebpf:"udp_scoped_ports"`
-	UnusedBanOrigin   *ebpf.VariableSpec `ebpf:"unused_ban_origin"`
-	UnusedBanRange    *ebpf.VariableSpec `ebpf:"unused_ban_range"`
-	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventConfig *ebpf.VariableSpec `ebpf:"unused_event_config"`
-	UnusedHealth      *ebpf.VariableSpec `ebpf:"unused_health"`
-	UnusedLpmKey      *ebpf.VariableSpec `ebpf:"unused_lpm_key"`
-	UnusedMeta        *ebpf.VariableSpec `ebpf:"unused_meta"`
-	UnusedProtection  *ebpf.VariableSpec `ebpf:"unused_protection"`
-	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
-	UnusedRuleSlot    *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
+	AllowPorts              *ebpf.VariableSpec `ebpf:"allow_ports"`
+	BanNs                   *ebpf.VariableSpec `ebpf:"ban_ns"`
+	Generation              *ebpf.VariableSpec `ebpf:"generation"`
+	HasDeny                 *ebpf.VariableSpec `ebpf:"has_deny"`
+	HasDenyBlocks           *ebpf.VariableSpec `ebpf:"has_deny_blocks"`
+	HasDenyHosts            *ebpf.VariableSpec `ebpf:"has_deny_hosts"`
+	HasRuleMonitor          *ebpf.VariableSpec `ebpf:"has_rule_monitor"`
+	HasScoped               *ebpf.VariableSpec `ebpf:"has_scoped"`
+	HasSynproxy             *ebpf.VariableSpec `ebpf:"has_synproxy"`
+	HasTrust                *ebpf.VariableSpec `ebpf:"has_trust"`
+	HasUdp                  *ebpf.VariableSpec `ebpf:"has_udp"`
+	IcmpIntervalNs          *ebpf.VariableSpec `ebpf:"icmp_interval_ns"`
+	IcmpLimitNs             *ebpf.VariableSpec `ebpf:"icmp_limit_ns"`
+	Monitor                 *ebpf.VariableSpec `ebpf:"monitor"`
+	MonitorPorts            *ebpf.VariableSpec `ebpf:"monitor_ports"`
+	PortIntervalNs          *ebpf.VariableSpec `ebpf:"port_interval_ns"`
+	PortLimitNs             *ebpf.VariableSpec `ebpf:"port_limit_ns"`
+	PortRules               *ebpf.VariableSpec `ebpf:"port_rules"`
+	PreciseClock            *ebpf.VariableSpec `ebpf:"precise_clock"`
+	ScopedPorts             *ebpf.VariableSpec `ebpf:"scoped_ports"`
+	SrcIntervalNs           *ebpf.VariableSpec `ebpf:"src_interval_ns"`
+	SrcLimitNs              *ebpf.VariableSpec `ebpf:"src_limit_ns"`
+	SynproxyAlwaysPorts     *ebpf.VariableSpec `ebpf:"synproxy_always_ports"`
+	SynproxyAutoHoldNs      *ebpf.VariableSpec `ebpf:"synproxy_auto_hold_ns"`
+	SynproxyAutoIntervalNs  *ebpf.VariableSpec `ebpf:"synproxy_auto_interval_ns"`
+	SynproxyAutoLimitNs     *ebpf.VariableSpec `ebpf:"synproxy_auto_limit_ns"`
+	SynproxyAutoPorts       *ebpf.VariableSpec `ebpf:"synproxy_auto_ports"`
+	SynproxyMss4            *ebpf.VariableSpec `ebpf:"synproxy_mss4"`
+	SynproxyMss6            *ebpf.VariableSpec `ebpf:"synproxy_mss6"`
+	SynproxyOpts            *ebpf.VariableSpec `ebpf:"synproxy_opts"`
+	SynproxySrcIntervalNs   *ebpf.VariableSpec `ebpf:"synproxy_src_interval_ns"`
+	SynproxySrcLimitNs      *ebpf.VariableSpec `ebpf:"synproxy_src_limit_ns"`
+	SynproxyTotalIntervalNs *ebpf.VariableSpec `ebpf:"synproxy_total_interval_ns"`
+	SynproxyTotalLimitNs    *ebpf.VariableSpec `ebpf:"synproxy_total_limit_ns"`
+	SynproxyWindow          *ebpf.VariableSpec `ebpf:"synproxy_window"`
+	SynproxyWscale          *ebpf.VariableSpec `ebpf:"synproxy_wscale"`
+	UdpAllowPorts           *ebpf.VariableSpec `ebpf:"udp_allow_ports"`
+	UdpMonitorPorts         *ebpf.VariableSpec `ebpf:"udp_monitor_ports"`
+	UdpReplyFirst           *ebpf.VariableSpec `ebpf:"udp_reply_first"`
+	UdpReplyLast            *ebpf.VariableSpec `ebpf:"udp_reply_last"`
+	UdpScopedPorts          *ebpf.VariableSpec `ebpf:"udp_scoped_ports"`
+	UnusedBanOrigin         *ebpf.VariableSpec `ebpf:"unused_ban_origin"`
+	UnusedBanRange          *ebpf.VariableSpec `ebpf:"unused_ban_range"`
+	UnusedEvent             *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventConfig       *ebpf.VariableSpec `ebpf:"unused_event_config"`
+	UnusedHealth            *ebpf.VariableSpec `ebpf:"unused_health"`
+	UnusedLpmKey            *ebpf.VariableSpec `ebpf:"unused_lpm_key"`
+	UnusedMeta              *ebpf.VariableSpec `ebpf:"unused_meta"`
+	UnusedProtection        *ebpf.VariableSpec `ebpf:"unused_protection"`
+	UnusedReason            *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedRuleSlot          *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
+	UnusedSpCounter         *ebpf.VariableSpec `ebpf:"unused_sp_counter"`
 }
 
 // xdpguardObjects contains all objects after they have been loaded into the kernel.
@@ -364,27 +454,33 @@ func (o *xdpguardObjects) Close() error {
 //
 // It can be passed to loadXdpguardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardMaps struct {
-	XdpgBanRanges   *ebpf.Map `ebpf:"xdpg_ban_ranges"`
-	XdpgBans        *ebpf.Map `ebpf:"xdpg_bans"`
-	XdpgDeny        *ebpf.Map `ebpf:"xdpg_deny"`
-	XdpgDenyBlocks  *ebpf.Map `ebpf:"xdpg_deny_blocks"`
-	XdpgDenyHosts   *ebpf.Map `ebpf:"xdpg_deny_hosts"`
-	XdpgEventConfig *ebpf.Map `ebpf:"xdpg_event_config"`
-	XdpgEvents      *ebpf.Map `ebpf:"xdpg_events"`
-	XdpgGeneration  *ebpf.Map `ebpf:"xdpg_generation"`
-	XdpgGroupPorts  *ebpf.Map `ebpf:"xdpg_group_ports"`
-	XdpgGroupRule   *ebpf.Map `ebpf:"xdpg_group_rule"`
-	XdpgHealth      *ebpf.Map `ebpf:"xdpg_health"`
-	XdpgIcmpBuckets *ebpf.Map `ebpf:"xdpg_icmp_buckets"`
-	XdpgPortBuckets *ebpf.Map `ebpf:"xdpg_port_buckets"`
-	XdpgPortDrops   *ebpf.Map `ebpf:"xdpg_port_drops"`
-	XdpgProtected   *ebpf.Map `ebpf:"xdpg_protected"`
-	XdpgRuleNames   *ebpf.Map `ebpf:"xdpg_rule_names"`
-	XdpgRuleStats   *ebpf.Map `ebpf:"xdpg_rule_stats"`
-	XdpgScopedSrc   *ebpf.Map `ebpf:"xdpg_scoped_src"`
-	XdpgSrcBuckets  *ebpf.Map `ebpf:"xdpg_src_buckets"`
-	XdpgStats       *ebpf.Map `ebpf:"xdpg_stats"`
-	XdpgTrust       *ebpf.Map `ebpf:"xdpg_trust"`
+	XdpgBanRanges      *ebpf.Map `ebpf:"xdpg_ban_ranges"`
+	XdpgBans           *ebpf.Map `ebpf:"xdpg_bans"`
+	XdpgDeny           *ebpf.Map `ebpf:"xdpg_deny"`
+	XdpgDenyBlocks     *ebpf.Map `ebpf:"xdpg_deny_blocks"`
+	XdpgDenyHosts      *ebpf.Map `ebpf:"xdpg_deny_hosts"`
+	XdpgEventConfig    *ebpf.Map `ebpf:"xdpg_event_config"`
+	XdpgEvents         *ebpf.Map `ebpf:"xdpg_events"`
+	XdpgGeneration     *ebpf.Map `ebpf:"xdpg_generation"`
+	XdpgGroupPorts     *ebpf.Map `ebpf:"xdpg_group_ports"`
+	XdpgGroupRule      *ebpf.Map `ebpf:"xdpg_group_rule"`
+	XdpgHealth         *ebpf.Map `ebpf:"xdpg_health"`
+	XdpgIcmpBuckets    *ebpf.Map `ebpf:"xdpg_icmp_buckets"`
+	XdpgPortBuckets    *ebpf.Map `ebpf:"xdpg_port_buckets"`
+	XdpgPortDrops      *ebpf.Map `ebpf:"xdpg_port_drops"`
+	XdpgProtected      *ebpf.Map `ebpf:"xdpg_protected"`
+	XdpgProven         *ebpf.Map `ebpf:"xdpg_proven"`
+	XdpgRuleNames      *ebpf.Map `ebpf:"xdpg_rule_names"`
+	XdpgRuleStats      *ebpf.Map `ebpf:"xdpg_rule_stats"`
+	XdpgScopedSrc      *ebpf.Map `ebpf:"xdpg_scoped_src"`
+	XdpgSpScratch      *ebpf.Map `ebpf:"xdpg_sp_scratch"`
+	XdpgSrcBuckets     *ebpf.Map `ebpf:"xdpg_src_buckets"`
+	XdpgStats          *ebpf.Map `ebpf:"xdpg_stats"`
+	XdpgSynproxyBudget *ebpf.Map `ebpf:"xdpg_synproxy_budget"`
+	XdpgSynproxyPorts  *ebpf.Map `ebpf:"xdpg_synproxy_ports"`
+	XdpgSynproxyStats  *ebpf.Map `ebpf:"xdpg_synproxy_stats"`
+	XdpgSynproxyTotal  *ebpf.Map `ebpf:"xdpg_synproxy_total"`
+	XdpgTrust          *ebpf.Map `ebpf:"xdpg_trust"`
 }
 
 func (m *xdpguardMaps) Close() error {
@@ -404,11 +500,17 @@ func (m *xdpguardMaps) Close() error {
 		m.XdpgPortBuckets,
 		m.XdpgPortDrops,
 		m.XdpgProtected,
+		m.XdpgProven,
 		m.XdpgRuleNames,
 		m.XdpgRuleStats,
 		m.XdpgScopedSrc,
+		m.XdpgSpScratch,
 		m.XdpgSrcBuckets,
 		m.XdpgStats,
+		m.XdpgSynproxyBudget,
+		m.XdpgSynproxyPorts,
+		m.XdpgSynproxyStats,
+		m.XdpgSynproxyTotal,
 		m.XdpgTrust,
 	)
 }
@@ -417,42 +519,58 @@ func (m *xdpguardMaps) Close() error {
 //
 // It can be passed to loadXdpguardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardVariables struct {
-	AllowPorts        *ebpf.Variable `ebpf:"allow_ports"`
-	BanNs             *ebpf.Variable `ebpf:"ban_ns"`
-	Generation        *ebpf.Variable `ebpf:"generation"`
-	HasDeny           *ebpf.Variable `ebpf:"has_deny"`
-	HasDenyBlocks     *ebpf.Variable `ebpf:"has_deny_blocks"`
-	HasDenyHosts      *ebpf.Variable `ebpf:"has_deny_hosts"`
-	HasRuleMonitor    *ebpf.Variable `ebpf:"has_rule_monitor"`
-	HasScoped         *ebpf.Variable `ebpf:"has_scoped"`
-	HasTrust          *ebpf.Variable `ebpf:"has_trust"`
-	HasUdp            *ebpf.Variable `ebpf:"has_udp"`
-	IcmpIntervalNs    *ebpf.Variable `ebpf:"icmp_interval_ns"`
-	IcmpLimitNs       *ebpf.Variable `ebpf:"icmp_limit_ns"`
-	Monitor           *ebpf.Variable `ebpf:"monitor"`
-	MonitorPorts      *ebpf.Variable `ebpf:"monitor_ports"`
-	PortIntervalNs    *ebpf.Variable `ebpf:"port_interval_ns"`
-	PortLimitNs       *ebpf.Variable `ebpf:"port_limit_ns"`
-	PortRules         *ebpf.Variable `ebpf:"port_rules"`
-	PreciseClock      *ebpf.Variable `ebpf:"precise_clock"`
-	ScopedPorts       *ebpf.Variable `ebpf:"scoped_ports"`
-	SrcIntervalNs     *ebpf.Variable `ebpf:"src_interval_ns"`
-	SrcLimitNs        *ebpf.Variable `ebpf:"src_limit_ns"`
-	UdpAllowPorts     *ebpf.Variable `ebpf:"udp_allow_ports"`
-	UdpMonitorPorts   *ebpf.Variable `ebpf:"udp_monitor_ports"`
-	UdpReplyFirst     *ebpf.Variable `ebpf:"udp_reply_first"`
-	UdpReplyLast      *ebpf.Variable `ebpf:"udp_reply_last"`
-	UdpScopedPorts    *ebpf.Variable `ebpf:"udp_scoped_ports"`
-	UnusedBanOrigin   *ebpf.Variable `ebpf:"unused_ban_origin"`
-	UnusedBanRange    *ebpf.Variable `ebpf:"unused_ban_range"`
-	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventConfig *ebpf.Variable `ebpf:"unused_event_config"`
-	UnusedHealth      *ebpf.Variable `ebpf:"unused_health"`
-	UnusedLpmKey      *ebpf.Variable `ebpf:"unused_lpm_key"`
-	UnusedMeta        *ebpf.Variable `ebpf:"unused_meta"`
-	UnusedProtection  *ebpf.Variable `ebpf:"unused_protection"`
-	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
-	UnusedRuleSlot    *ebpf.Variable `ebpf:"unused_rule_slot"`
+	AllowPorts              *ebpf.Variable `ebpf:"allow_ports"`
+	BanNs                   *ebpf.Variable `ebpf:"ban_ns"`
+	Generation              *ebpf.Variable `ebpf:"generation"`
+	HasDeny                 *ebpf.Variable `ebpf:"has_deny"`
+	HasDenyBlocks           *ebpf.Variable `ebpf:"has_deny_blocks"`
+	HasDenyHosts            *ebpf.Variable `ebpf:"has_deny_hosts"`
+	HasRuleMonitor          *ebpf.Variable `ebpf:"has_rule_monitor"`
+	HasScoped               *ebpf.Variable `ebpf:"has_scoped"`
+	HasSynproxy             *ebpf.Variable `ebpf:"has_synproxy"`
+	HasTrust                *ebpf.Variable `ebpf:"has_trust"`
+	HasUdp                  *ebpf.Variable `ebpf:"has_udp"`
+	IcmpIntervalNs          *ebpf.Variable `ebpf:"icmp_interval_ns"`
+	IcmpLimitNs             *ebpf.Variable `ebpf:"icmp_limit_ns"`
+	Monitor                 *ebpf.Variable `ebpf:"monitor"`
+	MonitorPorts            *ebpf.Variable `ebpf:"monitor_ports"`
+	PortIntervalNs          *ebpf.Variable `ebpf:"port_interval_ns"`
+	PortLimitNs             *ebpf.Variable `ebpf:"port_limit_ns"`
+	PortRules               *ebpf.Variable `ebpf:"port_rules"`
+	PreciseClock            *ebpf.Variable `ebpf:"precise_clock"`
+	ScopedPorts             *ebpf.Variable `ebpf:"scoped_ports"`
+	SrcIntervalNs           *ebpf.Variable `ebpf:"src_interval_ns"`
+	SrcLimitNs              *ebpf.Variable `ebpf:"src_limit_ns"`
+	SynproxyAlwaysPorts     *ebpf.Variable `ebpf:"synproxy_always_ports"`
+	SynproxyAutoHoldNs      *ebpf.Variable `ebpf:"synproxy_auto_hold_ns"`
+	SynproxyAutoIntervalNs  *ebpf.Variable `ebpf:"synproxy_auto_interval_ns"`
+	SynproxyAutoLimitNs     *ebpf.Variable `ebpf:"synproxy_auto_limit_ns"`
+	SynproxyAutoPorts       *ebpf.Variable `ebpf:"synproxy_auto_ports"`
+	SynproxyMss4            *ebpf.Variable `ebpf:"synproxy_mss4"`
+	SynproxyMss6            *ebpf.Variable `ebpf:"synproxy_mss6"`
+	SynproxyOpts            *ebpf.Variable `ebpf:"synproxy_opts"`
+	SynproxySrcIntervalNs   *ebpf.Variable `ebpf:"synproxy_src_interval_ns"`
+	SynproxySrcLimitNs      *ebpf.Variable `ebpf:"synproxy_src_limit_ns"`
+	SynproxyTotalIntervalNs *ebpf.Variable `ebpf:"synproxy_total_interval_ns"`
+	SynproxyTotalLimitNs    *ebpf.Variable `ebpf:"synproxy_total_limit_ns"`
+	SynproxyWindow          *ebpf.Variable `ebpf:"synproxy_window"`
+	SynproxyWscale          *ebpf.Variable `ebpf:"synproxy_wscale"`
+	UdpAllowPorts           *ebpf.Variable `ebpf:"udp_allow_ports"`
+	UdpMonitorPorts         *ebpf.Variable `ebpf:"udp_monitor_ports"`
+	UdpReplyFirst           *ebpf.Variable `ebpf:"udp_reply_first"`
+	UdpReplyLast            *ebpf.Variable `ebpf:"udp_reply_last"`
+	UdpScopedPorts          *ebpf.Variable `ebpf:"udp_scoped_ports"`
+	UnusedBanOrigin         *ebpf.Variable `ebpf:"unused_ban_origin"`
+	UnusedBanRange          *ebpf.Variable `ebpf:"unused_ban_range"`
+	UnusedEvent             *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventConfig       *ebpf.Variable `ebpf:"unused_event_config"`
+	UnusedHealth            *ebpf.Variable `ebpf:"unused_health"`
+	UnusedLpmKey            *ebpf.Variable `ebpf:"unused_lpm_key"`
+	UnusedMeta              *ebpf.Variable `ebpf:"unused_meta"`
+	UnusedProtection        *ebpf.Variable `ebpf:"unused_protection"`
+	UnusedReason            *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedRuleSlot          *ebpf.Variable `ebpf:"unused_rule_slot"`
+	UnusedSpCounter         *ebpf.Variable `ebpf:"unused_sp_counter"`
 }
 
 // xdpguardPrograms contains all programs after they have been loaded into the kernel.

@@ -108,6 +108,11 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 // load compiles pol against the guard's pins; a refusal for want of a
 // capability names it.
 func (g *Guard) load(pol *policy.Policy) (*datapath.Generation, error) {
+	// syn_proxy needs tcp_syncookies=2 (and, for the options,
+	// tcp_timestamps=2) in this namespace: set before the load reads them.
+	if _, err := datapath.PrepareSynProxyHost(pol); err != nil {
+		return nil, err
+	}
 	gen, err := datapath.Load(pol, datapath.Options{Dir: g.Dir, Iface: g.Iface})
 	if errors.Is(err, os.ErrPermission) {
 		if cerr := CheckCapabilities(); cerr != nil {

@@ -29,7 +29,9 @@ type Snapshot struct {
 	// BansByOrigin counts the bans in force by who banned.
 	BansByOrigin map[datapath.BanOrigin]int
 	Protected    []Protected
-	Problems     []string
+	// SynProxy is nil when the pins have no SYN proxy maps (older schema).
+	SynProxy *SynProxy
+	Problems []string
 }
 
 // Snapshot reads the set's maps (see SnapshotOptions).
@@ -62,6 +64,13 @@ func (s *Set) Snapshot(o SnapshotOptions) *Snapshot {
 		fail("health counters", err)
 	} else {
 		snap.Health = &h
+	}
+	if s.XdpgSynproxyStats != nil {
+		if sp, err := s.SynProxy(); err != nil {
+			fail("syn proxy", err)
+		} else {
+			snap.SynProxy = &sp
+		}
 	}
 	if snap.Meta != nil {
 		if c, err := s.CountSources(*snap.Meta); err != nil {

@@ -48,6 +48,7 @@ type Collector struct {
 	sourcesLimited                    *prometheus.Desc
 	bansRefused, contended, protected *prometheus.Desc
 	loadedAt, attached                *prometheus.Desc
+	synProxy                          synProxyDescs
 }
 
 // NewCollector exports the targets' counters. topPorts bounds the port
@@ -81,6 +82,7 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 		rulePackets:    d("rule_packets_total", "Packets counted under each policy rule (its name, or one xdpguard gives), by verdict: passed, dropped, or monitored (would have dropped; passed in monitor mode).", "interface", "rule", "verdict"),
 		generation:     d("policy_generation", "Policy generation in force (increments on every switch).", "interface"),
 		loadedAt:       d("policy_loaded_timestamp_seconds", "When the policy in force was switched in.", "interface"),
+		synProxy:       newSynProxyDescs(d),
 		attached:       d("attached", "1 while xdpguard's own program is the one attached, 0 if none or another is; mode is the XDP mode in effect.", "interface", "mode"),
 	}
 }
@@ -89,6 +91,9 @@ func NewCollector(targets Targets, topPorts int) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.scrapeErrors.Describe(ch)
 	for _, d := range []*prometheus.Desc{c.packets, c.drops, c.passed, c.portDrops, c.sources, c.sourcesCap, c.bans, c.generation, c.loadedAt, c.attached, c.monitored, c.monitorMode, c.rulePackets, c.eventsLost, c.sourceInserts, c.sourcesLimited, c.bansRefused, c.contended, c.protected} {
+		ch <- d
+	}
+	for _, d := range c.synProxy.all() {
 		ch <- d
 	}
 }
@@ -200,6 +205,7 @@ func (c *Collector) collectTarget(t Target) []prometheus.Metric {
 		counter(c.bansRefused, h[datapath.HealthBansNotStored], t.Iface, "table_full")
 		counter(c.contended, h[datapath.HealthLimiterContended], t.Iface)
 	}
+	c.synProxy.collect(snap.SynProxy, t.Iface, counter, gauge)
 	if snap.Protected != nil {
 		gauge(c.protected, float64(len(snap.Protected)), t.Iface)
 	}

@@ -115,6 +115,7 @@ func (p *Policy) Marshal() []byte {
 			}
 		}
 	}
+	b.WriteString(p.SynProxy.yaml())
 	if p.CrowdSec != nil {
 		b.WriteString(p.CrowdSec.yaml())
 	}
@@ -137,6 +138,9 @@ func (r Rule) yaml() string {
 	}
 	if r.Monitor {
 		f = append(f, "mode: monitor")
+	}
+	if r.SynProxy != SynProxyOff {
+		f = append(f, "syn_proxy: "+r.SynProxy.String())
 	}
 	if !r.Expires.IsZero() {
 		f = append(f, "expires: "+strconv.Quote(r.Expires.Format(time.RFC3339Nano)))

@@ -96,6 +96,9 @@ type Policy struct {
 	DenyLists, TrustLists   []SourceList
 	// CrowdSec, when set, makes the daemon a CrowdSec bouncer.
 	CrowdSec *CrowdSec
+	// SynProxy is set when some tcp.allow rule has syn_proxy always or
+	// auto: the synproxy section, defaults filled in.
+	SynProxy *SynProxy
 
 	// Computed once, on first use (a copy made by At or WithListening
 	// starts without them).
@@ -193,6 +196,7 @@ type file struct {
 		TrustLists []string `yaml:"trust_lists"`
 	} `yaml:"sources"`
 	CrowdSec *rawCrowdSec `yaml:"crowdsec"`
+	SynProxy *rawSynProxy `yaml:"synproxy"`
 }
 
 // Load reads and validates the policy file at path.
@@ -497,6 +501,7 @@ func (v *validator) policy(raw *file) *Policy {
 		}
 	}
 	p.CrowdSec = v.crowdSec(raw.CrowdSec)
+	v.synProxy(raw.SynProxy, p)
 	return p
 }
 
@@ -644,6 +649,7 @@ func (p *Policy) computeDigest() [32]byte {
 	h.Write([]byte(fmt.Sprint("open", p.OpenRules())))
 	st := p.ScopedTable()
 	h.Write([]byte(fmt.Sprint("scoped", st.Rules, st.Monitor)))
+	h.Write([]byte(fmt.Sprint(p.SynProxy, p.SynProxyPorts(SynProxyAlways), p.SynProxyPorts(SynProxyAuto))))
 	var buf []byte
 	for _, list := range [][]netip.Prefix{p.Deny, p.Trust} {
 		put(uint64(len(list)))
@@ -705,6 +711,12 @@ func (p *Policy) Summary() string {
 	}
 	if len(p.Scoped) > 0 {
 		s += fmt.Sprintf("; %d source-scoped rules", len(p.Scoped))
+	}
+	if p.SynProxy != nil {
+		s += fmt.Sprintf("; syn proxy always %v auto %v", p.SynProxyPorts(SynProxyAlways), p.SynProxyPorts(SynProxyAuto))
+		if p.SynProxy.AutoAbove > 0 {
+			s += fmt.Sprintf(" (above %d/s, hold %s)", p.SynProxy.AutoAbove, p.SynProxy.AutoHold)
+		}
 	}
 	if len(p.Deny) > 0 || len(p.Trust) > 0 {
 		s += fmt.Sprintf("; sources: %d denied, %d trusted", len(p.Deny), len(p.Trust))

@@ -32,6 +32,9 @@ type Rule struct {
 	// Monitor (mode: monitor on a rule with from): SYNs or datagrams from
 	// other sources pass, counted as what the rule would drop.
 	Monitor bool
+	// SynProxy (syn_proxy, TCP only): whether the data path answers the
+	// rule's SYNs with cookies.
+	SynProxy SynProxyMode
 	// Expires and Schedule limit when the rule applies; see Policy.At.
 	Expires  time.Time
 	Schedule *Schedule
@@ -56,6 +59,10 @@ func (v *validator) allowList(path string, items []any, proto uint8, p *Policy) 
 			continue
 		}
 		r.Proto = proto
+		if r.SynProxy != SynProxyOff && proto != ProtoTCP {
+			v.fail(at+".syn_proxy", "SYN cookies are TCP's: a udp.allow rule cannot have syn_proxy")
+			continue
+		}
 		if r.Name == "" {
 			r.Name = defaultRuleName(r)
 		}
@@ -75,9 +82,9 @@ func (v *validator) scopedRule(path string, m map[string]any) (Rule, bool) {
 	ok := true
 	for k := range m {
 		switch k {
-		case "port", "ports", "from", "name", "mode", "expires", "schedule":
+		case "port", "ports", "from", "name", "mode", "expires", "schedule", "syn_proxy":
 		default:
-			v.fail(path+"."+k, "unknown field %q (a rule has port or ports, and optionally from, name, mode, expires, schedule)", k)
+			v.fail(path+"."+k, "unknown field %q (a rule has port or ports, and optionally from, name, mode, expires, schedule, syn_proxy)", k)
 			ok = false
 		}
 	}
@@ -100,6 +107,15 @@ func (v *validator) scopedRule(path string, m map[string]any) (Rule, bool) {
 			}
 		default:
 			v.fail(path+".mode", "%v: want enforce or monitor", mode)
+			ok = false
+		}
+	}
+	if sp, has := m["syn_proxy"]; has {
+		var good bool
+		if r.SynProxy, good = v.synProxyMode(path+".syn_proxy", sp); !good {
+			ok = false
+		} else if r.Monitor && r.SynProxy != SynProxyOff {
+			v.fail(path+".syn_proxy", "a rule in mode: monitor passes the SYNs it would drop; proxying them is not monitoring")
 			ok = false
 		}
 	}

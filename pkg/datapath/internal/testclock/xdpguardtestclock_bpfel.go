@@ -13,6 +13,29 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type xdpguardTestClockSpScratch struct {
+	_ structs.HostLayout
+	F struct {
+		_ structs.HostLayout
+		T struct {
+			_    structs.HostLayout
+			Ipv4 struct {
+				_     structs.HostLayout
+				Saddr uint32
+				Daddr uint32
+				Sport uint16
+				Dport uint16
+			}
+			_ [24]byte
+		}
+		Ip       [40]uint8
+		TupleLen uint32
+		IpLen    uint32
+	}
+	Th [24]uint8
+	B  [80]uint8
+}
+
 type xdpguardTestClockXdpgBanRange struct {
 	_       structs.HostLayout
 	Until   uint64
@@ -86,6 +109,12 @@ type xdpguardTestClockXdpgSrcKey struct {
 	Addr [4]uint32
 }
 
+type xdpguardTestClockXdpgSynproxyPort struct {
+	_            structs.HostLayout
+	Tat          uint64
+	EngagedUntil uint64
+}
+
 type xdpguardTestClockXdpgTestClock struct {
 	_       structs.HostLayout
 	Precise uint64
@@ -96,65 +125,87 @@ type xdpguardTestClockXdpgTestClock struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	xdpguardTestClockMapXdpgBanRanges     = "xdpg_ban_ranges"
-	xdpguardTestClockMapXdpgBans          = "xdpg_bans"
-	xdpguardTestClockMapXdpgDeny          = "xdpg_deny"
-	xdpguardTestClockMapXdpgDenyBlocks    = "xdpg_deny_blocks"
-	xdpguardTestClockMapXdpgDenyHosts     = "xdpg_deny_hosts"
-	xdpguardTestClockMapXdpgEventConfig   = "xdpg_event_config"
-	xdpguardTestClockMapXdpgEvents        = "xdpg_events"
-	xdpguardTestClockMapXdpgGeneration    = "xdpg_generation"
-	xdpguardTestClockMapXdpgGroupPorts    = "xdpg_group_ports"
-	xdpguardTestClockMapXdpgGroupRule     = "xdpg_group_rule"
-	xdpguardTestClockMapXdpgHealth        = "xdpg_health"
-	xdpguardTestClockMapXdpgIcmpBuckets   = "xdpg_icmp_buckets"
-	xdpguardTestClockMapXdpgPortBuckets   = "xdpg_port_buckets"
-	xdpguardTestClockMapXdpgPortDrops     = "xdpg_port_drops"
-	xdpguardTestClockMapXdpgProtected     = "xdpg_protected"
-	xdpguardTestClockMapXdpgRuleNames     = "xdpg_rule_names"
-	xdpguardTestClockMapXdpgRuleStats     = "xdpg_rule_stats"
-	xdpguardTestClockMapXdpgScopedSrc     = "xdpg_scoped_src"
-	xdpguardTestClockMapXdpgSrcBuckets    = "xdpg_src_buckets"
-	xdpguardTestClockMapXdpgStats         = "xdpg_stats"
-	xdpguardTestClockMapXdpgTestNow       = "xdpg_test_now"
-	xdpguardTestClockMapXdpgTrust         = "xdpg_trust"
-	xdpguardTestClockProgXdpguard         = "xdpguard"
-	xdpguardTestClockVarAllowPorts        = "allow_ports"
-	xdpguardTestClockVarBanNs             = "ban_ns"
-	xdpguardTestClockVarGeneration        = "generation"
-	xdpguardTestClockVarHasDeny           = "has_deny"
-	xdpguardTestClockVarHasDenyBlocks     = "has_deny_blocks"
-	xdpguardTestClockVarHasDenyHosts      = "has_deny_hosts"
-	xdpguardTestClockVarHasRuleMonitor    = "has_rule_monitor"
-	xdpguardTestClockVarHasScoped         = "has_scoped"
-	xdpguardTestClockVarHasTrust          = "has_trust"
-	xdpguardTestClockVarHasUdp            = "has_udp"
-	xdpguardTestClockVarIcmpIntervalNs    = "icmp_interval_ns"
-	xdpguardTestClockVarIcmpLimitNs       = "icmp_limit_ns"
-	xdpguardTestClockVarMonitor           = "monitor"
-	xdpguardTestClockVarMonitorPorts      = "monitor_ports"
-	xdpguardTestClockVarPortIntervalNs    = "port_interval_ns"
-	xdpguardTestClockVarPortLimitNs       = "port_limit_ns"
-	xdpguardTestClockVarPortRules         = "port_rules"
-	xdpguardTestClockVarPreciseClock      = "precise_clock"
-	xdpguardTestClockVarScopedPorts       = "scoped_ports"
-	xdpguardTestClockVarSrcIntervalNs     = "src_interval_ns"
-	xdpguardTestClockVarSrcLimitNs        = "src_limit_ns"
-	xdpguardTestClockVarUdpAllowPorts     = "udp_allow_ports"
-	xdpguardTestClockVarUdpMonitorPorts   = "udp_monitor_ports"
-	xdpguardTestClockVarUdpReplyFirst     = "udp_reply_first"
-	xdpguardTestClockVarUdpReplyLast      = "udp_reply_last"
-	xdpguardTestClockVarUdpScopedPorts    = "udp_scoped_ports"
-	xdpguardTestClockVarUnusedBanOrigin   = "unused_ban_origin"
-	xdpguardTestClockVarUnusedBanRange    = "unused_ban_range"
-	xdpguardTestClockVarUnusedEvent       = "unused_event"
-	xdpguardTestClockVarUnusedEventConfig = "unused_event_config"
-	xdpguardTestClockVarUnusedHealth      = "unused_health"
-	xdpguardTestClockVarUnusedLpmKey      = "unused_lpm_key"
-	xdpguardTestClockVarUnusedMeta        = "unused_meta"
-	xdpguardTestClockVarUnusedProtection  = "unused_protection"
-	xdpguardTestClockVarUnusedReason      = "unused_reason"
-	xdpguardTestClockVarUnusedRuleSlot    = "unused_rule_slot"
+	xdpguardTestClockMapXdpgBanRanges           = "xdpg_ban_ranges"
+	xdpguardTestClockMapXdpgBans                = "xdpg_bans"
+	xdpguardTestClockMapXdpgDeny                = "xdpg_deny"
+	xdpguardTestClockMapXdpgDenyBlocks          = "xdpg_deny_blocks"
+	xdpguardTestClockMapXdpgDenyHosts           = "xdpg_deny_hosts"
+	xdpguardTestClockMapXdpgEventConfig         = "xdpg_event_config"
+	xdpguardTestClockMapXdpgEvents              = "xdpg_events"
+	xdpguardTestClockMapXdpgGeneration          = "xdpg_generation"
+	xdpguardTestClockMapXdpgGroupPorts          = "xdpg_group_ports"
+	xdpguardTestClockMapXdpgGroupRule           = "xdpg_group_rule"
+	xdpguardTestClockMapXdpgHealth              = "xdpg_health"
+	xdpguardTestClockMapXdpgIcmpBuckets         = "xdpg_icmp_buckets"
+	xdpguardTestClockMapXdpgPortBuckets         = "xdpg_port_buckets"
+	xdpguardTestClockMapXdpgPortDrops           = "xdpg_port_drops"
+	xdpguardTestClockMapXdpgProtected           = "xdpg_protected"
+	xdpguardTestClockMapXdpgProven              = "xdpg_proven"
+	xdpguardTestClockMapXdpgRuleNames           = "xdpg_rule_names"
+	xdpguardTestClockMapXdpgRuleStats           = "xdpg_rule_stats"
+	xdpguardTestClockMapXdpgScopedSrc           = "xdpg_scoped_src"
+	xdpguardTestClockMapXdpgSpScratch           = "xdpg_sp_scratch"
+	xdpguardTestClockMapXdpgSrcBuckets          = "xdpg_src_buckets"
+	xdpguardTestClockMapXdpgStats               = "xdpg_stats"
+	xdpguardTestClockMapXdpgSynproxyBudget      = "xdpg_synproxy_budget"
+	xdpguardTestClockMapXdpgSynproxyPorts       = "xdpg_synproxy_ports"
+	xdpguardTestClockMapXdpgSynproxyStats       = "xdpg_synproxy_stats"
+	xdpguardTestClockMapXdpgSynproxyTotal       = "xdpg_synproxy_total"
+	xdpguardTestClockMapXdpgTestNow             = "xdpg_test_now"
+	xdpguardTestClockMapXdpgTrust               = "xdpg_trust"
+	xdpguardTestClockProgXdpguard               = "xdpguard"
+	xdpguardTestClockVarAllowPorts              = "allow_ports"
+	xdpguardTestClockVarBanNs                   = "ban_ns"
+	xdpguardTestClockVarGeneration              = "generation"
+	xdpguardTestClockVarHasDeny                 = "has_deny"
+	xdpguardTestClockVarHasDenyBlocks           = "has_deny_blocks"
+	xdpguardTestClockVarHasDenyHosts            = "has_deny_hosts"
+	xdpguardTestClockVarHasRuleMonitor          = "has_rule_monitor"
+	xdpguardTestClockVarHasScoped               = "has_scoped"
+	xdpguardTestClockVarHasSynproxy             = "has_synproxy"
+	xdpguardTestClockVarHasTrust                = "has_trust"
+	xdpguardTestClockVarHasUdp                  = "has_udp"
+	xdpguardTestClockVarIcmpIntervalNs          = "icmp_interval_ns"
+	xdpguardTestClockVarIcmpLimitNs             = "icmp_limit_ns"
+	xdpguardTestClockVarMonitor                 = "monitor"
+	xdpguardTestClockVarMonitorPorts            = "monitor_ports"
+	xdpguardTestClockVarPortIntervalNs          = "port_interval_ns"
+	xdpguardTestClockVarPortLimitNs             = "port_limit_ns"
+	xdpguardTestClockVarPortRules               = "port_rules"
+	xdpguardTestClockVarPreciseClock            = "precise_clock"
+	xdpguardTestClockVarScopedPorts             = "scoped_ports"
+	xdpguardTestClockVarSrcIntervalNs           = "src_interval_ns"
+	xdpguardTestClockVarSrcLimitNs              = "src_limit_ns"
+	xdpguardTestClockVarSynproxyAlwaysPorts     = "synproxy_always_ports"
+	xdpguardTestClockVarSynproxyAutoHoldNs      = "synproxy_auto_hold_ns"
+	xdpguardTestClockVarSynproxyAutoIntervalNs  = "synproxy_auto_interval_ns"
+	xdpguardTestClockVarSynproxyAutoLimitNs     = "synproxy_auto_limit_ns"
+	xdpguardTestClockVarSynproxyAutoPorts       = "synproxy_auto_ports"
+	xdpguardTestClockVarSynproxyMss4            = "synproxy_mss4"
+	xdpguardTestClockVarSynproxyMss6            = "synproxy_mss6"
+	xdpguardTestClockVarSynproxyOpts            = "synproxy_opts"
+	xdpguardTestClockVarSynproxySrcIntervalNs   = "synproxy_src_interval_ns"
+	xdpguardTestClockVarSynproxySrcLimitNs      = "synproxy_src_limit_ns"
+	xdpguardTestClockVarSynproxyTotalIntervalNs = "synproxy_total_interval_ns"
+	xdpguardTestClockVarSynproxyTotalLimitNs    = "synproxy_total_limit_ns"
+	xdpguardTestClockVarSynproxyWindow          = "synproxy_window"
+	xdpguardTestClockVarSynproxyWscale          = "synproxy_wscale"
+	xdpguardTestClockVarUdpAllowPorts           = "udp_allow_ports"
+	xdpguardTestClockVarUdpMonitorPorts         = "udp_monitor_ports"
+	xdpguardTestClockVarUdpReplyFirst           = "udp_reply_first"
+	xdpguardTestClockVarUdpReplyLast            = "udp_reply_last"
+	xdpguardTestClockVarUdpScopedPorts          = "udp_scoped_ports"
+	xdpguardTestClockVarUnusedBanOrigin         = "unused_ban_origin"
+	xdpguardTestClockVarUnusedBanRange          = "unused_ban_range"
+	xdpguardTestClockVarUnusedEvent             = "unused_event"
+	xdpguardTestClockVarUnusedEventConfig       = "unused_event_config"
+	xdpguardTestClockVarUnusedHealth            = "unused_health"
+	xdpguardTestClockVarUnusedLpmKey            = "unused_lpm_key"
+	xdpguardTestClockVarUnusedMeta              = "unused_meta"
+	xdpguardTestClockVarUnusedProtection        = "unused_protection"
+	xdpguardTestClockVarUnusedReason            = "unused_reason"
+	xdpguardTestClockVarUnusedRuleSlot          = "unused_rule_slot"
+	xdpguardTestClockVarUnusedSpCounter         = "unused_sp_counter"
 )
 
 // loadXdpguardTestClock returns the embedded CollectionSpec for xdpguardTestClock.
@@ -206,70 +257,92 @@ type xdpguardTestClockProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardTestClockMapSpecs struct {
-	XdpgBanRanges   *ebpf.MapSpec `ebpf:"xdpg_ban_ranges"`
-	XdpgBans        *ebpf.MapSpec `ebpf:"xdpg_bans"`
-	XdpgDeny        *ebpf.MapSpec `ebpf:"xdpg_deny"`
-	XdpgDenyBlocks  *ebpf.MapSpec `ebpf:"xdpg_deny_blocks"`
-	XdpgDenyHosts   *ebpf.MapSpec `ebpf:"xdpg_deny_hosts"`
-	XdpgEventConfig *ebpf.MapSpec `ebpf:"xdpg_event_config"`
-	XdpgEvents      *ebpf.MapSpec `ebpf:"xdpg_events"`
-	XdpgGeneration  *ebpf.MapSpec `ebpf:"xdpg_generation"`
-	XdpgGroupPorts  *ebpf.MapSpec `ebpf:"xdpg_group_ports"`
-	XdpgGroupRule   *ebpf.MapSpec `ebpf:"xdpg_group_rule"`
-	XdpgHealth      *ebpf.MapSpec `ebpf:"xdpg_health"`
-	XdpgIcmpBuckets *ebpf.MapSpec `ebpf:"xdpg_icmp_buckets"`
-	XdpgPortBuckets *ebpf.MapSpec `ebpf:"xdpg_port_buckets"`
-	XdpgPortDrops   *ebpf.MapSpec `ebpf:"xdpg_port_drops"`
-	XdpgProtected   *ebpf.MapSpec `ebpf:"xdpg_protected"`
-	XdpgRuleNames   *ebpf.MapSpec `ebpf:"xdpg_rule_names"`
-	XdpgRuleStats   *ebpf.MapSpec `ebpf:"xdpg_rule_stats"`
-	XdpgScopedSrc   *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
-	XdpgSrcBuckets  *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
-	XdpgStats       *ebpf.MapSpec `ebpf:"xdpg_stats"`
-	XdpgTestNow     *ebpf.MapSpec `ebpf:"xdpg_test_now"`
-	XdpgTrust       *ebpf.MapSpec `ebpf:"xdpg_trust"`
+	XdpgBanRanges      *ebpf.MapSpec `ebpf:"xdpg_ban_ranges"`
+	XdpgBans           *ebpf.MapSpec `ebpf:"xdpg_bans"`
+	XdpgDeny           *ebpf.MapSpec `ebpf:"xdpg_deny"`
+	XdpgDenyBlocks     *ebpf.MapSpec `ebpf:"xdpg_deny_blocks"`
+	XdpgDenyHosts      *ebpf.MapSpec `ebpf:"xdpg_deny_hosts"`
+	XdpgEventConfig    *ebpf.MapSpec `ebpf:"xdpg_event_config"`
+	XdpgEvents         *ebpf.MapSpec `ebpf:"xdpg_events"`
+	XdpgGeneration     *ebpf.MapSpec `ebpf:"xdpg_generation"`
+	XdpgGroupPorts     *ebpf.MapSpec `ebpf:"xdpg_group_ports"`
+	XdpgGroupRule      *ebpf.MapSpec `ebpf:"xdpg_group_rule"`
+	XdpgHealth         *ebpf.MapSpec `ebpf:"xdpg_health"`
+	XdpgIcmpBuckets    *ebpf.MapSpec `ebpf:"xdpg_icmp_buckets"`
+	XdpgPortBuckets    *ebpf.MapSpec `ebpf:"xdpg_port_buckets"`
+	XdpgPortDrops      *ebpf.MapSpec `ebpf:"xdpg_port_drops"`
+	XdpgProtected      *ebpf.MapSpec `ebpf:"xdpg_protected"`
+	XdpgProven         *ebpf.MapSpec `ebpf:"xdpg_proven"`
+	XdpgRuleNames      *ebpf.MapSpec `ebpf:"xdpg_rule_names"`
+	XdpgRuleStats      *ebpf.MapSpec `ebpf:"xdpg_rule_stats"`
+	XdpgScopedSrc      *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
+	XdpgSpScratch      *ebpf.MapSpec `ebpf:"xdpg_sp_scratch"`
+	XdpgSrcBuckets     *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
+	XdpgStats          *ebpf.MapSpec `ebpf:"xdpg_stats"`
+	XdpgSynproxyBudget *ebpf.MapSpec `ebpf:"xdpg_synproxy_budget"`
+	XdpgSynproxyPorts  *ebpf.MapSpec `ebpf:"xdpg_synproxy_ports"`
+	XdpgSynproxyStats  *ebpf.MapSpec `ebpf:"xdpg_synproxy_stats"`
+	XdpgSynproxyTotal  *ebpf.MapSpec `ebpf:"xdpg_synproxy_total"`
+	XdpgTestNow        *ebpf.MapSpec `ebpf:"xdpg_test_now"`
+	XdpgTrust          *ebpf.MapSpec `ebpf:"xdpg_trust"`
 }
 
 // xdpguardTestClockVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardTestClockVariableSpecs struct {
-	AllowPorts        *ebpf.VariableSpec `ebpf:"allow_ports"`
-	BanNs             *ebpf.VariableSpec `ebpf:"ban_ns"`
-	Generation        *ebpf.VariableSpec `ebpf:"generation"`
-	HasDeny           *ebpf.VariableSpec `ebpf:"has_deny"`
-	HasDenyBlocks     *ebpf.VariableSpec `ebpf:"has_deny_blocks"`
-	HasDenyHosts      *ebpf.VariableSpec `ebpf:"has_deny_hosts"`
-	HasRuleMonitor    *ebpf.VariableSpec `ebpf:"has_rule_monitor"`
-	HasScoped         *ebpf.VariableSpec `ebpf:"has_scoped"`
-	HasTrust          *ebpf.VariableSpec `ebpf:"has_trust"`
-	HasUdp            *ebpf.VariableSpec `ebpf:"has_udp"`
-	IcmpIntervalNs    *ebpf.VariableSpec `ebpf:"icmp_interval_ns"`
-	IcmpLimitNs       *ebpf.VariableSpec `ebpf:"icmp_limit_ns"`
-	Monitor           *ebpf.VariableSpec `ebpf:"monitor"`
-	MonitorPorts      *ebpf.VariableSpec `ebpf:"monitor_ports"`
-	PortIntervalNs    *ebpf.VariableSpec `ebpf:"port_interval_ns"`
-	PortLimitNs       *ebpf.VariableSpec `ebpf:"port_limit_ns"`
-	PortRules         *ebpf.VariableSpec `ebpf:"port_rules"`
-	PreciseClock      *ebpf.VariableSpec `ebpf:"precise_clock"`
-	ScopedPorts       *ebpf.VariableSpec `ebpf:"scoped_ports"`
-	SrcIntervalNs     *ebpf.VariableSpec `ebpf:"src_interval_ns"`
-	SrcLimitNs        *ebpf.VariableSpec `ebpf:"src_limit_ns"`
-	UdpAllowPorts     *ebpf.VariableSpec `ebpf:"udp_allow_ports"`
-	UdpMonitorPorts   *ebpf.VariableSpec `ebpf:"udp_monitor_ports"`
-	UdpReplyFirst     *ebpf.VariableSpec `ebpf:"udp_reply_first"`
-	UdpReplyLast      *ebpf.VariableSpec `ebpf:"udp_reply_last"`
-	UdpScopedPorts    *ebpf.VariableSpec `ebpf:"udp_scoped_ports"`
-	UnusedBanOrigin   *ebpf.VariableSpec `ebpf:"unused_ban_origin"`
-	UnusedBanRange    *ebpf.VariableSpec `ebpf:"unused_ban_range"`
-	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventConfig *ebpf.VariableSpec `ebpf:"unused_event_config"`
-	UnusedHealth      *ebpf.VariableSpec `ebpf:"unused_health"`
-	UnusedLpmKey      *ebpf.VariableSpec `ebpf:"unused_lpm_key"`
-	UnusedMeta        *ebpf.VariableSpec `ebpf:"unused_meta"`
-	UnusedProtection  *ebpf.VariableSpec `ebpf:"unused_protection"`
-	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
-	UnusedRuleSlot    *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
+	AllowPorts              *ebpf.VariableSpec `ebpf:"allow_ports"`
+	BanNs                   *ebpf.VariableSpec `ebpf:"ban_ns"`
+	Generation              *ebpf.VariableSpec `ebpf:"generation"`
+	HasDeny                 *ebpf.VariableSpec `ebpf:"has_deny"`
+	HasDenyBlocks           *ebpf.VariableSpec `ebpf:"has_deny_blocks"`
+	HasDenyHosts            *ebpf.VariableSpec `ebpf:"has_deny_hosts"`
+	HasRuleMonitor          *ebpf.VariableSpec `ebpf:"has_rule_monitor"`
+	HasScoped               *ebpf.VariableSpec `ebpf:"has_scoped"`
+	HasSynproxy             *ebpf.VariableSpec `ebpf:"has_synproxy"`
+	HasTrust                *ebpf.VariableSpec `ebpf:"has_trust"`
+	HasUdp                  *ebpf.VariableSpec `ebpf:"has_udp"`
+	IcmpIntervalNs          *ebpf.VariableSpec `ebpf:"icmp_interval_ns"`
+	IcmpLimitNs             *ebpf.VariableSpec `ebpf:"icmp_limit_ns"`
+	Monitor                 *ebpf.VariableSpec `ebpf:"monitor"`
+	MonitorPorts            *ebpf.VariableSpec `ebpf:"monitor_ports"`
+	PortIntervalNs          *ebpf.VariableSpec `ebpf:"port_interval_ns"`
+	PortLimitNs             *ebpf.VariableSpec `ebpf:"port_limit_ns"`
+	PortRules               *ebpf.VariableSpec `ebpf:"port_rules"`
+	PreciseClock            *ebpf.VariableSpec `ebpf:"precise_clock"`
+	ScopedPorts             *ebpf.VariableSpec `ebpf:"scoped_ports"`
+	SrcIntervalNs           *ebpf.VariableSpec `ebpf:"src_interval_ns"`
+	SrcLimitNs              *ebpf.VariableSpec `ebpf:"src_limit_ns"`
+	SynproxyAlwaysPorts     *ebpf.VariableSpec `ebpf:"synproxy_always_ports"`
+	SynproxyAutoHoldNs      *ebpf.VariableSpec `ebpf:"synproxy_auto_hold_ns"`
+	SynproxyAutoIntervalNs  *ebpf.VariableSpec `ebpf:"synproxy_auto_interval_ns"`
+	SynproxyAutoLimitNs     *ebpf.VariableSpec `ebpf:"synproxy_auto_limit_ns"`
+	SynproxyAutoPorts       *ebpf.VariableSpec `ebpf:"synproxy_auto_ports"`
+	SynproxyMss4            *ebpf.VariableSpec `ebpf:"synproxy_mss4"`
+	SynproxyMss6            *ebpf.VariableSpec `ebpf:"synproxy_mss6"`
+	SynproxyOpts            *ebpf.VariableSpec `ebpf:"synproxy_opts"`
+	SynproxySrcIntervalNs   *ebpf.VariableSpec `ebpf:"synproxy_src_interval_ns"`
+	SynproxySrcLimitNs      *ebpf.VariableSpec `ebpf:"synproxy_src_limit_ns"`
+	SynproxyTotalIntervalNs *ebpf.VariableSpec `ebpf:"synproxy_total_interval_ns"`
+	SynproxyTotalLimitNs    *ebpf.VariableSpec `ebpf:"synproxy_total_limit_ns"`
+	SynproxyWindow          *ebpf.VariableSpec `ebpf:"synproxy_window"`
+	SynproxyWscale          *ebpf.VariableSpec `ebpf:"synproxy_wscale"`
+	UdpAllowPorts           *ebpf.VariableSpec `ebpf:"udp_allow_ports"`
+	UdpMonitorPorts         *ebpf.VariableSpec `ebpf:"udp_monitor_ports"`
+	UdpReplyFirst           *ebpf.VariableSpec `ebpf:"udp_reply_first"`
+	UdpReplyLast            *ebpf.VariableSpec `ebpf:"udp_reply_last"`
+	UdpScopedPorts          *ebpf.VariableSpec `ebpf:"udp_scoped_ports"`
+	UnusedBanOrigin         *ebpf.VariableSpec `ebpf:"unused_ban_origin"`
+	UnusedBanRange          *ebpf.VariableSpec `ebpf:"unused_ban_range"`
+	UnusedEvent             *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventConfig       *ebpf.VariableSpec `ebpf:"unused_event_config"`
+	UnusedHealth            *ebpf.VariableSpec `ebpf:"unused_health"`
+	UnusedLpmKey            *ebpf.VariableSpec `ebpf:"unused_lpm_key"`
+	UnusedMeta              *ebpf.VariableSpec `ebpf:"unused_meta"`
+	UnusedProtection        *ebpf.VariableSpec `ebpf:"unused_protection"`
+	UnusedReason            *ebpf.VariableSpec `ebpf:"unused_reason"`
+	UnusedRuleSlot          *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
+	UnusedSpCounter         *ebpf.VariableSpec `ebpf:"unused_sp_counter"`
 }
 
 // xdpguardTestClockObjects contains all objects after they have been loaded into the kernel.
@@ -292,28 +365,34 @@ func (o *xdpguardTestClockObjects) Close() error {
 //
 // It can be passed to loadXdpguardTestClockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardTestClockMaps struct {
-	XdpgBanRanges   *ebpf.Map `ebpf:"xdpg_ban_ranges"`
-	XdpgBans        *ebpf.Map `ebpf:"xdpg_bans"`
-	XdpgDeny        *ebpf.Map `ebpf:"xdpg_deny"`
-	XdpgDenyBlocks  *ebpf.Map `ebpf:"xdpg_deny_blocks"`
-	XdpgDenyHosts   *ebpf.Map `ebpf:"xdpg_deny_hosts"`
-	XdpgEventConfig *ebpf.Map `ebpf:"xdpg_event_config"`
-	XdpgEvents      *ebpf.Map `ebpf:"xdpg_events"`
-	XdpgGeneration  *ebpf.Map `ebpf:"xdpg_generation"`
-	XdpgGroupPorts  *ebpf.Map `ebpf:"xdpg_group_ports"`
-	XdpgGroupRule   *ebpf.Map `ebpf:"xdpg_group_rule"`
-	XdpgHealth      *ebpf.Map `ebpf:"xdpg_health"`
-	XdpgIcmpBuckets *ebpf.Map `ebpf:"xdpg_icmp_buckets"`
-	XdpgPortBuckets *ebpf.Map `ebpf:"xdpg_port_buckets"`
-	XdpgPortDrops   *ebpf.Map `ebpf:"xdpg_port_drops"`
-	XdpgProtected   *ebpf.Map `ebpf:"xdpg_protected"`
-	XdpgRuleNames   *ebpf.Map `ebpf:"xdpg_rule_names"`
-	XdpgRuleStats   *ebpf.Map `ebpf:"xdpg_rule_stats"`
-	XdpgScopedSrc   *ebpf.Map `ebpf:"xdpg_scoped_src"`
-	XdpgSrcBuckets  *ebpf.Map `ebpf:"xdpg_src_buckets"`
-	XdpgStats       *ebpf.Map `ebpf:"xdpg_stats"`
-	XdpgTestNow     *ebpf.Map `ebpf:"xdpg_test_now"`
-	XdpgTrust       *ebpf.Map `ebpf:"xdpg_trust"`
+	XdpgBanRanges      *ebpf.Map `ebpf:"xdpg_ban_ranges"`
+	XdpgBans           *ebpf.Map `ebpf:"xdpg_bans"`
+	XdpgDeny           *ebpf.Map `ebpf:"xdpg_deny"`
+	XdpgDenyBlocks     *ebpf.Map `ebpf:"xdpg_deny_blocks"`
+	XdpgDenyHosts      *ebpf.Map `ebpf:"xdpg_deny_hosts"`
+	XdpgEventConfig    *ebpf.Map `ebpf:"xdpg_event_config"`
+	XdpgEvents         *ebpf.Map `ebpf:"xdpg_events"`
+	XdpgGeneration     *ebpf.Map `ebpf:"xdpg_generation"`
+	XdpgGroupPorts     *ebpf.Map `ebpf:"xdpg_group_ports"`
+	XdpgGroupRule      *ebpf.Map `ebpf:"xdpg_group_rule"`
+	XdpgHealth         *ebpf.Map `ebpf:"xdpg_health"`
+	XdpgIcmpBuckets    *ebpf.Map `ebpf:"xdpg_icmp_buckets"`
+	XdpgPortBuckets    *ebpf.Map `ebpf:"xdpg_port_buckets"`
+	XdpgPortDrops      *ebpf.Map `ebpf:"xdpg_port_drops"`
+	XdpgProtected      *ebpf.Map `ebpf:"xdpg_protected"`
+	XdpgProven         *ebpf.Map `ebpf:"xdpg_proven"`
+	XdpgRuleNames      *ebpf.Map `ebpf:"xdpg_rule_names"`
+	XdpgRuleStats      *ebpf.Map `ebpf:"xdpg_rule_stats"`
+	XdpgScopedSrc      *ebpf.Map `ebpf:"xdpg_scoped_src"`
+	XdpgSpScratch      *ebpf.Map `ebpf:"xdpg_sp_scratch"`
+	XdpgSrcBuckets     *ebpf.Map `ebpf:"xdpg_src_buckets"`
+	XdpgStats          *ebpf.Map `ebpf:"xdpg_stats"`
+	XdpgSynproxyBudget *ebpf.Map `ebpf:"xdpg_synproxy_budget"`
+	XdpgSynproxyPorts  *ebpf.Map `ebpf:"xdpg_synproxy_ports"`
+	XdpgSynproxyStats  *ebpf.Map `ebpf:"xdpg_synproxy_stats"`
+	XdpgSynproxyTotal  *ebpf.Map `ebpf:"xdpg_synproxy_total"`
+	XdpgTestNow        *ebpf.Map `ebpf:"xdpg_test_now"`
+	XdpgTrust          *ebpf.Map `ebpf:"xdpg_trust"`
 }
 
 func (m *xdpguardTestClockMaps) Close() error {
@@ -333,11 +412,17 @@ func (m *xdpguardTestClockMaps) Close() error {
 		m.XdpgPortBuckets,
 		m.XdpgPortDrops,
 		m.XdpgProtected,
+		m.XdpgProven,
 		m.XdpgRuleNames,
 		m.XdpgRuleStats,
 		m.XdpgScopedSrc,
+		m.XdpgSpScratch,
 		m.XdpgSrcBuckets,
 		m.XdpgStats,
+		m.XdpgSynproxyBudget,
+		m.XdpgSynproxyPorts,
+		m.XdpgSynproxyStats,
+		m.XdpgSynproxyTotal,
 		m.XdpgTestNow,
 		m.XdpgTrust,
 	)
@@ -347,42 +432,58 @@ func (m *xdpguardTestClockMaps) Close() error {
 //
 // It can be passed to loadXdpguardTestClockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardTestClockVariables struct {
-	AllowPorts        *ebpf.Variable `ebpf:"allow_ports"`
-	BanNs             *ebpf.Variable `ebpf:"ban_ns"`
-	Generation        *ebpf.Variable `ebpf:"generation"`
-	HasDeny           *ebpf.Variable `ebpf:"has_deny"`
-	HasDenyBlocks     *ebpf.Variable `ebpf:"has_deny_blocks"`
-	HasDenyHosts      *ebpf.Variable `ebpf:"has_deny_hosts"`
-	HasRuleMonitor    *ebpf.Variable `ebpf:"has_rule_monitor"`
-	HasScoped         *ebpf.Variable `ebpf:"has_scoped"`
-	HasTrust          *ebpf.Variable `ebpf:"has_trust"`
-	HasUdp            *ebpf.Variable `ebpf:"has_udp"`
-	IcmpIntervalNs    *ebpf.Variable `ebpf:"icmp_interval_ns"`
-	IcmpLimitNs       *ebpf.Variable `ebpf:"icmp_limit_ns"`
-	Monitor           *ebpf.Variable `ebpf:"monitor"`
-	MonitorPorts      *ebpf.Variable `ebpf:"monitor_ports"`
-	PortIntervalNs    *ebpf.Variable `ebpf:"port_interval_ns"`
-	PortLimitNs       *ebpf.Variable `ebpf:"port_limit_ns"`
-	PortRules         *ebpf.Variable `ebpf:"port_rules"`
-	PreciseClock      *ebpf.Variable `ebpf:"precise_clock"`
-	ScopedPorts       *ebpf.Variable `ebpf:"scoped_ports"`
-	SrcIntervalNs     *ebpf.Variable `ebpf:"src_interval_ns"`
-	SrcLimitNs        *ebpf.Variable `ebpf:"src_limit_ns"`
-	UdpAllowPorts     *ebpf.Variable `ebpf:"udp_allow_ports"`
-	UdpMonitorPorts   *ebpf.Variable `ebpf:"udp_monitor_ports"`
-	UdpReplyFirst     *ebpf.Variable `ebpf:"udp_reply_first"`
-	UdpReplyLast      *ebpf.Variable `ebpf:"udp_reply_last"`
-	UdpScopedPorts    *ebpf.Variable `ebpf:"udp_scoped_ports"`
-	UnusedBanOrigin   *ebpf.Variable `ebpf:"unused_ban_origin"`
-	UnusedBanRange    *ebpf.Variable `ebpf:"unused_ban_range"`
-	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventConfig *ebpf.Variable `ebpf:"unused_event_config"`
-	UnusedHealth      *ebpf.Variable `ebpf:"unused_health"`
-	UnusedLpmKey      *ebpf.Variable `ebpf:"unused_lpm_key"`
-	UnusedMeta        *ebpf.Variable `ebpf:"unused_meta"`
-	UnusedProtection  *ebpf.Variable `ebpf:"unused_protection"`
-	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
-	UnusedRuleSlot    *ebpf.Variable `ebpf:"unused_rule_slot"`
+	AllowPorts              *ebpf.Variable `ebpf:"allow_ports"`
+	BanNs                   *ebpf.Variable `ebpf:"ban_ns"`
+	Generation              *ebpf.Variable `ebpf:"generation"`
+	HasDeny                 *ebpf.Variable `ebpf:"has_deny"`
+	HasDenyBlocks           *ebpf.Variable `ebpf:"has_deny_blocks"`
+	HasDenyHosts            *ebpf.Variable `ebpf:"has_deny_hosts"`
+	HasRuleMonitor          *ebpf.Variable `ebpf:"has_rule_monitor"`
+	HasScoped               *ebpf.Variable `ebpf:"has_scoped"`
+	HasSynproxy             *ebpf.Variable `ebpf:"has_synproxy"`
+	HasTrust                *ebpf.Variable `ebpf:"has_trust"`
+	HasUdp                  *ebpf.Variable `ebpf:"has_udp"`
+	IcmpIntervalNs          *ebpf.Variable `ebpf:"icmp_interval_ns"`
+	IcmpLimitNs             *ebpf.Variable `ebpf:"icmp_limit_ns"`
+	Monitor                 *ebpf.Variable `ebpf:"monitor"`
+	MonitorPorts            *ebpf.Variable `ebpf:"monitor_ports"`
+	PortIntervalNs          *ebpf.Variable `ebpf:"port_interval_ns"`
+	PortLimitNs             *ebpf.Variable `ebpf:"port_limit_ns"`
+	PortRules               *ebpf.Variable `ebpf:"port_rules"`
+	PreciseClock            *ebpf.Variable `ebpf:"precise_clock"`
+	ScopedPorts             *ebpf.Variable `ebpf:"scoped_ports"`
+	SrcIntervalNs           *ebpf.Variable `ebpf:"src_interval_ns"`
+	SrcLimitNs              *ebpf.Variable `ebpf:"src_limit_ns"`
+	SynproxyAlwaysPorts     *ebpf.Variable `ebpf:"synproxy_always_ports"`
+	SynproxyAutoHoldNs      *ebpf.Variable `ebpf:"synproxy_auto_hold_ns"`
+	SynproxyAutoIntervalNs  *ebpf.Variable `ebpf:"synproxy_auto_interval_ns"`
+	SynproxyAutoLimitNs     *ebpf.Variable `ebpf:"synproxy_auto_limit_ns"`
+	SynproxyAutoPorts       *ebpf.Variable `ebpf:"synproxy_auto_ports"`
+	SynproxyMss4            *ebpf.Variable `ebpf:"synproxy_mss4"`
+	SynproxyMss6            *ebpf.Variable `ebpf:"synproxy_mss6"`
+	SynproxyOpts            *ebpf.Variable `ebpf:"synproxy_opts"`
+	SynproxySrcIntervalNs   *ebpf.Variable `ebpf:"synproxy_src_interval_ns"`
+	SynproxySrcLimitNs      *ebpf.Variable `ebpf:"synproxy_src_limit_ns"`
+	SynproxyTotalIntervalNs *ebpf.Variable `ebpf:"synproxy_total_interval_ns"`
+	SynproxyTotalLimitNs    *ebpf.Variable `ebpf:"synproxy_total_limit_ns"`
+	SynproxyWindow          *ebpf.Variable `ebpf:"synproxy_window"`
+	SynproxyWscale          *ebpf.Variable `ebpf:"synproxy_wscale"`
+	UdpAllowPorts           *ebpf.Variable `ebpf:"udp_allow_ports"`
+	UdpMonitorPorts         *ebpf.Variable `ebpf:"udp_monitor_ports"`
+	UdpReplyFirst           *ebpf.Variable `ebpf:"udp_reply_first"`
+	UdpReplyLast            *ebpf.Variable `ebpf:"udp_reply_last"`
+	UdpScopedPorts          *ebpf.Variable `ebpf:"udp_scoped_ports"`
+	UnusedBanOrigin         *ebpf.Variable `ebpf:"unused_ban_origin"`
+	UnusedBanRange          *ebpf.Variable `ebpf:"unused_ban_range"`
+	UnusedEvent             *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventConfig       *ebpf.Variable `ebpf:"unused_event_config"`
+	UnusedHealth            *ebpf.Variable `ebpf:"unused_health"`
+	UnusedLpmKey            *ebpf.Variable `ebpf:"unused_lpm_key"`
+	UnusedMeta              *ebpf.Variable `ebpf:"unused_meta"`
+	UnusedProtection        *ebpf.Variable `ebpf:"unused_protection"`
+	UnusedReason            *ebpf.Variable `ebpf:"unused_reason"`
+	UnusedRuleSlot          *ebpf.Variable `ebpf:"unused_rule_slot"`
+	UnusedSpCounter         *ebpf.Variable `ebpf:"unused_sp_counter"`
 }
 
 // xdpguardTestClockPrograms contains all programs after they have been loaded into the kernel.
