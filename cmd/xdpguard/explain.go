@@ -33,7 +33,8 @@ once with BPF_PROG_RUN. Nothing live changes: no counter, bucket, ban or drop
 event; nothing is sent on the wire.
 
 It prints the verdict (pass, drop, or would-drop: a drop that monitor mode or
-a monitor-mode rule lets through), the reason (the reason label of
+a monitor-mode rule lets through; answered: a SYN the SYN proxy answers with a
+cookie), the reason (the reason label of
 xdpguard_packets_total), the rule whose counters the packet adds to (its
 label, as in status and xdpguard_rule_packets_total), what the packet would
 change had it arrived (a token taken, a ban written), and what applies to the

@@ -31,8 +31,9 @@ import (
 type Result struct {
 	Interface string `json:"interface,omitempty"`
 	Packet    Packet `json:"packet"`
-	// Verdict is pass, drop or would-drop (a drop monitor mode, or a
-	// monitor-mode rule, lets through).
+	// Verdict is pass, drop, would-drop (a drop monitor mode, or a
+	// monitor-mode rule, lets through) or answered (a SYN the SYN proxy
+	// answers with a cookie).
 	Verdict string `json:"verdict"`
 	Reason  string `json:"reason"` // a pkg/datapath reason name
 	// Rule is the counter label of the rule that decides, "" when no rule

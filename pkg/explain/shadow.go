@@ -51,15 +51,24 @@ var roles = map[string]role{
 	"xdpg_protected":    bySource,
 	"xdpg_ban_ranges":   byPrefix,
 	"xdpg_port_buckets": whole,
-	".bss":              whole, // the BTF anchors of bpf2go's types: never written
-	"xdpg_stats":        fresh,
-	"xdpg_port_drops":   fresh,
-	"xdpg_rule_stats":   fresh,
-	"xdpg_rule_names":   fresh,
-	"xdpg_health":       fresh,
-	"xdpg_events":       fresh,
-	"xdpg_event_config": fresh,
-	"xdpg_generation":   fresh,
+	// The SYN proxy's: the SYN-ACK budgets and the proven sources are
+	// per source like the limiters; the auto-engage state per port and the
+	// total budget are copied whole; its counters and scratch start fresh.
+	"xdpg_synproxy_budget": bySource,
+	"xdpg_proven":          bySource,
+	"xdpg_synproxy_ports":  whole,
+	"xdpg_synproxy_total":  whole,
+	"xdpg_synproxy_stats":  fresh,
+	"xdpg_sp_scratch":      fresh,
+	".bss":                 whole, // the BTF anchors of bpf2go's types: never written
+	"xdpg_stats":           fresh,
+	"xdpg_port_drops":      fresh,
+	"xdpg_rule_stats":      fresh,
+	"xdpg_rule_names":      fresh,
+	"xdpg_health":          fresh,
+	"xdpg_events":          fresh,
+	"xdpg_event_config":    fresh,
+	"xdpg_generation":      fresh,
 }
 
 // copyEntries bounds the copies' tables: a few keys are copied, the run
@@ -323,10 +332,18 @@ func (sh *shadow) outcome(res *Result, ret uint32) error {
 		res.Verdict = "would-drop"
 	case ret == 2:
 		res.Verdict = "pass"
-	case ret == 1: // XDP_DROP
+	case ret == 1 && reason < datapath.DropPortNotAllowed: // XDP_DROP of a packet the rules pass
+		// The SYN proxy's: an ACK that is no valid cookie of the port's
+		// listener, or a SYN over the SYN-ACK budget.
 		res.Verdict = "drop"
+		res.Effects = append(res.Effects, "dropped by the SYN proxy: an ACK with no valid cookie, or a SYN over the SYN-ACK budget (xdpguard_synproxy_*)")
+	case ret == 1:
+		res.Verdict = "drop"
+	case ret == 3: // XDP_TX
+		res.Verdict = "answered"
+		res.Effects = append(res.Effects, "answered by the SYN proxy with a SYN-ACK carrying the listener's cookie: the listener sees the connection once the client's ACK proves it")
 	default:
-		return fmt.Errorf("the program returned %d, neither XDP_PASS nor XDP_DROP", ret)
+		return fmt.Errorf("the program returned %d, neither XDP_PASS, XDP_DROP nor XDP_TX", ret)
 	}
 	rules, err := perCPUNonZero(sh.coll.Maps["xdpg_rule_stats"], func(t *datapath.RuleCounters, v datapath.RuleCounters) {
 		t.Passed += v.Passed
