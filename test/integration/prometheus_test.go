@@ -98,14 +98,17 @@ func (p *Prometheus) Query(expr string, at time.Time) int {
 // fires (Prometheus itself puts the alert in pending or firing).
 func TestPrometheusDashboardAndAlerts(t *testing.T) {
 	l := NewLab(t)
-	l.Listen(8022, 8080)
+	l.Listen(8022, 8080, 8443)
 	// A CrowdSec bouncer whose LAPI is not there: its panel shows the
 	// failing pulls (the feed's own test is TestCrowdSecBouncerOverVeth).
 	key := filepath.Join(l.dir, "crowdsec.key")
 	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l.WritePolicy("tcp:\n  allow:\n    - {port: 8022, name: ssh}\n    - 8080\nratelimit:\n  syn: {rate: 5, burst: 5, ban: 60s}\n" +
+	// 8443 is SYN-proxied once its SYN rate is over 50/s, and stays so
+	// for 10 minutes: a burst at it engages the proxy for the panels.
+	l.WritePolicy("tcp:\n  allow:\n    - {port: 8022, name: ssh}\n    - 8080\n    - {port: 8443, syn_proxy: auto}\n" +
+		"synproxy:\n  auto_above: 50\n  auto_hold: 10m\nratelimit:\n  syn: {rate: 5, burst: 5, ban: 60s}\n" +
 		"crowdsec:\n  url: http://127.0.0.1:1/\n  api_key_file: " + key + "\n  interval: 1s\n")
 	d := l.StartDaemon("--events", filepath.Join(l.dir, "drops.jsonl"), "--runtime-dir", l.dir)
 	prom := l.StartPrometheus(d)
@@ -134,6 +137,12 @@ func TestPrometheusDashboardAndAlerts(t *testing.T) {
 	sent, elapsed := tx.FloodAtLeast(t, 150000, 3*time.Second, func(i int) []byte {
 		return l.synFrame(fmt.Sprintf("198.18.%d.%d", i%8, 1+i%200), l.SrvV4, 8080, uint16(20000+i%40000))
 	})
+	// A burst at the proxied port, far over 50/s: auto engages.
+	for i := 0; i < 2000; i++ {
+		if err := tx.Send(l.synFrame(fmt.Sprintf("198.19.%d.%d", i%8, 1+i%200), l.SrvV4, 8443, uint16(20000+i))); err != nil {
+			t.Fatal(err)
+		}
+	}
 	floodEnd := time.Now()
 	t.Logf("flood: %d SYNs in %v", sent, elapsed)
 	floodExpr := alertExpr(t, "XdpguardSynFlood")
