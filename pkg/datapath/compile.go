@@ -44,8 +44,9 @@ func PinnedMaps() []string {
 // pinned in its directory (or private ones) and its own source lists.
 type Generation struct {
 	objs *xdpguardObjects
-	// Program is the XDP program; Maps every map it uses.
+	// Program is the program of Hook; Maps every map it uses.
 	Program *ebpf.Program
+	Hook    Hook
 	*Maps
 	// carried are pinned maps this generation replaces with maps of a new
 	// layout (see carriedPin): pinned in their place at Commit.
@@ -60,6 +61,9 @@ type Options struct {
 	// empty makes every map private to the program (tests, benchmarks).
 	Dir   string
 	Iface string // for messages
+	// Hook selects the program (XDP, XDP with frags, tc); the zero value
+	// is XDP.
+	Hook Hook
 	// spec is the program; nil is the embedded one (tests load the
 	// test-clock build). extra replaces more maps.
 	spec  *ebpf.CollectionSpec
@@ -133,7 +137,13 @@ func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 	for name, m := range opts.extra {
 		lists[name] = m
 	}
-	err = spec.LoadAndAssign(gen.objs, &ebpf.CollectionOptions{
+	target, loaded, err := hookTarget(spec, opts.Hook, gen.objs)
+	if err != nil {
+		rules.release()
+		closeCarried(gen.carried)
+		return nil, err
+	}
+	err = spec.LoadAndAssign(target, &ebpf.CollectionOptions{
 		Maps:            ebpf.MapOptions{PinPath: opts.Dir},
 		MapReplacements: lists,
 	})
@@ -147,7 +157,7 @@ func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 		closeCarried(gen.carried)
 		return nil, loadError(err, opts)
 	}
-	gen.Program, gen.Maps = gen.objs.Xdpguard, &gen.objs.xdpguardMaps
+	gen.Program, gen.Maps, gen.Hook = loaded(), &gen.objs.xdpguardMaps, opts.Hook
 	rules.names, rules.stats = gen.XdpgRuleNames, gen.XdpgRuleStats
 	gen.rules = rules
 	if err := rules.fillGroupRules(gen.XdpgGroupRule, scoped); err != nil {

@@ -191,6 +191,7 @@ const (
 	xdpguardMapXdpgStats         = "xdpg_stats"
 	xdpguardMapXdpgTrust         = "xdpg_trust"
 	xdpguardProgXdpguard         = "xdpguard"
+	xdpguardProgXdpguardTc       = "xdpguard_tc"
 	xdpguardVarAllowPorts        = "allow_ports"
 	xdpguardVarBanNs             = "ban_ns"
 	xdpguardVarGeneration        = "generation"
@@ -227,6 +228,7 @@ const (
 	xdpguardVarUnusedProtection  = "unused_protection"
 	xdpguardVarUnusedReason      = "unused_reason"
 	xdpguardVarUnusedRuleSlot    = "unused_rule_slot"
+	xdpguardVarXdpFrags          = "xdp_frags"
 )
 
 // loadXdpguard returns the embedded CollectionSpec for xdpguard.
@@ -271,7 +273,8 @@ type xdpguardSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardProgramSpecs struct {
-	Xdpguard *ebpf.ProgramSpec `ebpf:"xdpguard"`
+	Xdpguard   *ebpf.ProgramSpec `ebpf:"xdpguard"`
+	XdpguardTc *ebpf.ProgramSpec `ebpf:"xdpguard_tc"`
 }
 
 // xdpguardMapSpecs contains maps before they are loaded into the kernel.
@@ -341,6 +344,7 @@ type xdpguardVariableSpecs struct {
 	UnusedProtection  *ebpf.VariableSpec `ebpf:"unused_protection"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRuleSlot    *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
+	XdpFrags          *ebpf.VariableSpec `ebpf:"xdp_frags"`
 }
 
 // xdpguardObjects contains all objects after they have been loaded into the kernel.
@@ -452,18 +456,21 @@ type xdpguardVariables struct {
 	UnusedProtection  *ebpf.Variable `ebpf:"unused_protection"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRuleSlot    *ebpf.Variable `ebpf:"unused_rule_slot"`
+	XdpFrags          *ebpf.Variable `ebpf:"xdp_frags"`
 }
 
 // xdpguardPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadXdpguardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardPrograms struct {
-	Xdpguard *ebpf.Program `ebpf:"xdpguard"`
+	Xdpguard   *ebpf.Program `ebpf:"xdpguard"`
+	XdpguardTc *ebpf.Program `ebpf:"xdpguard_tc"`
 }
 
 func (p *xdpguardPrograms) Close() error {
 	return _XdpguardClose(
 		p.Xdpguard,
+		p.XdpguardTc,
 	)
 }
 
