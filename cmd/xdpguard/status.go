@@ -28,6 +28,7 @@ import (
 type ifaceStatus struct {
 	Interface    string            `json:"interface"`
 	Mode         string            `json:"mode"`
+	ModeWhy      string            `json:"mode_why,omitempty"`
 	ProgramID    uint32            `json:"program_id,omitempty"`
 	Enforcing    bool              `json:"enforcing"`
 	Generation   *uint64           `json:"generation"`
@@ -233,15 +234,17 @@ func readAttachment(s *ifaceStatus, set *maps.Set, problem func(string, ...any))
 		problem("interface is gone: %v", err)
 		return
 	}
-	mode, attachedID, err := loader.AttachMode(nl.Index)
+	mode, running, err := loader.Runs(nl.Index, s.ProgramID)
 	if err != nil {
 		problem("attach mode: %v", err)
 		return
 	}
 	s.Mode = mode
-	s.Enforcing = attachedID == s.ProgramID && mode != "none"
+	s.ModeWhy = loader.ModeWhy(s.Interface, mode)
+	s.Enforcing = running
 	if !s.Enforcing {
-		problem("interface runs XDP program %d, not xdpguard's %d", attachedID, s.ProgramID)
+		_, attachedID, _ := loader.AttachMode(nl.Index)
+		problem("interface runs program %d (%s), not xdpguard's %d", attachedID, mode, s.ProgramID)
 	}
 }
 
@@ -288,6 +291,9 @@ func printStatus(w io.Writer, s ifaceStatus) {
 	unread := "(unread)"
 	fmt.Fprintf(tw, "interface\t%s\n", s.Interface)
 	fmt.Fprintf(tw, "enforcing\t%v (mode %s, program %d)\n", s.Enforcing, s.Mode, s.ProgramID)
+	if s.ModeWhy != "" {
+		fmt.Fprintf(tw, "mode\t%s: %s\n", s.Mode, s.ModeWhy)
+	}
 	for _, p := range s.Problems {
 		fmt.Fprintf(tw, "problem\t%s\n", p)
 	}

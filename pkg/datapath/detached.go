@@ -9,7 +9,3 @@ func LoadDetached(pol *policy.Policy) (*Generation, error) {
 	return Load(pol, Options{})
 }
 
-// LoadDetachedHook is LoadDetached for the program of hook h.
-func LoadDetachedHook(pol *policy.Policy, h Hook) (*Generation, error) {
-	return Load(pol, Options{Hook: h})
-}

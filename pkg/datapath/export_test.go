@@ -46,3 +46,8 @@ var NeedsPreciseClock = needsPreciseClock
 
 // Spec is the embedded program, for tests that read its maps' layout.
 func Spec() (*ebpf.CollectionSpec, error) { return loadXdpguard() }
+
+// LoadDetachedHook is LoadDetached for the program of hook h.
+func LoadDetachedHook(pol *policy.Policy, h Hook) (*Generation, error) {
+	return Load(pol, Options{Hook: h})
+}

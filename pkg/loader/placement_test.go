@@ -1,0 +1,47 @@
+package loader
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/xdpguard/xdpguard/pkg/datapath"
+)
+
+// Auto's choice by device, and the refusals: tc on every virtual kind,
+// native on a NIC (a name under /sys/class/net with a bus device: lo has
+// none, so a physical NIC is faked by kind "device" only where the host
+// has one), generic only when asked, frags above 1500 bytes of MTU, and
+// native XDP refused on VLAN sub-interfaces with what to do.
+func TestPlace(t *testing.T) {
+	attrs := func(name string, mtu int) netlink.LinkAttrs { return netlink.LinkAttrs{Name: name, MTU: mtu} }
+	for _, tc := range []struct {
+		link netlink.Link
+		mode Mode
+		want Mode
+		hook datapath.Hook
+		why  string
+	}{
+		{&netlink.Veth{LinkAttrs: attrs("xgtest-veth", 1500)}, ModeAuto, modeTC, datapath.HookTC, "virtual device (veth)"},
+		{&netlink.Bridge{LinkAttrs: attrs("xgtest-br", 1500)}, ModeAuto, modeTC, datapath.HookTC, "(bridge)"},
+		{&netlink.Tuntap{LinkAttrs: attrs("xgtest-tap", 1500)}, ModeAuto, modeTC, datapath.HookTC, "(tuntap)"},
+		{&netlink.Bond{LinkAttrs: attrs("xgtest-bond", 1500)}, ModeAuto, modeTC, datapath.HookTC, "(bond)"},
+		{&netlink.Vlan{LinkAttrs: attrs("xgtest-vlan", 1500)}, ModeAuto, modeTC, datapath.HookTC, "(vlan)"},
+		{&netlink.Veth{LinkAttrs: attrs("xgtest-veth", 1500)}, ModeNative, ModeNative, datapath.HookXDP, "asked"},
+		{&netlink.Veth{LinkAttrs: attrs("xgtest-veth", 9000)}, ModeNative, ModeNative, datapath.HookXDPFrags, "asked"},
+		{&netlink.Veth{LinkAttrs: attrs("xgtest-veth", 9000)}, modeGeneric, modeGeneric, datapath.HookXDPFrags, "asked"},
+		{&netlink.Veth{LinkAttrs: attrs("xgtest-veth", 9000)}, modeTC, modeTC, datapath.HookTC, "asked"},
+	} {
+		p, err := place(tc.link, tc.mode)
+		if err != nil || p.Mode != tc.want || p.Hook != tc.hook || !strings.Contains(p.Why, tc.why) {
+			t.Errorf("%s %s, mode %s: %+v %v; want %s, %s, why with %q", tc.link.Type(), tc.link.Attrs().Name, tc.mode, p, err, tc.want, tc.hook, tc.why)
+		}
+	}
+	if _, err := place(&netlink.Vlan{LinkAttrs: attrs("xgtest-vlan", 1500)}, ModeNative); err == nil || !strings.Contains(err.Error(), "--mode tc") {
+		t.Errorf("native on a VLAN sub-interface: %v, want a refusal naming --mode tc", err)
+	}
+	if _, err := place(&netlink.Veth{LinkAttrs: attrs("xgtest-veth", 1500)}, Mode("turbo")); err == nil {
+		t.Error("mode turbo accepted")
+	}
+}
