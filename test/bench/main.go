@@ -33,7 +33,7 @@ func main() {
 	flag.StringVar(&o.Out, "out", "docs/benchmarks.md", "report to update (between the bench markers)")
 	flag.StringVar(&o.Plot, "plot", "docs/benchmarks.png", "bar chart of the floor, xdpguard and nftables")
 	flag.StringVar(&o.Bin, "bin", "", "xdpguard binary (default: build one)")
-	flag.StringVar(&o.Only, "only", "", "for profiling or comparing builds: run only these veth floods (keys, e.g. r,b0; one round unless -rounds), print their rates and paired ratios to the first, write no report; or \"blocklist\": only the blocklist section, its targets and table printed, no report written")
+	flag.StringVar(&o.Only, "only", "", "for profiling or comparing builds: run only these veth floods (keys, e.g. r,b0; one round unless -rounds), print their rates and paired ratios to the first, write no report; or \"blocklist\": only the blocklist section, its targets and table printed, no report written; or \"attachmodes\": bulk TCP and a closed-port flood with no filter, xdpguard native, generic and tc, and nftables, the table printed")
 	flag.DurationVar(&o.Flood, "flood", 0, "length of each flood (default: 3s, 1s with -quick)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default: 7, 3 with -quick, 1 with -only; the blocklist section: 5, 1 with -quick)")
 	flag.Parse()
@@ -81,6 +81,9 @@ func runBench(o options) (results, error) {
 	}
 	if o.Rounds > 0 {
 		m.Rounds = o.Rounds
+	}
+	if o.Only == "attachmodes" {
+		return results{}, attachModesOnly(o, m)
 	}
 	if o.Only != "" {
 		return results{}, floodsOnly(o, m)
