@@ -100,7 +100,6 @@ func attachGuardMode(l *lab, mode string) (func(), func() (uint64, error), error
 	}, drops, nil
 }
 
-
 func attachNftGRO(l *lab) (func(), func() (uint64, error), error) {
 	gro, err := groOn(l)
 	if err != nil {
