@@ -102,13 +102,12 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 		}
 		g.lnk, adopted = old, true
 	} else if g.lnk, err = attachPlaced(gen.Program, g.Ifindex, g.Placement); err != nil {
-		if mode != ModeAuto || g.Placement.Mode != ModeNative || errors.Is(err, ErrForeignProgram) {
+		next, ok := autoFallback(mode, g.Placement, nl, err)
+		if !ok {
 			return nil, false, fmt.Errorf("%s: %w", iface, err)
 		}
-		// A NIC whose driver has no native XDP: tc, never generic
-		// unless asked.
 		gen.Discard()
-		g.Placement = Placement{modeTC, datapath.HookTC, fmt.Sprintf("auto: native XDP refused (%v), so tc", err)}
+		g.Placement = next
 		if gen, err = g.load(pol); err != nil {
 			return nil, false, err
 		}

@@ -144,3 +144,25 @@ func ModeWhy(iface, mode string) string {
 	}
 	return fmt.Sprintf("asked for or adopted; auto would choose %s here (%s)", p.Mode, p.Why)
 }
+
+// autoFallback is auto's second choice when its first would not attach:
+// tc on a NIC whose driver refuses native XDP, native XDP on a kernel
+// without tcx (before 6.6; clsact is not used). Never generic, and never
+// past someone else's program.
+func autoFallback(mode Mode, first Placement, l netlink.Link, err error) (Placement, bool) {
+	if mode != ModeAuto || errors.Is(err, ErrForeignProgram) {
+		return Placement{}, false
+	}
+	switch {
+	case first.Mode == ModeNative:
+		return Placement{modeTC, datapath.HookTC, fmt.Sprintf("auto: native XDP refused (%v), so tc", err)}, true
+	case first.Mode == modeTC && errors.Is(err, ebpf.ErrNotSupported):
+		p, perr := place(l, ModeNative)
+		if perr != nil {
+			return Placement{}, false
+		}
+		p.Why = "auto: this kernel has no tcx (6.6+), so native XDP"
+		return p, true
+	}
+	return Placement{}, false
+}
