@@ -219,16 +219,20 @@ func readStatus(root, iface string) ifaceStatus {
 
 // readAttachment says whether the interface runs xdpguard's program.
 func readAttachment(s *ifaceStatus, set *maps.Set, problem func(string, ...any)) {
-	if set.Link == nil {
+	switch {
+	case set.Link != nil:
+		info, err := set.Link.Info()
+		if err != nil {
+			problem("pinned link: %v", err)
+			return
+		}
+		s.ProgramID = uint32(info.Program)
+	case loader.ClsactProgram(s.Interface) != 0: // a clsact filter (kernels without tcx)
+		s.ProgramID = uint32(loader.ClsactProgram(s.Interface))
+	default:
 		problem("no pinned link: the filter is not attached")
 		return
 	}
-	info, err := set.Link.Info()
-	if err != nil {
-		problem("pinned link: %v", err)
-		return
-	}
-	s.ProgramID = uint32(info.Program)
 	nl, err := net.InterfaceByName(s.Interface)
 	if err != nil {
 		problem("interface is gone: %v", err)

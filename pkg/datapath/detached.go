@@ -8,4 +8,3 @@ import "github.com/xdpguard/xdpguard/pkg/policy"
 func LoadDetached(pol *policy.Policy) (*Generation, error) {
 	return Load(pol, Options{})
 }
-

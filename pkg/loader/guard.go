@@ -27,7 +27,7 @@ type Guard struct {
 
 	mu      sync.Mutex
 	gen     *datapath.Generation // in force
-	lnk     link.Link
+	lnk     attachment
 	lockDir *os.File
 	closed  bool
 }
@@ -102,7 +102,7 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 		}
 		g.lnk, adopted = old, true
 	} else if g.lnk, err = attachPlaced(gen.Program, g.Ifindex, g.Placement); err != nil {
-		next, ok := autoFallback(mode, g.Placement, nl, err)
+		next, ok := autoFallback(mode, g.Placement, err)
 		if !ok {
 			return nil, false, fmt.Errorf("%s: %w", iface, err)
 		}
@@ -256,7 +256,10 @@ func (g *Guard) Close() error {
 
 // adoptLink opens the pinned link if it still drives our interface. A link
 // whose interface is gone (ifindex 0 or another index) is unpinned.
-func (g *Guard) adoptLink() (link.Link, bool) {
+func (g *Guard) adoptLink() (attachment, bool) {
+	if f, ok := adoptClsact(g.Ifindex); ok {
+		return f, true
+	}
 	path := filepath.Join(g.Dir, datapath.LinkPin)
 	l, err := link.LoadPinnedLink(path, nil)
 	if err != nil {

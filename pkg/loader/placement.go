@@ -76,7 +76,10 @@ func place(l netlink.Link, mode Mode) (Placement, error) {
 
 // placementOf is the placement of an adopted link: its kind decides (a
 // restart never moves the filter), with the hook matching the MTU now.
-func placementOf(l link.Link, nl netlink.Link) Placement {
+func placementOf(l attachment, nl netlink.Link) Placement {
+	if _, ok := l.(*clsactFilter); ok {
+		return Placement{modeTC, datapath.HookTC, "adopted: the clsact filter and its pinned program"}
+	}
 	info, err := l.Info()
 	if err == nil && info.TCX() != nil {
 		return Placement{modeTC, datapath.HookTC, "adopted: the pinned tcx link"}
@@ -87,18 +90,22 @@ func placementOf(l link.Link, nl netlink.Link) Placement {
 	return p
 }
 
-// attachTC puts prog first on ifindex's tcx ingress. An XDP program
+// attachTC puts prog first on ifindex's tc ingress: with tcx, or, on a
+// kernel without it (before 6.6), with a clsact filter. An XDP program
 // already there (someone else's: xdpguard's own would be adopted) runs
 // before tc and is refused as in XDP mode, unless removed first
 // (--replace-foreign).
-func attachTC(prog *ebpf.Program, ifindex int) (link.Link, error) {
+func attachTC(prog *ebpf.Program, ifindex int) (attachment, error) {
 	if mode, id, err := AttachMode(ifindex); err == nil && mode != "none" && mode != "tc" {
 		return nil, fmt.Errorf("%w (program %d, %s; see `ip link show`), and it would run before xdpguard's tc hook; "+
 			"xdpguard will not replace it unless run with --replace-foreign", ErrForeignProgram, id, mode)
 	}
+	if forceClsact() {
+		return attachClsact(prog, ifindex)
+	}
 	l, err := link.AttachTCX(link.TCXOptions{Program: prog, Interface: ifindex, Attach: ebpf.AttachTCXIngress, Anchor: link.Head()})
 	if errors.Is(err, ebpf.ErrNotSupported) {
-		return nil, fmt.Errorf("attach tc: this kernel has no tcx (6.6+): use --mode native or generic: %w", err)
+		return attachClsact(prog, ifindex)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("attach tc (tcx ingress): %w", err)
@@ -107,7 +114,7 @@ func attachTC(prog *ebpf.Program, ifindex int) (link.Link, error) {
 }
 
 // attachPlaced attaches prog where p says.
-func attachPlaced(prog *ebpf.Program, ifindex int, p Placement) (link.Link, error) {
+func attachPlaced(prog *ebpf.Program, ifindex int, p Placement) (attachment, error) {
 	if p.Mode == modeTC {
 		return attachTC(prog, ifindex)
 	}
@@ -146,23 +153,12 @@ func ModeWhy(iface, mode string) string {
 }
 
 // autoFallback is auto's second choice when its first would not attach:
-// tc on a NIC whose driver refuses native XDP, native XDP on a kernel
-// without tcx (before 6.6; clsact is not used). Never generic, and never
-// past someone else's program.
-func autoFallback(mode Mode, first Placement, l netlink.Link, err error) (Placement, bool) {
-	if mode != ModeAuto || errors.Is(err, ErrForeignProgram) {
+// tc on a NIC whose driver refuses native XDP. Never generic, and never
+// past someone else's program. (A kernel without tcx gets clsact:
+// attachTC.)
+func autoFallback(mode Mode, first Placement, err error) (Placement, bool) {
+	if mode != ModeAuto || first.Mode != ModeNative || errors.Is(err, ErrForeignProgram) {
 		return Placement{}, false
 	}
-	switch {
-	case first.Mode == ModeNative:
-		return Placement{modeTC, datapath.HookTC, fmt.Sprintf("auto: native XDP refused (%v), so tc", err)}, true
-	case first.Mode == modeTC && errors.Is(err, ebpf.ErrNotSupported):
-		p, perr := place(l, ModeNative)
-		if perr != nil {
-			return Placement{}, false
-		}
-		p.Why = "auto: this kernel has no tcx (6.6+), so native XDP"
-		return p, true
-	}
-	return Placement{}, false
+	return Placement{modeTC, datapath.HookTC, fmt.Sprintf("auto: native XDP refused (%v), so tc", err)}, true
 }

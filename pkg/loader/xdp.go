@@ -55,7 +55,7 @@ func RemoveForeignXDP(iface string) (uint32, error) {
 	return x.ProgId, nil
 }
 
-func attachXDP(prog *ebpf.Program, ifindex int, mode Mode) (link.Link, error) {
+func attachXDP(prog *ebpf.Program, ifindex int, mode Mode) (attachment, error) {
 	opts := link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode}
 	if mode == modeGeneric {
 		opts.Flags = link.XDPGenericMode
@@ -82,6 +82,9 @@ func AttachMode(ifindex int) (string, uint32, error) {
 	if x == nil || !x.Attached {
 		if ids, err := tcxPrograms(ifindex); err == nil && len(ids) > 0 {
 			return "tc", uint32(ids[0]), nil
+		}
+		if id, err := clsactProgram(ifindex); err == nil && id != 0 {
+			return "tc", uint32(id), nil
 		}
 		return "none", 0, nil
 	}
@@ -114,6 +117,9 @@ func Runs(ifindex int, program uint32) (mode string, running bool, err error) {
 				return "tc", true, nil
 			}
 		}
+	}
+	if id, err := clsactProgram(ifindex); err == nil && program != 0 && uint32(id) == program {
+		return "tc", true, nil
 	}
 	return mode, false, nil
 }

@@ -235,3 +235,70 @@ func TestJumboFrames(t *testing.T) {
 		})
 	}
 }
+
+// clsactProgram is the program of the bpf filter on the server veth's
+// clsact ingress, or 0.
+func clsactProgram(t *testing.T, l *Lab) uint32 {
+	t.Helper()
+	var id uint32
+	l.InNS(l.Server, func() {
+		nl, err := netlink.LinkByName(l.SrvIf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs, err := netlink.FilterList(nl, netlink.HANDLE_MIN_INGRESS)
+		if err != nil {
+			return // no clsact qdisc
+		}
+		for _, f := range fs {
+			if b, ok := f.(*netlink.BpfFilter); ok {
+				id = uint32(b.Id)
+			}
+		}
+	})
+	return id
+}
+
+// The tc mode of kernels without tcx (before 6.6), forced here: a clsact
+// direct-action filter, its program pinned instead of a link. The same
+// filtering, status, atomic switch (one filter replace), adoption and
+// detach as with tcx.
+func TestTCModeClsact(t *testing.T) {
+	t.Setenv("XDPGUARD_TEST_CLSACT", "1") // the daemon (a test-hooks build) inherits it
+	l := NewLab(t)
+	l.Listen(8022, 8080, 7777)
+	l.WritePolicy(labPolicy)
+	d := l.StartDaemon("--mode", "tc")
+	st := statusOf(t, l)
+	if st.Mode != "tc" || !st.Enforcing || st.ProgramID == 0 || clsactProgram(t, l) != st.ProgramID {
+		t.Fatalf("status %+v, clsact filter program %d", st, clsactProgram(t, l))
+	}
+	if ids := tcxIngress(t, l); len(ids) != 0 {
+		t.Errorf("tcx programs %v in clsact mode", ids)
+	}
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8022: "open", 7777: "filtered"})
+	if v := Metric(d.Scrape(), "xdpguard_port_drops_total", `port="7777"`, `reason="port_not_allowed"`); v < 1 {
+		t.Errorf("port 7777 drops = %v", v)
+	}
+
+	d.Mark()
+	l.WritePolicy("tcp:\n  allow: [8022, 7777]\n")
+	d.Signal(syscall.SIGHUP)
+	d.WaitLog(`policy reloaded`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open", 8080: "filtered"})
+	st2 := statusOf(t, l)
+	if st2.ProgramID == st.ProgramID || !st2.Enforcing || clsactProgram(t, l) != st2.ProgramID {
+		t.Errorf("after the reload: status %+v (was program %d), filter program %d", st2, st.ProgramID, clsactProgram(t, l))
+	}
+
+	d.Stop()
+	d = l.StartDaemon()
+	d.WaitLog(`attached.*adopted=true.*mode=tc`)
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "open", 8080: "filtered"})
+	d.Stop()
+	sh(t, "ip", "netns", "exec", l.Server, xdpguardBin, "detach", "--iface", l.SrvIf)
+	if id := clsactProgram(t, l); id != 0 {
+		t.Errorf("detach left the clsact filter (program %d)", id)
+	}
+	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open"})
+}
