@@ -13,9 +13,10 @@
 
 /* How much of a frame the tc entry makes sure it can read: Ethernet, two
  * VLAN tags, IPv6 with 48 bytes of extension headers (or IPv4 with full
- * options) and the fixed TCP header. An skb's headers normally sit in its
- * linear part; one built from pages (GSO from the local stack, GRO, some
- * drivers) may hold less there, and the judge reads only what is linear. */
+ * options) and the fixed TCP header. The judge reads only the linear part.
+ * A GSO skb (the local stack's, GRO's) holds all its headers there, and
+ * pulling one costs bulk traffic dearly (the skb is a clone: its head is
+ * copied), so only other skbs built from pages are pulled. */
 #define XDPG_TC_LINEAR 128
 
 SEC("tc")
@@ -29,7 +30,7 @@ int xdpguard_tc(struct __sk_buff *skb)
 	int fast;
 
 	linear = skb->data_end - skb->data;
-	if (linear < len && linear < XDPG_TC_LINEAR)
+	if (linear < len && linear < XDPG_TC_LINEAR && !skb->gso_size)
 		bpf_skb_pull_data(skb, len < XDPG_TC_LINEAR ? len : XDPG_TC_LINEAR); /* on failure: judged as is */
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;

@@ -9,6 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+
 	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/policy"
@@ -42,10 +46,42 @@ func attachModes() []attachMode {
 			undo, err := groOn(l)
 			return undo, nil, err
 		}},
+		{"xdp-pass", "trivial native XDP_PASS", trivialOn(false)},
 		{"native", "xdpguard, native XDP", guard("native")},
 		{"generic", "xdpguard, generic XDP", guard("generic")},
+		{"tc-pass", "trivial tc pass (tcx)", trivialOn(true)},
 		{"tc", "xdpguard, tc (tcx): auto's choice on veth", guard("auto")},
 		{"nft", "nftables netdev ingress (same policy)", attachNftGRO},
+	}
+}
+
+// trivialOn attaches a program that passes everything, native XDP or
+// tcx: what any program in that mode costs established traffic.
+func trivialOn(tc bool) func(l *lab) (func(), func() (uint64, error), error) {
+	return func(l *lab) (func(), func() (uint64, error), error) {
+		spec := &ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}}
+		if tc {
+			spec = &ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, -1), asm.Return()}}
+		}
+		prog, err := ebpf.NewProgram(spec)
+		if err != nil {
+			return nil, nil, err
+		}
+		var lk link.Link
+		err = inNS(l.dut, func() error {
+			var err error
+			if tc {
+				lk, err = link.AttachTCX(link.TCXOptions{Program: prog, Interface: l.bIdx, Attach: ebpf.AttachTCXIngress})
+			} else {
+				lk, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: l.bIdx, Flags: link.XDPDriverMode})
+			}
+			return err
+		})
+		if err != nil {
+			prog.Close()
+			return nil, nil, err
+		}
+		return func() { lk.Close(); prog.Close() }, nil, nil
 	}
 }
 
@@ -256,25 +292,37 @@ func spread(xs []float64, format string) string {
 	return fmt.Sprintf("%s (%s–%s)", f(median(s)), f(s[0]), f(s[len(s)-1]))
 }
 
+// pairedRatio is the median (and range) over rounds of xs[i]/base[i]:
+// each pair shares the VM's state of the moment.
+func pairedRatios(xs, base []float64) string {
+	var rs []float64
+	for i := range xs {
+		if i < len(base) && base[i] > 0 {
+			rs = append(rs, xs[i]/base[i])
+		}
+	}
+	if len(rs) == 0 {
+		return "—"
+	}
+	return spread(rs, "%.2f×")
+}
+
 func attachModesMarkdown(res []attachResult, rounds int, d time.Duration) string {
 	var b strings.Builder
-	base, nft := median(res[0].Gbps), 0.0
+	var none, nft attachResult
 	for _, r := range res {
-		if r.Key == "nft" {
-			nft = median(r.FloodMpps)
+		switch r.Key {
+		case "none":
+			none = r
+		case "nft":
+			nft = r
 		}
 	}
-	fmt.Fprintf(&b, "| On vethB | bulk TCP, Gbit/s | vs no filter | closed-port SYN flood dropped, Mpps | vs nftables |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| On vethB | bulk TCP, Gbit/s | vs no filter (paired) | closed-port SYN flood dropped, Mpps | vs nftables (paired) |\n|---|---|---|---|---|\n")
 	for _, r := range res {
-		ratio, fr := "—", "—"
-		if base > 0 {
-			ratio = fmt.Sprintf("%.2f×", median(r.Gbps)/base)
-		}
-		if nft > 0 && len(r.FloodMpps) > 0 {
-			fr = fmt.Sprintf("%.2f×", median(r.FloodMpps)/nft)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.Name, spread(r.Gbps, "%.1f"), ratio, spread(r.FloodMpps, "%.2f"), fr)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r.Name, spread(r.Gbps, "%.1f"), pairedRatios(r.Gbps, none.Gbps),
+			spread(r.FloodMpps, "%.2f"), pairedRatios(r.FloodMpps, nft.FloodMpps))
 	}
-	fmt.Fprintf(&b, "\nMedians of %d interleaved rounds (min–max), %s per measurement.", rounds, d)
+	fmt.Fprintf(&b, "\nMedians of %d interleaved rounds (min–max); a ratio is the median of the rounds' ratios; %s per measurement.", rounds, d)
 	return b.String()
 }
