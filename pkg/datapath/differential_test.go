@@ -294,6 +294,11 @@ func testDifferential(t *testing.T, text string, hook datapath.Hook) {
 	if s := os.Getenv("XDPGUARD_DIFF_N"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
+	if hook != datapath.HookXDP {
+		// The other builds run the same judge: a quarter of the frames,
+		// and more while some reason or rule is still missing (below).
+		n /= 4
+	}
 	seed := uint64(rand.Int64())
 	t.Logf("seed %d, %d frames", seed, n)
 	r := rand.New(rand.NewPCG(seed, 1))
@@ -503,7 +508,7 @@ func TestJumboFrames(t *testing.T) {
 	d := loadHook(t, pol, datapath.HookXDPFrags)
 	r := rand.New(rand.NewPCG(7, 9))
 	seen := map[datapath.Reason]int{}
-	for i := 0; i < 2000; i++ {
+	for i := 0; i < 500; i++ {
 		f := testpkt.NewSYN("10.1.2.3", "10.9.9.9", uint16(r.IntN(65536)))
 		if r.IntN(2) == 0 {
 			f = testpkt.NewSYN("2001:db8::1", "2001:db8:1::1", uint16(r.IntN(65536)))
