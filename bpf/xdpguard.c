@@ -36,6 +36,10 @@ volatile const __u8 has_rule_monitor;
  * clock plus one interval: the limiters then read the precise clock (see
  * limiter_now). With the other flags, so the scalars stay on one line. */
 volatile const __u8 precise_clock;
+/* Set by Go when the XDP program is loaded with BPF_F_XDP_HAS_FRAGS (an MTU
+ * that needs multi-buffer frames): a frame's length is then all of its
+ * buffers, not the first one. */
+volatile const __u8 xdp_frags;
 /* Where replies to this host's own UDP traffic arrive (its ephemeral range). */
 volatile const __u16 udp_reply_first;
 volatile const __u16 udp_reply_last;
@@ -595,7 +599,7 @@ closed:
  * source) returns XDPG_REASON_MAX: the general parser judges it
  * from the start. Both paths reach the same verdicts, which the
  * differential test checks against pkg/reference. */
-static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, struct verdict *v)
+static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, __u32 len, struct verdict *v)
 {
 	struct ethhdr *eth = data;
 	__u8 *ip = data + sizeof(*eth);
@@ -612,7 +616,7 @@ static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, st
 		return XDPG_REASON_MAX;
 	tot_len = ((__u32)ip[2] << 8) | ip[3];
 	doff = (tcp[12] >> 4) * 4;
-	if (tot_len < 40 || sizeof(*eth) + tot_len > (__u32)(data_end - data) || doff < 20 || doff > tot_len - 20)
+	if (tot_len < 40 || sizeof(*eth) + tot_len > len || doff < 20 || doff > tot_len - 20)
 		return XDPG_REASON_MAX;
 
 	flags = tcp[13];
@@ -657,9 +661,10 @@ static __always_inline int deny_exempt(struct l4_info *l4)
 }
 
 /* The general path: any frame the fast path left. */
-static __always_inline enum xdpg_reason classify(void *data, void *data_end, struct l4_info *l4, struct verdict *v)
+static __always_inline enum xdpg_reason classify(void *data, void *data_end, __u32 len, struct l4_info *l4,
+						 struct verdict *v)
 {
-	struct hdr_cursor c = { .off = 0, .len = data_end - data };
+	struct hdr_cursor c = { .off = 0, .len = len };
 	__u16 proto;
 	__u8 *tcp;
 	__u32 doff;
@@ -804,8 +809,8 @@ static __always_inline void record_closed_port_drop(__u16 dport)
  * ring buffer and the daemon at most the budget, and what is left out is
  * counted. Off (one array lookup) unless a daemon asked for events. A drop
  * of the fast path (fast) has no l4: it is read here, only when sent. */
-static __always_inline void emit_event(struct xdp_md *ctx, enum xdpg_reason reason, struct l4_info *l4,
-				       struct verdict *v, int fast)
+static __always_inline void emit_event(void *data, void *data_end, __u32 ifindex, enum xdpg_reason reason,
+				       struct l4_info *l4, struct verdict *v, int fast)
 {
 	struct xdpg_event_budget *cfg;
 	struct l4_info fast_l4;
@@ -817,7 +822,7 @@ static __always_inline void emit_event(struct xdp_md *ctx, enum xdpg_reason reas
 	if (!cfg || !cfg->interval_ns)
 		return;
 	if (fast) {
-		fast_path_l4((void *)(long)ctx->data, (void *)(long)ctx->data_end, &fast_l4);
+		fast_path_l4(data, data_end, &fast_l4);
 		l4 = &fast_l4;
 	}
 	now = clock_coarse();
@@ -831,7 +836,7 @@ static __always_inline void emit_event(struct xdp_md *ctx, enum xdpg_reason reas
 		return;
 	}
 	e->ktime_ns = now;
-	e->ifindex = ctx->ingress_ifindex;
+	e->ifindex = ifindex;
 	e->reason = reason;
 	e->flags = passes(reason, v) ? XDPG_EVENT_MONITORED : 0;
 	e->family = l4->is_v6 ? 6 : (l4->saddr[2] == bpf_htonl(0xffff) ? 4 : 0);
@@ -843,43 +848,70 @@ static __always_inline void emit_event(struct xdp_md *ctx, enum xdpg_reason reas
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* One frame's reason, for either hook (XDP here, tc in tc.h). data..data_end
+ * is what can be read (XDP's first buffer, an skb's linear part), len the
+ * whole frame. Nothing is counted yet, and a reason that a header missing
+ * from data..data_end decided (MALFORMED, FRAGMENT) was decided before any
+ * map was written, so a hook may make more of the frame readable and judge
+ * it again. */
+static __always_inline enum xdpg_reason judge_frame(void *data, void *data_end, __u32 len, struct l4_info *l4,
+						    struct verdict *v, int *fast)
+{
+	enum xdpg_reason reason = fast_path(data, data_end, len, v);
+
+	*fast = reason != XDPG_REASON_MAX;
+	return *fast ? reason : classify(data, data_end, len, l4, v);
+}
+
+/* Count a frame's reason (and send its drop event): 1 when it passes. */
+static __always_inline int record_frame(void *data, void *data_end, __u32 ifindex, enum xdpg_reason reason,
+					struct l4_info *l4, struct verdict *v, int fast)
+{
+	/* A scan or a flood to a closed port: the drop to make cheapest. */
+	if (fast && reason == XDPG_DROP_PORT_NOT_ALLOWED) {
+		record_closed_port_drop(v->dport);
+		emit_event(data, data_end, ifindex, reason, l4, v, 1);
+		return monitor;
+	}
+	/* Passing is the common case: one counter, and the rule's if any. */
+	if (reason < XDPG_DROP_PORT_NOT_ALLOWED) {
+		count_reason(reason);
+		record_rule(reason, v);
+		return 1;
+	}
+	record_drop(reason, v);
+	emit_event(data, data_end, ifindex, reason, l4, v, fast);
+	return passes(reason, v);
+}
+
 SEC("xdp")
 int xdpguard(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	__u32 len = xdp_frags ? bpf_xdp_get_buff_len(ctx) : data_end - data;
 	struct verdict v = { .rule = XDPG_RULE_NONE };
 	struct l4_info l4; /* filled by the general path, for its events */
-	enum xdpg_reason reason = fast_path(data, data_end, &v);
+	enum xdpg_reason reason;
 	int fast;
 
-	fast = reason != XDPG_REASON_MAX;
-
-	/* A scan or a flood to a closed port: the drop to make cheapest. */
-	if (reason == XDPG_DROP_PORT_NOT_ALLOWED) {
-		record_closed_port_drop(v.dport);
-		emit_event(ctx, reason, &l4, &v, 1);
-		return monitor ? XDP_PASS : XDP_DROP;
-	}
-	if (!fast)
-		reason = classify(data, data_end, &l4, &v);
-	/* Passing is the common case: one counter, and the rule's if any. */
-	if (reason < XDPG_DROP_PORT_NOT_ALLOWED) {
-		/* An ACK the fast path passed may complete a handshake the SYN
-		 * proxy answered: checked in a function of its own. */
-		if (has_synproxy && fast && reason == XDPG_PASS_NOT_SYN) {
-			count_reason(reason);
-			return synproxy_fast_ack(ctx);
-		}
+	reason = judge_frame(data, data_end, len, &l4, &v, &fast);
+	/* An ACK the fast path passed may complete a handshake the SYN proxy
+	 * answered: checked in a function of its own. */
+	if (has_synproxy && fast && reason == XDPG_PASS_NOT_SYN) {
 		count_reason(reason);
-		record_rule(reason, &v);
-		if (v.synproxy)
-			return synproxy_act(ctx, &l4, v.synproxy);
-		return XDP_PASS;
+		return synproxy_fast_ack(ctx);
 	}
-	record_drop(reason, &v);
-	emit_event(ctx, reason, &l4, &v, fast);
-	return passes(reason, &v) ? XDP_PASS : XDP_DROP;
+	if (!record_frame(data, data_end, ctx->ingress_ifindex, reason, &l4, &v, fast))
+		return XDP_DROP;
+	/* The SYN proxy answers (XDP_TX) or checks what the rules pass. */
+	if (v.synproxy && reason < XDPG_DROP_PORT_NOT_ALLOWED)
+		return synproxy_act(ctx, &l4, v.synproxy);
+	return XDP_PASS;
 }
+
+/* The same judge behind a tc hook (tcx or clsact), for veth and other
+ * virtual devices where XDP costs established traffic most. */
+#include "tc.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";

@@ -28,6 +28,7 @@ import (
 type ifaceStatus struct {
 	Interface    string            `json:"interface"`
 	Mode         string            `json:"mode"`
+	ModeWhy      string            `json:"mode_why,omitempty"`
 	ProgramID    uint32            `json:"program_id,omitempty"`
 	Enforcing    bool              `json:"enforcing"`
 	Generation   *uint64           `json:"generation"`
@@ -220,30 +221,36 @@ func readStatus(root, iface string) ifaceStatus {
 
 // readAttachment says whether the interface runs xdpguard's program.
 func readAttachment(s *ifaceStatus, set *maps.Set, problem func(string, ...any)) {
-	if set.Link == nil {
+	switch {
+	case set.Link != nil:
+		info, err := set.Link.Info()
+		if err != nil {
+			problem("pinned link: %v", err)
+			return
+		}
+		s.ProgramID = uint32(info.Program)
+	case loader.ClsactProgram(s.Interface) != 0: // a clsact filter (kernels without tcx)
+		s.ProgramID = uint32(loader.ClsactProgram(s.Interface))
+	default:
 		problem("no pinned link: the filter is not attached")
 		return
 	}
-	info, err := set.Link.Info()
-	if err != nil {
-		problem("pinned link: %v", err)
-		return
-	}
-	s.ProgramID = uint32(info.Program)
 	nl, err := net.InterfaceByName(s.Interface)
 	if err != nil {
 		problem("interface is gone: %v", err)
 		return
 	}
-	mode, attachedID, err := loader.AttachMode(nl.Index)
+	mode, running, err := loader.Runs(nl.Index, s.ProgramID)
 	if err != nil {
 		problem("attach mode: %v", err)
 		return
 	}
 	s.Mode = mode
-	s.Enforcing = attachedID == s.ProgramID && mode != "none"
+	s.ModeWhy = loader.ModeWhy(s.Interface, mode)
+	s.Enforcing = running
 	if !s.Enforcing {
-		problem("interface runs XDP program %d, not xdpguard's %d", attachedID, s.ProgramID)
+		_, attachedID, _ := loader.AttachMode(nl.Index)
+		problem("interface runs program %d (%s), not xdpguard's %d", attachedID, mode, s.ProgramID)
 	}
 }
 
@@ -290,6 +297,9 @@ func printStatus(w io.Writer, s ifaceStatus) {
 	unread := "(unread)"
 	fmt.Fprintf(tw, "interface\t%s\n", s.Interface)
 	fmt.Fprintf(tw, "enforcing\t%v (mode %s, program %d)\n", s.Enforcing, s.Mode, s.ProgramID)
+	if s.ModeWhy != "" {
+		fmt.Fprintf(tw, "mode\t%s: %s\n", s.Mode, s.ModeWhy)
+	}
 	for _, p := range s.Problems {
 		fmt.Fprintf(tw, "problem\t%s\n", p)
 	}

@@ -409,8 +409,9 @@ func (d *daemon) attachAll(pinRoot string, pol *policy.Policy) (fresh []string, 
 			d.detach(fresh)
 			return nil, err
 		}
-		mode, progID, _ := loader.AttachMode(g.Ifindex)
-		d.log.Info("attached", "interface", iface, "adopted", adopted, "mode", mode, "program_id", progID, "pins", g.Dir)
+		progID, _ := g.ProgramID()
+		mode := string(g.Placement.Mode)
+		d.log.Info("attached", "interface", iface, "adopted", adopted, "mode", mode, "why", g.Placement.Why, "program_id", progID, "pins", g.Dir)
 		if adopted && d.cfg.Mode != loader.ModeAuto && mode != string(d.cfg.Mode) {
 			d.log.Warn("the adopted filter keeps its attach mode; to change it, stop, `xdpguard detach`, and start again",
 				"interface", iface, "mode", mode, "asked", d.cfg.Mode)

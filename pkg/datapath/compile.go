@@ -45,8 +45,9 @@ func PinnedMaps() []string {
 // pinned in its directory (or private ones) and its own source lists.
 type Generation struct {
 	objs *xdpguardObjects
-	// Program is the XDP program; Maps every map it uses.
+	// Program is the program of Hook; Maps every map it uses.
 	Program *ebpf.Program
+	Hook    Hook
 	*Maps
 	// carried are pinned maps this generation replaces with maps of a new
 	// layout (see carriedPin): pinned in their place at Commit.
@@ -61,6 +62,9 @@ type Options struct {
 	// empty makes every map private to the program (tests, benchmarks).
 	Dir   string
 	Iface string // for messages
+	// Hook selects the program (XDP, XDP with frags, tc); the zero value
+	// is XDP.
+	Hook Hook
 	// spec is the program; nil is the embedded one (tests load the
 	// test-clock build). extra replaces more maps.
 	spec  *ebpf.CollectionSpec
@@ -74,6 +78,13 @@ type Options struct {
 func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
+	}
+	// The SYN proxy answers with XDP_TX: behind tc it would not answer, and
+	// the SYNs it exempts from the per-source limit would reach the
+	// listener unlimited.
+	if opts.Hook == HookTC && pol.SynProxy != nil {
+		return nil, errors.New("syn_proxy needs an XDP attach (the SYN proxy answers with XDP_TX, which a tc hook cannot): " +
+			"run with --mode native (auto chooses it for a policy with syn_proxy), or remove syn_proxy")
 	}
 	// Compile only rules that apply now (callers normally pass At's result
 	// already; At is idempotent).
@@ -139,7 +150,13 @@ func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 	for name, m := range opts.extra {
 		lists[name] = m
 	}
-	err = spec.LoadAndAssign(gen.objs, &ebpf.CollectionOptions{
+	target, loaded, err := hookTarget(spec, opts.Hook, gen.objs)
+	if err != nil {
+		rules.release()
+		closeCarried(gen.carried)
+		return nil, err
+	}
+	err = spec.LoadAndAssign(target, &ebpf.CollectionOptions{
 		Maps:            ebpf.MapOptions{PinPath: opts.Dir},
 		MapReplacements: lists,
 	})
@@ -153,7 +170,7 @@ func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 		closeCarried(gen.carried)
 		return nil, loadError(err, opts)
 	}
-	gen.Program, gen.Maps = gen.objs.Xdpguard, &gen.objs.xdpguardMaps
+	gen.Program, gen.Maps, gen.Hook = loaded(), &gen.objs.xdpguardMaps, opts.Hook
 	rules.names, rules.stats = gen.XdpgRuleNames, gen.XdpgRuleStats
 	gen.rules = rules
 	if err := rules.fillGroupRules(gen.XdpgGroupRule, scoped); err != nil {

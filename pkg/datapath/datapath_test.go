@@ -31,8 +31,14 @@ const basePolicy = "tcp:\n  allow: [22, 80, 443, 9000-9002]\n"
 
 func load(t testing.TB, pol *policy.Policy) *datapath.Generation {
 	t.Helper()
+	return loadHook(t, pol, datapath.HookXDP)
+}
+
+// loadHook loads pol's program for hook h, detached.
+func loadHook(t testing.TB, pol *policy.Policy, h datapath.Hook) *datapath.Generation {
+	t.Helper()
 	testutil.RequirePrivileged(t)
-	d, err := datapath.LoadDetached(pol)
+	d, err := datapath.LoadDetachedHook(pol, h)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}

@@ -43,3 +43,8 @@ func LoadDetachedTestClock(pol *policy.Policy) (*Generation, *TestClock, error) 
 
 // NeedsPreciseClock is needsPreciseClock, for the tests that choose clocks.
 var NeedsPreciseClock = needsPreciseClock
+
+// LoadDetachedHook is LoadDetached for the program of hook h.
+func LoadDetachedHook(pol *policy.Policy, h Hook) (*Generation, error) {
+	return Load(pol, Options{Hook: h})
+}

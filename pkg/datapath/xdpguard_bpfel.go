@@ -244,6 +244,7 @@ const (
 	xdpguardMapXdpgSynproxyTotal       = "xdpg_synproxy_total"
 	xdpguardMapXdpgTrust               = "xdpg_trust"
 	xdpguardProgXdpguard               = "xdpguard"
+	xdpguardProgXdpguardTc             = "xdpguard_tc"
 	xdpguardVarAllowPorts              = "allow_ports"
 	xdpguardVarBanNs                   = "ban_ns"
 	xdpguardVarGeneration              = "generation"
@@ -296,6 +297,7 @@ const (
 	xdpguardVarUnusedReason            = "unused_reason"
 	xdpguardVarUnusedRuleSlot          = "unused_rule_slot"
 	xdpguardVarUnusedSpCounter         = "unused_sp_counter"
+	xdpguardVarXdpFrags                = "xdp_frags"
 )
 
 // loadXdpguard returns the embedded CollectionSpec for xdpguard.
@@ -340,7 +342,8 @@ type xdpguardSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardProgramSpecs struct {
-	Xdpguard *ebpf.ProgramSpec `ebpf:"xdpguard"`
+	Xdpguard   *ebpf.ProgramSpec `ebpf:"xdpguard"`
+	XdpguardTc *ebpf.ProgramSpec `ebpf:"xdpguard_tc"`
 }
 
 // xdpguardMapSpecs contains maps before they are loaded into the kernel.
@@ -432,6 +435,7 @@ type xdpguardVariableSpecs struct {
 	UnusedReason            *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRuleSlot          *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
 	UnusedSpCounter         *ebpf.VariableSpec `ebpf:"unused_sp_counter"`
+	XdpFrags                *ebpf.VariableSpec `ebpf:"xdp_frags"`
 }
 
 // xdpguardObjects contains all objects after they have been loaded into the kernel.
@@ -571,18 +575,21 @@ type xdpguardVariables struct {
 	UnusedReason            *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRuleSlot          *ebpf.Variable `ebpf:"unused_rule_slot"`
 	UnusedSpCounter         *ebpf.Variable `ebpf:"unused_sp_counter"`
+	XdpFrags                *ebpf.Variable `ebpf:"xdp_frags"`
 }
 
 // xdpguardPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadXdpguardObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardPrograms struct {
-	Xdpguard *ebpf.Program `ebpf:"xdpguard"`
+	Xdpguard   *ebpf.Program `ebpf:"xdpguard"`
+	XdpguardTc *ebpf.Program `ebpf:"xdpguard_tc"`
 }
 
 func (p *xdpguardPrograms) Close() error {
 	return _XdpguardClose(
 		p.Xdpguard,
+		p.XdpguardTc,
 	)
 }
 

@@ -22,10 +22,12 @@ type Guard struct {
 	Iface   string
 	Ifindex int
 	Dir     string // pin directory
+	// Placement is where the filter runs (mode, hook) and why.
+	Placement Placement
 
 	mu      sync.Mutex
 	gen     *datapath.Generation // in force
-	lnk     link.Link
+	lnk     attachment
 	lockDir *os.File
 	closed  bool
 }
@@ -73,8 +75,19 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 	if err := checkSchema(g.Dir); err != nil {
 		return nil, false, err
 	}
+	// A pinned link decides the hook (a restart never moves the filter);
+	// otherwise the mode and the device do.
+	old, adopt := g.adoptLink()
+	if adopt {
+		g.Placement = placementOf(old, nl)
+	} else if g.Placement, err = place(nl, mode, pol.SynProxy != nil); err != nil {
+		return nil, false, err
+	}
 	gen, err := g.load(pol)
 	if err != nil {
+		if adopt {
+			old.Close()
+		}
 		return nil, false, err
 	}
 	defer func() {
@@ -82,14 +95,25 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 			gen.Discard()
 		}
 	}()
-	if old, ok := g.adoptLink(); ok {
+	if adopt {
 		if err := old.Update(gen.Program); err != nil {
 			old.Close()
 			return nil, false, fmt.Errorf("%s: switch the pinned filter to the new program: %w", iface, err)
 		}
 		g.lnk, adopted = old, true
-	} else if g.lnk, err = attachXDP(gen.Program, g.Ifindex, mode); err != nil {
-		return nil, false, fmt.Errorf("%s: %w", iface, err)
+	} else if g.lnk, err = attachPlaced(gen.Program, g.Ifindex, g.Placement); err != nil {
+		next, ok := autoFallback(mode, g.Placement, err)
+		if !ok {
+			return nil, false, fmt.Errorf("%s: %w", iface, err)
+		}
+		gen.Discard()
+		g.Placement = next
+		if gen, err = g.load(pol); err != nil {
+			return nil, false, err
+		}
+		if g.lnk, err = attachPlaced(gen.Program, g.Ifindex, g.Placement); err != nil {
+			return nil, false, fmt.Errorf("%s: %w", iface, err)
+		}
 	}
 	if err := gen.Commit(g.Dir, pol); err != nil {
 		return nil, false, err
@@ -113,7 +137,7 @@ func (g *Guard) load(pol *policy.Policy) (*datapath.Generation, error) {
 	if _, err := datapath.PrepareSynProxyHost(pol); err != nil {
 		return nil, err
 	}
-	gen, err := datapath.Load(pol, datapath.Options{Dir: g.Dir, Iface: g.Iface})
+	gen, err := datapath.Load(pol, datapath.Options{Dir: g.Dir, Iface: g.Iface, Hook: g.Placement.Hook})
 	if errors.Is(err, os.ErrPermission) {
 		if cerr := CheckCapabilities(); cerr != nil {
 			return nil, cerr
@@ -237,7 +261,10 @@ func (g *Guard) Close() error {
 
 // adoptLink opens the pinned link if it still drives our interface. A link
 // whose interface is gone (ifindex 0 or another index) is unpinned.
-func (g *Guard) adoptLink() (link.Link, bool) {
+func (g *Guard) adoptLink() (attachment, bool) {
+	if f, ok := adoptClsact(g.Ifindex); ok {
+		return f, true
+	}
 	path := filepath.Join(g.Dir, datapath.LinkPin)
 	l, err := link.LoadPinnedLink(path, nil)
 	if err != nil {
@@ -245,6 +272,9 @@ func (g *Guard) adoptLink() (link.Link, bool) {
 	}
 	if info, err := l.Info(); err == nil {
 		if xdp := info.XDP(); xdp != nil && int(xdp.Ifindex) == g.Ifindex {
+			return l, true
+		}
+		if tcx := info.TCX(); tcx != nil && int(tcx.Ifindex) == g.Ifindex {
 			return l, true
 		}
 	}

@@ -7,3 +7,5 @@ package loader
 func crashPoint(string) {}
 
 func failSwitch(string) error { return nil }
+
+func forceClsact() bool { return false }

@@ -30,3 +30,7 @@ func failSwitch(iface string) error {
 	}
 	return nil
 }
+
+// forceClsact makes tc mode use a clsact filter even where tcx exists, when
+// XDPGUARD_TEST_CLSACT is set: the path of kernels before 6.6, tested here.
+func forceClsact() bool { return os.Getenv("XDPGUARD_TEST_CLSACT") != "" }

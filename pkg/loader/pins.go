@@ -96,6 +96,7 @@ func Detach(pinRoot, iface string) error {
 		}
 		errs = append(errs, l.Unpin(), l.Close())
 	}
+	errs = append(errs, removeClsact(iface))
 	if err := removePinDir(dir); err != nil {
 		errs = append(errs, err)
 	}

@@ -14,7 +14,8 @@ import (
 // Mode selects how XDP is attached.
 type Mode string
 
-// Attach modes. Auto tries native (driver) XDP and falls back to generic.
+// Attach modes. Auto chooses by device (see place): native XDP on physical
+// NICs, tc (modeTC) on virtual devices; generic only when asked.
 const (
 	ModeAuto    Mode = "auto"
 	ModeNative  Mode = "native"
@@ -24,10 +25,10 @@ const (
 // ParseMode validates a --mode value.
 func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
-	case ModeAuto, ModeNative, modeGeneric:
+	case ModeAuto, ModeNative, modeGeneric, modeTC:
 		return m, nil
 	}
-	return "", fmt.Errorf("mode %q: want auto, native or generic", s)
+	return "", fmt.Errorf("mode %q: want auto, native, generic or tc", s)
 }
 
 // ErrForeignProgram: the interface runs an XDP program xdpguard did not
@@ -54,16 +55,12 @@ func RemoveForeignXDP(iface string) (uint32, error) {
 	return x.ProgId, nil
 }
 
-func attachXDP(prog *ebpf.Program, ifindex int, mode Mode) (link.Link, error) {
+func attachXDP(prog *ebpf.Program, ifindex int, mode Mode) (attachment, error) {
 	opts := link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode}
 	if mode == modeGeneric {
 		opts.Flags = link.XDPGenericMode
 	}
 	l, err := link.AttachXDP(opts)
-	if err != nil && mode == ModeAuto {
-		opts.Flags = link.XDPGenericMode
-		l, err = link.AttachXDP(opts)
-	}
 	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
 		return nil, fmt.Errorf("%w (see `ip link show`); xdpguard will not replace it unless run with --replace-foreign: %v", ErrForeignProgram, err)
 	}
@@ -73,8 +70,9 @@ func attachXDP(prog *ebpf.Program, ifindex int, mode Mode) (link.Link, error) {
 	return l, nil
 }
 
-// AttachMode reports how XDP is attached to ifindex right now ("native",
-// "generic", "offload", or "none") and the program ID the kernel reports.
+// AttachMode reports how xdpguard's kind of program is attached to ifindex
+// right now ("native", "generic", "offload", "tc" or "none") and the
+// program ID the kernel reports (for tc, the first on tcx ingress).
 func AttachMode(ifindex int) (string, uint32, error) {
 	l, err := netlink.LinkByIndex(ifindex)
 	if err != nil {
@@ -82,6 +80,12 @@ func AttachMode(ifindex int) (string, uint32, error) {
 	}
 	x := l.Attrs().Xdp
 	if x == nil || !x.Attached {
+		if ids, err := tcxPrograms(ifindex); err == nil && len(ids) > 0 {
+			return "tc", uint32(ids[0]), nil
+		}
+		if id, err := clsactProgram(ifindex); err == nil && id != 0 {
+			return "tc", uint32(id), nil
+		}
 		return "none", 0, nil
 	}
 	switch x.AttachMode {
@@ -102,5 +106,20 @@ func Runs(ifindex int, program uint32) (mode string, running bool, err error) {
 	if err != nil {
 		return "", false, err
 	}
-	return mode, mode != "none" && program != 0 && id == program, nil
+	if mode != "none" && program != 0 && id == program {
+		return mode, true, nil
+	}
+	// On tcx, xdpguard's program may run behind another's, or beside a
+	// foreign XDP program.
+	if ids, err := tcxPrograms(ifindex); err == nil && program != 0 {
+		for _, x := range ids {
+			if uint32(x) == program {
+				return "tc", true, nil
+			}
+		}
+	}
+	if id, err := clsactProgram(ifindex); err == nil && program != 0 && uint32(id) == program {
+		return "tc", true, nil
+	}
+	return mode, false, nil
 }

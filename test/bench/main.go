@@ -85,6 +85,9 @@ func runBench(o options) (results, error) {
 	if o.Rounds > 0 {
 		m.Rounds = o.Rounds
 	}
+	if o.Only == "attachmodes" {
+		return results{}, attachModesOnly(o, m)
+	}
 	if o.Only != "" {
 		return results{}, floodsOnly(o, m)
 	}

@@ -64,8 +64,8 @@ func TestConnectionsIPv4AndIPv6(t *testing.T) {
 	if v := Metric(m, "xdpguard_passed_total", `reason="not_syn"`); v < 1 {
 		t.Errorf("not_syn passes = %v: established traffic not counted", v)
 	}
-	if v := Metric(m, "xdpguard_attached", `mode="native"`); v != 1 {
-		t.Errorf("attached{mode=native} = %v", v)
+	if v := Metric(m, "xdpguard_attached", `mode="tc"`); v != 1 {
+		t.Errorf("attached{mode=tc} (auto on veth) = %v", v)
 	}
 
 	var st []struct {
@@ -820,7 +820,7 @@ func TestInterfaceRecreatedGetsFilterBack(t *testing.T) {
 	l.link(l.SrvIf, l.CliIf, l.SrvV4, l.CliV4, l.SrvV6, l.CliV6)
 	d.WaitLog(`filter attached again`)
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "open", 7777: "filtered"})
-	if m := d.Scrape(); Metric(m, "xdpguard_attached", `mode="native"`) != 1 {
+	if m := d.Scrape(); Metric(m, "xdpguard_attached", `mode="tc"`) != 1 {
 		t.Errorf("not attached after the interface came back:\n%s", grep(m, "attached"))
 	}
 	if body, code, err := l.HTTPGet(l.Server, d.Metrics, "/readyz"); err != nil || code != 200 || body != "ok\n" {
@@ -877,7 +877,7 @@ func TestLeastPrivilege(t *testing.T) {
 	l.WritePolicy("tcp:\n  allow: [8022, 7777]\n")
 	d.WaitLog(`policy reloaded`)
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8080: "filtered", 7777: "open"})
-	if m := d.Scrape(); Metric(m, "xdpguard_attached", `mode="native"`) != 1 || Metric(m, "xdpguard_scrape_errors_total") != 0 {
+	if m := d.Scrape(); Metric(m, "xdpguard_attached", `mode="tc"`) != 1 || Metric(m, "xdpguard_scrape_errors_total") != 0 {
 		t.Errorf("metrics under reduced capabilities:\n%s", grep(m, "attached")+grep(m, "scrape_errors"))
 	}
 	d.Stop()

@@ -154,6 +154,7 @@ const (
 	xdpguardTestClockMapXdpgTestNow             = "xdpg_test_now"
 	xdpguardTestClockMapXdpgTrust               = "xdpg_trust"
 	xdpguardTestClockProgXdpguard               = "xdpguard"
+	xdpguardTestClockProgXdpguardTc             = "xdpguard_tc"
 	xdpguardTestClockVarAllowPorts              = "allow_ports"
 	xdpguardTestClockVarBanNs                   = "ban_ns"
 	xdpguardTestClockVarGeneration              = "generation"
@@ -206,6 +207,7 @@ const (
 	xdpguardTestClockVarUnusedReason            = "unused_reason"
 	xdpguardTestClockVarUnusedRuleSlot          = "unused_rule_slot"
 	xdpguardTestClockVarUnusedSpCounter         = "unused_sp_counter"
+	xdpguardTestClockVarXdpFrags                = "xdp_frags"
 )
 
 // loadXdpguardTestClock returns the embedded CollectionSpec for xdpguardTestClock.
@@ -250,7 +252,8 @@ type xdpguardTestClockSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpguardTestClockProgramSpecs struct {
-	Xdpguard *ebpf.ProgramSpec `ebpf:"xdpguard"`
+	Xdpguard   *ebpf.ProgramSpec `ebpf:"xdpguard"`
+	XdpguardTc *ebpf.ProgramSpec `ebpf:"xdpguard_tc"`
 }
 
 // xdpguardTestClockMapSpecs contains maps before they are loaded into the kernel.
@@ -343,6 +346,7 @@ type xdpguardTestClockVariableSpecs struct {
 	UnusedReason            *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRuleSlot          *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
 	UnusedSpCounter         *ebpf.VariableSpec `ebpf:"unused_sp_counter"`
+	XdpFrags                *ebpf.VariableSpec `ebpf:"xdp_frags"`
 }
 
 // xdpguardTestClockObjects contains all objects after they have been loaded into the kernel.
@@ -484,18 +488,21 @@ type xdpguardTestClockVariables struct {
 	UnusedReason            *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRuleSlot          *ebpf.Variable `ebpf:"unused_rule_slot"`
 	UnusedSpCounter         *ebpf.Variable `ebpf:"unused_sp_counter"`
+	XdpFrags                *ebpf.Variable `ebpf:"xdp_frags"`
 }
 
 // xdpguardTestClockPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadXdpguardTestClockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpguardTestClockPrograms struct {
-	Xdpguard *ebpf.Program `ebpf:"xdpguard"`
+	Xdpguard   *ebpf.Program `ebpf:"xdpguard"`
+	XdpguardTc *ebpf.Program `ebpf:"xdpguard_tc"`
 }
 
 func (p *xdpguardTestClockPrograms) Close() error {
 	return _XdpguardTestClockClose(
 		p.Xdpguard,
+		p.XdpguardTc,
 	)
 }
 
