@@ -343,6 +343,7 @@ var (
 
 func scenarios(scale [3]int) []scenario {
 	sg := xdpguardWith("sg", sgPolicy(), nil, true)
+	sgQuiet := xdpguardWith("sg", sgPolicy(), nil, false)
 	withList := func(n int) func(l *lab) (func(), error) {
 		text, list := scalePolicy(n)
 		return xdpguardWith(fmt.Sprintf("deny-%d", n), text, list, false)
@@ -363,6 +364,7 @@ func scenarios(scale [3]int) []scenario {
 		{Key: "rp", Name: "ACK flood through the reading floor (r), which passes it", flood: ackFlood, setup: attachReadThenDrop, dropped: xdpDrops},
 		{Key: "p", Name: "xdpguard, ACK flood (non-SYN pass), minimal policy", flood: ackFlood, setup: attachXdpguard, dropped: xdpDrops},
 		{Key: "s", Name: "xdpguard, security-group policy, SYN flood to a closed port", flood: closed, setup: sg, dropped: xdpDrops},
+		{Key: "sq", Name: "the same without drop events (where the cost of (s) goes)", flood: closed, setup: sgQuiet, dropped: xdpDrops},
 		{Key: "sp", Name: "xdpguard, security-group policy, ACK flood (non-SYN pass)", flood: ackFlood, setup: sg, dropped: xdpDrops},
 		{Key: "sr", Name: "xdpguard, security-group policy, 16M sources, half denied, to a closed port", flood: halfDenied, setup: sg, dropped: xdpDrops},
 		{Key: "d", Name: "xdpguard, random-source flood at an allowed port, 1k sources, with the client", flood: flood{dport: 80, sources: 1000}, setup: attachXdpguard, dropped: xdpDrops, legit: true},
