@@ -46,7 +46,7 @@ __noinline int deny_v4(__u32 saddr)
 static __always_inline int source_denied(struct l4_info *l4)
 {
 	if (!l4->is_v6)
-		return deny_v4(l4->saddr[3]);
+		return has_deny_blocks && deny_v4(l4->saddr[3]);
 	return has_deny && source_in(&xdpg_deny, l4);
 }
 

@@ -589,9 +589,11 @@ static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, st
 	doff = (tcp[12] >> 4) * 4;
 	if (tot_len < 40 || sizeof(*eth) + tot_len > (__u32)(data_end - data) || doff < 20 || doff > tot_len - 20)
 		return XDPG_REASON_MAX;
-	/* A denied source's every packet drops, as in classify. */
+	/* A denied source's every packet drops, as in classify. (The flag is
+	 * tested here, not only in deny_v4: a policy without IPv4 entries
+	 * then makes no call at all, the verifier removing it.) */
 	__builtin_memcpy(&saddr, ip + 12, sizeof(saddr));
-	if (deny_v4(saddr)) {
+	if (has_deny_blocks && deny_v4(saddr)) {
 		v->rule = XDPG_RULE_SOURCES_DENY;
 		return XDPG_DROP_SOURCE_DENIED;
 	}
