@@ -12,7 +12,7 @@ DEB_VERSION ?= 0.0~git$(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 2>
 
 # Debian packages: what generation needs, and what the tests and demo drive.
 GEN_PKGS  := clang-19 llvm-19 libbpf-dev linux-libc-dev
-TEST_PKGS := iproute2 nmap hping3 python3 curl iputils-ping prometheus nftables ethtool systemd util-linux fail2ban ipset time
+TEST_PKGS := iproute2 nmap hping3 python3 curl iputils-ping prometheus nftables xdp-tools ethtool systemd util-linux fail2ban ipset time
 # The kernel matrix boots other kernels under qemu (downloaded, never installed).
 KERNEL_PKGS := qemu-system-x86 cpio
 
@@ -58,8 +58,12 @@ fuzz: ## run the fuzz targets for a while (FUZZTIME=60s)
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $${FUZZTIME:-60s} ./pkg/policy
 	$(GO) test -run XXX -fuzz FuzzDataPath -fuzztime $${FUZZTIME:-60s} -fuzzminimizetime 100x ./pkg/datapath
 
-bench: build deps ## benchmarks: program cost, veth floods vs the XDP floor and nftables, control plane; writes docs/benchmarks.{md,png} (QUICK=1: a short run)
-	$(GO) run ./test/bench -bin $(CURDIR)/bin/xdpguard $(if $(QUICK),-quick)
+# The bench takes the machine's shared bench lock for each round and section
+# itself (do not wrap `make bench` in flock with the same file).
+BENCH_LOCK ?= /tmp/xdpguard-bench.lock
+
+bench: build deps ## benchmarks: program cost, veth floods vs the floors, xdp-filter and nftables, real policies, control plane; writes docs/benchmarks.{md,png} (QUICK=1: a short run)
+	$(GO) run ./test/bench -bin $(CURDIR)/bin/xdpguard -lock $(BENCH_LOCK) $(if $(QUICK),-quick)
 
 demo: build deps ## a veth lab: a port scan and a SYN flood dropped, the metrics shown
 	./scripts/demo.sh

@@ -116,16 +116,18 @@ XDPG_SOURCE_TRIE(xdpg_trust, __u8);
 /* sources.deny split by what is cheapest to fill and to look up (a
  * million-entry blocklist fills a trie in seconds): IPv4 prefixes of /24
  * or wider as one bit per /24 block, 2^24 bits in 2^18 words
- * (xdpg_deny_blocks); IPv4 addresses in a hash (xdpg_deny_hosts, keyed by
- * the address as in the packet); the rest, IPv4 /25 to /31 and IPv6, in
- * xdpg_deny. Each is per generation like the tries; Go sizes a list not
- * in use to one entry (has_deny_blocks, has_deny_hosts). */
+ * (xdpg_deny_blocks, struct xdpg_deny_block, whose other bits mark the
+ * blocks holding a longer entry); IPv4 addresses in a hash
+ * (xdpg_deny_hosts, keyed by the address as in the packet); the rest, IPv4
+ * /25 to /31 and IPv6, in xdpg_deny. Each is per generation like the
+ * tries; Go sizes a list not in use to one entry (has_deny_blocks,
+ * has_deny_hosts). See deny.h. */
 #define XDPG_DENY_BLOCK_WORDS (1 << 18)
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct xdpg_deny_block);
 	__uint(map_flags, BPF_F_RDONLY_PROG);
 } xdpg_deny_blocks SEC(".maps");
 

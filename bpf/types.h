@@ -161,6 +161,16 @@ enum xdpg_protection {
 	XDPG_PROTECT_RESOLVER = 4,
 };
 
+/* A word of xdpg_deny_blocks: 64 consecutive IPv4 /24 blocks, bit b of
+ * each field for the block (word * 64 + b): denied whole; holding a denied
+ * address (look it up in xdpg_deny_hosts); holding a denied /25-/31 (look
+ * it up in the trie). Written by Go only. */
+struct xdpg_deny_block {
+	__u64 denied;
+	__u64 hosts;
+	__u64 longer;
+};
+
 /* Key of the source LPM tries (deny, trust). The family (4 or 6) comes
  * first and every prefix covers it (prefixlen = 32 + CIDR length), so an
  * IPv6 entry such as ::/0 can never match an IPv4 source. IPv4 addresses

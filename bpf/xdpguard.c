@@ -17,9 +17,10 @@
  * every packet reads several of them, so they share one or two cache lines
  * instead of each sitting between 8 KiB bitmaps. */
 
-/* Non-zero when sources.deny has entries in the trie (xdpg_deny), in the
- * /24 bitmap (xdpg_deny_blocks), in the hash of IPv4 addresses
- * (xdpg_deny_hosts); when sources.trust has entries. */
+/* Non-zero when sources.deny has IPv6 entries (in the trie, xdpg_deny);
+ * has IPv4 entries (then every one marks its /24 in xdpg_deny_blocks, see
+ * deny.h); has IPv4 addresses (xdpg_deny_hosts); when sources.trust has
+ * entries. */
 volatile const __u8 has_deny;
 volatile const __u8 has_deny_blocks;
 volatile const __u8 has_deny_hosts;
@@ -118,25 +119,7 @@ static __always_inline int source_in(void *trie, struct l4_info *l4)
 	return source_lookup(trie, l4) != NULL;
 }
 
-/* Whether sources.deny holds the source: for IPv4 its /24 block's bit,
- * then its address in the hash; then the trie. */
-static __always_inline int source_denied(struct l4_info *l4)
-{
-	if (!l4->is_v6) {
-		__u32 a = bpf_ntohl(l4->saddr[3]);
-
-		if (has_deny_blocks) {
-			__u32 word = a >> 14; /* the /24 block a >> 8, 64 a word */
-			__u64 *bits = bpf_map_lookup_elem(&xdpg_deny_blocks, &word);
-
-			if (bits && (*bits >> ((a >> 8) & 63)) & 1)
-				return 1;
-		}
-		if (has_deny_hosts && bpf_map_lookup_elem(&xdpg_deny_hosts, &l4->saddr[3]))
-			return 1;
-	}
-	return has_deny && source_in(&xdpg_deny, l4);
-}
+#include "deny.h"
 
 /* A port as an index the verifier can bound. Ports are assembled from two
  * bytes with an OR, and the verifier of 6.1 loses the range there (6.12
@@ -590,25 +573,51 @@ closed:
 	return XDPG_DROP_UDP_PORT_NOT_ALLOWED;
 }
 
+/* A denied source that sources.deny must not cut: a link-local neighbour
+ * (router advertisements, neighbour discovery, DHCP) or a source the daemon
+ * protects (the peers of SSH sessions, the gateways, the resolvers), so a
+ * deny list holding private or bogon ranges (FireHOL level1 lists 10/8 and
+ * 169.254/16) cannot cut the host off its own network. Only denied
+ * packets pay for the lookup. */
+static __always_inline int deny_exempt(struct l4_info *l4)
+{
+	struct xdpg_src_key key;
+
+	if (link_local(l4))
+		return 1;
+	src_key_of(l4, &key);
+	return bpf_map_lookup_elem(&xdpg_protected, &key) != NULL;
+}
+
+/* deny_exempt for the fast path's IPv4 source (network order). */
+static __always_inline int deny_exempt_v4(__u32 saddr)
+{
+	struct xdpg_src_key key = { .addr = { 0, 0, bpf_htonl(0x0000ffff), saddr } };
+
+	if ((bpf_ntohl(saddr) >> 16) == 0xa9fe) /* 169.254.0.0/16 */
+		return 1;
+	return bpf_map_lookup_elem(&xdpg_protected, &key) != NULL;
+}
+
 /* The fast path: untagged Ethernet, IPv4 without options or fragments, TCP
  * with a sound header. That is nearly all traffic, and most of what a flood
  * or a scan sends; this decides its two commonest cases, a segment that
  * cannot open a connection and a SYN to a port nothing opens, straight from
  * fixed offsets: neither depends on bans, which only stop what could start
- * something. Everything else (and everything when a deny list needs the
- * source) returns XDPG_REASON_MAX: the general parser judges it
- * from the start. Both paths reach the same verdicts, which the
+ * something. A denied source drops here too (deny.h: one block lookup for
+ * a source the list does not hold). Everything else returns
+ * XDPG_REASON_MAX: the general parser judges it from the start. Both paths reach the same verdicts, which the
  * differential test checks against pkg/reference. */
 static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, __u32 len, struct verdict *v)
 {
 	struct ethhdr *eth = data;
 	__u8 *ip = data + sizeof(*eth);
 	__u8 *tcp = ip + 20;
-	__u32 tot_len, doff;
+	__u32 tot_len, doff, saddr;
 	__u16 dport;
 	__u8 flags;
 
-	if (has_deny || has_deny_blocks || has_deny_hosts || (void *)(tcp + 20) > data_end)
+	if ((void *)(tcp + 20) > data_end)
 		return XDPG_REASON_MAX;
 	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip[0] != 0x45 || ip[9] != IPPROTO_TCP)
 		return XDPG_REASON_MAX;
@@ -618,6 +627,16 @@ static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, __
 	doff = (tcp[12] >> 4) * 4;
 	if (tot_len < 40 || sizeof(*eth) + tot_len > len || doff < 20 || doff > tot_len - 20)
 		return XDPG_REASON_MAX;
+	/* A denied source's every packet drops, as in classify. (The flag is
+	 * tested here, not only in deny_v4: a policy without IPv4 entries
+	 * then makes no call at all, the verifier removing it.) */
+	__builtin_memcpy(&saddr, ip + 12, sizeof(saddr));
+	if (has_deny_blocks && deny_v4(saddr)) {
+		if (deny_exempt_v4(saddr))
+			return XDPG_REASON_MAX; /* classify judges it as undenied */
+		v->rule = XDPG_RULE_SOURCES_DENY;
+		return XDPG_DROP_SOURCE_DENIED;
+	}
 
 	flags = tcp[13];
 	if ((flags & (XDPG_TCP_SYN | XDPG_TCP_ACK)) != XDPG_TCP_SYN)
@@ -642,22 +661,6 @@ static __always_inline void fast_path_l4(void *data, void *data_end, struct l4_i
 	*l4 = (struct l4_info){ .proto = IPPROTO_TCP, .saddr[2] = bpf_htonl(0x0000ffff) };
 	if ((void *)(ip + 20) <= data_end)
 		__builtin_memcpy(&l4->saddr[3], ip + 12, 4);
-}
-
-/* A denied source that sources.deny must not cut: a link-local neighbour
- * (router advertisements, neighbour discovery, DHCP) or a source the daemon
- * protects (the peers of SSH sessions, the gateways, the resolvers), so a
- * deny list holding private or bogon ranges (FireHOL level1 lists 10/8 and
- * 169.254/16) cannot cut the host off its own network. Only denied
- * packets pay for the lookup. */
-static __always_inline int deny_exempt(struct l4_info *l4)
-{
-	struct xdpg_src_key key;
-
-	if (link_local(l4))
-		return 1;
-	src_key_of(l4, &key);
-	return bpf_map_lookup_elem(&xdpg_protected, &key) != NULL;
 }
 
 /* The general path: any frame the fast path left. */
@@ -826,7 +829,10 @@ static __always_inline void emit_event(void *data, void *data_end, __u32 ifindex
 		l4 = &fast_l4;
 	}
 	now = clock_coarse();
-	if (!gcra_take(&cfg->tat, &now, cfg->interval_ns, cfg->limit_ns, 0)) {
+	/* Over budget (all a flood's drops but the first few): decided on one
+	 * read, without gcra_take's call, second clock read and CAS. */
+	if (!gcra_fits(*(volatile __u64 *)&cfg->tat, now, cfg->interval_ns, cfg->limit_ns) ||
+	    !gcra_take(&cfg->tat, &now, cfg->interval_ns, cfg->limit_ns, 0)) {
 		health_inc(XDPG_HEALTH_EVENTS_OVER_BUDGET);
 		return;
 	}

@@ -209,8 +209,8 @@ func rodata(pol *policy.Policy, scoped policy.ScopedTable, deny deniedSources, d
 	}
 	src, port, icmp := pol.SYN.GCRA(), pol.SYNTotal.GCRA(), pol.ICMPEcho.GCRA()
 	return map[string]any{
-		xdpguardVarHasDeny:         flag(len(deny.trie) > 0),
-		xdpguardVarHasDenyBlocks:   flag(len(deny.blocks) > 0),
+		xdpguardVarHasDeny:         flag(deny.hasV6()),
+		xdpguardVarHasDenyBlocks:   flag(deny.hasV4()),
 		xdpguardVarHasDenyHosts:    flag(len(deny.hosts) > 0),
 		xdpguardVarHasTrust:        flag(len(pol.Trust) > 0),
 		xdpguardVarHasScoped:       flag(len(scoped.Prefixes) > 0),
@@ -248,7 +248,7 @@ func sourceMaps(spec *ebpf.CollectionSpec, pol *policy.Policy, scoped policy.Sco
 		build       func() (*ebpf.Map, error)
 	}{
 		{xdpguardMapXdpgDeny, "sources.deny", func() (*ebpf.Map, error) { return sourceTrie(spec.Maps[xdpguardMapXdpgDeny], split.trie) }},
-		{xdpguardMapXdpgDenyBlocks, "sources.deny", func() (*ebpf.Map, error) { return denyBlocks(spec.Maps[xdpguardMapXdpgDenyBlocks], split.blocks) }},
+		{xdpguardMapXdpgDenyBlocks, "sources.deny", func() (*ebpf.Map, error) { return denyBlocks(spec.Maps[xdpguardMapXdpgDenyBlocks], split) }},
 		{xdpguardMapXdpgDenyHosts, "sources.deny", func() (*ebpf.Map, error) { return denyHosts(spec.Maps[xdpguardMapXdpgDenyHosts], split.hosts) }},
 		{xdpguardMapXdpgTrust, "sources.trust", func() (*ebpf.Map, error) { return sourceTrie(spec.Maps[xdpguardMapXdpgTrust], pol.Trust) }},
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -78,18 +79,37 @@ func splitDeny(deny []netip.Prefix) deniedSources {
 	return d
 }
 
-// denyBlocks builds the generation's /24 bitmap: bit b of word w stands for
-// the block of addresses (w*64 + b) << 8.
-func denyBlocks(spec *ebpf.MapSpec, blocks []netip.Prefix) (*ebpf.Map, error) {
-	if len(blocks) == 0 {
+// denyBlock is a word of xdpg_deny_blocks (struct xdpg_deny_block).
+type denyBlock = xdpguardXdpgDenyBlock
+
+// denyBlocks builds the generation's /24 table: bit b of word w's fields
+// stands for the block of addresses (w*64 + b) << 8, denied whole, holding
+// a denied address, holding a denied /25-/31. Every IPv4 entry marks its
+// block, so the data path looks the hash or the trie up only in a block
+// that holds an entry of it (deny.h). An empty table when there is no
+// IPv4 entry (has_deny_blocks 0).
+func denyBlocks(spec *ebpf.MapSpec, d deniedSources) (*ebpf.Map, error) {
+	if !d.hasV4() {
 		return frozenMap(spec, 0, func(*ebpf.Map) error { return nil })
 	}
-	words := make([]uint64, xdpgDenyBlockWords)
-	for _, p := range blocks {
-		a := p.Addr().As4()
-		first := uint32(a[0])<<16 | uint32(a[1])<<8 | uint32(a[2])
+	words := make([]denyBlock, xdpgDenyBlockWords)
+	block := func(a [4]byte) uint32 { return uint32(a[0])<<16 | uint32(a[1])<<8 | uint32(a[2]) }
+	for _, p := range d.blocks {
+		first := block(p.Addr().As4())
 		for b := first; b < first+1<<(denyBlockBits-p.Bits()); b++ {
-			words[b/64] |= 1 << (b % 64)
+			words[b/64].Denied |= 1 << (b % 64)
+		}
+	}
+	for _, h := range d.hosts {
+		var a [4]byte
+		binary.LittleEndian.PutUint32(a[:], h)
+		b := block(a)
+		words[b/64].Hosts |= 1 << (b % 64)
+	}
+	for _, p := range d.trie {
+		if p.Addr().Is4() {
+			b := block(p.Addr().As4())
+			words[b/64].Longer |= 1 << (b % 64)
 		}
 	}
 	keys := make([]uint32, len(words))
@@ -99,6 +119,16 @@ func denyBlocks(spec *ebpf.MapSpec, blocks []netip.Prefix) (*ebpf.Map, error) {
 	return frozenMap(spec, len(words), func(m *ebpf.Map) error {
 		return putAll(m, keys, words, func(i int) string { return fmt.Sprintf("word %d", i) })
 	})
+}
+
+// hasV4 reports whether sources.deny has an IPv4 entry (has_deny_blocks);
+// hasV6, an IPv6 one (has_deny: the trie is looked up for IPv6 sources).
+func (d deniedSources) hasV4() bool {
+	return len(d.blocks) > 0 || len(d.hosts) > 0 || slices.ContainsFunc(d.trie, func(p netip.Prefix) bool { return p.Addr().Is4() })
+}
+
+func (d deniedSources) hasV6() bool {
+	return slices.ContainsFunc(d.trie, func(p netip.Prefix) bool { return !p.Addr().Is4() })
 }
 
 // xdpgDenyBlockWords is XDPG_DENY_BLOCK_WORDS: 2^24 /24 blocks, 64 a word.

@@ -67,9 +67,11 @@ func TestTrustedSourcesSkipLimitsNotPorts(t *testing.T) {
 	}
 }
 
-// The data path holds sources.deny three ways (a /24 bitmap for IPv4 /24
-// and wider, a hash of IPv4 addresses, a trie for the rest); each edge of
-// each kind matches exactly, and the fast path steps aside for any.
+// The data path holds sources.deny three ways (a /24 table for IPv4 /24
+// and wider, a hash of IPv4 addresses, a trie for the rest; the table also
+// marks the blocks holding an address or a /25-/31, where the others are
+// looked up); each edge of each kind matches exactly, also beside another
+// kind in the same /24, and the fast path (a plain ACK) agrees.
 func TestDenyListKinds(t *testing.T) {
 	for _, tc := range []struct {
 		deny string
@@ -81,6 +83,8 @@ func TestDenyListKinds(t *testing.T) {
 		{"[10.20.30.0/24, 10.20.32.0/23]", []string{"10.20.30.0", "10.20.30.255", "10.20.32.9", "10.20.33.255"}, []string{"10.20.29.255", "10.20.31.0", "10.20.34.0"}},
 		{"[198.51.100.7]", []string{"198.51.100.7"}, []string{"198.51.100.6", "198.51.100.8", "7.100.51.198"}},
 		{"[198.51.100.16/28]", []string{"198.51.100.16", "198.51.100.31"}, []string{"198.51.100.15", "198.51.100.32"}},
+		{"[198.51.100.7, 198.51.100.64/27, 198.51.101.0/24]", []string{"198.51.100.7", "198.51.100.64", "198.51.100.95", "198.51.101.128"},
+			[]string{"198.51.100.6", "198.51.100.8", "198.51.100.63", "198.51.100.96", "198.51.102.0", "198.51.99.7"}},
 		{`[198.51.100.128/25, 203.0.113.9, 100.64.0.0/10, "2001:db8::/32"]`,
 			[]string{"198.51.100.200", "203.0.113.9", "100.127.255.255", "2001:db8:ffff::1"},
 			[]string{"198.51.100.127", "203.0.113.8", "100.128.0.0", "2001:db9::1", "::ffff:203.0.113.8"}},
@@ -96,7 +100,7 @@ func TestDenyListKinds(t *testing.T) {
 			}
 			ack := with(testpkt.NewSYN(src, dst, 22), func(f *testpkt.Frame) { f.Flags = testpkt.ACK })
 			if _, got := run(t, d, ack.Bytes()); got != datapath.DropSourceDenied {
-				t.Errorf("deny %s: %s's ACK got %s (the fast path must not judge it)", tc.deny, src, got.Name())
+				t.Errorf("deny %s: %s's ACK got %s (the fast path must deny it too)", tc.deny, src, got.Name())
 			}
 		}
 		for _, src := range tc.out {

@@ -56,6 +56,13 @@ type xdpguardXdpgBanRange struct {
 	Reason  [46]int8
 }
 
+type xdpguardXdpgDenyBlock struct {
+	_      structs.HostLayout
+	Denied uint64
+	Hosts  uint64
+	Longer uint64
+}
+
 type xdpguardXdpgEvent struct {
 	_          structs.HostLayout
 	KtimeNs    uint64

@@ -221,7 +221,7 @@ func bulkTCP(l *lab, d time.Duration) (float64, error) {
 // floodRate pushes a SYN flood to a closed port for d and returns the
 // drops per second (millions) the mode's own counter saw.
 func floodRate(l *lab, drops func() (uint64, error), d time.Duration) (float64, error) {
-	g, err := newGenerator(l, 8080, 65536)
+	g, err := newGenerator(l, flood{dport: 8080, sources: 65536})
 	if err != nil {
 		return 0, err
 	}

@@ -12,6 +12,11 @@
 
 volatile const __u32 src_base;  /* host order */
 volatile const __u32 src_count; /* 0: leave the source as it is */
+/* Where the IPv4 header starts (14, or 22 behind two VLAN tags). */
+volatile const __u32 ip_off = sizeof(struct ethhdr);
+/* Non-zero: visit the sources in a scrambled order (src_count a power of
+ * two), so consecutive frames come from unrelated addresses and blocks. */
+volatile const __u8 src_scramble;
 
 __u32 counter;
 
@@ -34,13 +39,16 @@ static __always_inline void next_source(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct iphdr *ip = data + sizeof(struct ethhdr);
-	__u32 old, new, sum;
+	struct iphdr *ip = data + (ip_off & 63);
+	__u32 old, new, sum, n;
 
 	if (!src_count || (void *)(ip + 1) > data_end)
 		return;
 	old = ip->saddr;
-	new = bpf_htonl(src_base + (__sync_fetch_and_add(&counter, 1) % src_count));
+	n = __sync_fetch_and_add(&counter, 1);
+	if (src_scramble)
+		n *= 2654435761u; /* odd: a permutation modulo any power of two */
+	new = bpf_htonl(src_base + (n % src_count));
 	sum = (__u16)~ip->check;
 	sum += (__u16)~old + (__u16)~(old >> 16);
 	sum += (__u16)new + (__u16)(new >> 16);

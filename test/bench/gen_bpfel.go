@@ -22,8 +22,10 @@ const (
 	genProgPass           = "pass"
 	genProgReadThenDrop   = "read_then_drop"
 	genVarCounter         = "counter"
+	genVarIpOff           = "ip_off"
 	genVarSrcBase         = "src_base"
 	genVarSrcCount        = "src_count"
+	genVarSrcScramble     = "src_scramble"
 )
 
 // loadGen returns the embedded CollectionSpec for gen.
@@ -85,9 +87,11 @@ type genMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type genVariableSpecs struct {
-	Counter  *ebpf.VariableSpec `ebpf:"counter"`
-	SrcBase  *ebpf.VariableSpec `ebpf:"src_base"`
-	SrcCount *ebpf.VariableSpec `ebpf:"src_count"`
+	Counter     *ebpf.VariableSpec `ebpf:"counter"`
+	IpOff       *ebpf.VariableSpec `ebpf:"ip_off"`
+	SrcBase     *ebpf.VariableSpec `ebpf:"src_base"`
+	SrcCount    *ebpf.VariableSpec `ebpf:"src_count"`
+	SrcScramble *ebpf.VariableSpec `ebpf:"src_scramble"`
 }
 
 // genObjects contains all objects after they have been loaded into the kernel.
@@ -123,9 +127,11 @@ func (m *genMaps) Close() error {
 //
 // It can be passed to loadGenObjects or ebpf.CollectionSpec.LoadAndAssign.
 type genVariables struct {
-	Counter  *ebpf.Variable `ebpf:"counter"`
-	SrcBase  *ebpf.Variable `ebpf:"src_base"`
-	SrcCount *ebpf.Variable `ebpf:"src_count"`
+	Counter     *ebpf.Variable `ebpf:"counter"`
+	IpOff       *ebpf.Variable `ebpf:"ip_off"`
+	SrcBase     *ebpf.Variable `ebpf:"src_base"`
+	SrcCount    *ebpf.Variable `ebpf:"src_count"`
+	SrcScramble *ebpf.Variable `ebpf:"src_scramble"`
 }
 
 // genPrograms contains all programs after they have been loaded into the kernel.

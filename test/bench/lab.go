@@ -18,6 +18,8 @@ import (
 type lab struct {
 	gen, dut, cli    string
 	a, b, c, d       string // vethA (gen) <-> vethB (dut); vethC (cli) <-> vethD (gen)
+	e, f             string // an idle pair in gen, where the generator's program is attached (see newGenerator)
+	eIdx             int
 	aIdx, bIdx       int
 	aMAC, bMAC       net.HardwareAddr
 	dutIP, cliIP     string
@@ -34,13 +36,16 @@ func run(args ...string) error { return testutil.Run(args...) }
 func newLab() (*lab, error) {
 	id := testutil.UniqueID()
 	l := &lab{gen: "xgb-g" + id, dut: "xgb-d" + id, cli: "xgb-c" + id,
-		a: "xgba" + id, b: "xgbb" + id, c: "xgbc" + id, d: "xgbd" + id, dutIP: dutIP, cliIP: cliIP}
+		a: "xgba" + id, b: "xgbb" + id, c: "xgbc" + id, d: "xgbd" + id, e: "xgbe" + id, f: "xgbf" + id, dutIP: dutIP, cliIP: cliIP}
 	if err := testutil.NewNamespaces(l.gen, l.dut, l.cli); err != nil {
 		return nil, err
 	}
 	err := testutil.Veth(l.a, l.gen, l.b, l.dut)
 	if err == nil {
 		err = testutil.Veth(l.d, l.gen, l.c, l.cli)
+	}
+	if err == nil {
+		err = testutil.Veth(l.e, l.gen, l.f, l.gen)
 	}
 	for _, s := range [][]string{
 		{"ip", "-n", l.dut, "addr", "add", dutIP + "/24", "dev", l.b},
@@ -60,6 +65,9 @@ func newLab() (*lab, error) {
 	}
 	if err == nil {
 		l.bIdx, l.bMAC, err = testutil.LinkOf(l.dut, l.b)
+	}
+	if err == nil {
+		l.eIdx, _, err = testutil.LinkOf(l.gen, l.e)
 	}
 	if err == nil {
 		l.workDir, err = os.MkdirTemp("", "xdpguard-bench")

@@ -23,6 +23,7 @@ type options struct {
 	Rounds       int
 	Out, Plot    string
 	Bin          string // xdpguard binary for the daemon figures ("" builds one)
+	Lock         string // the bench lock, held during each round and section ("" none)
 	Log          func(string, ...any)
 }
 
@@ -33,9 +34,10 @@ func main() {
 	flag.StringVar(&o.Out, "out", "docs/benchmarks.md", "report to update (between the bench markers)")
 	flag.StringVar(&o.Plot, "plot", "docs/benchmarks.png", "bar chart of the floor, xdpguard and nftables")
 	flag.StringVar(&o.Bin, "bin", "", "xdpguard binary (default: build one)")
-	flag.StringVar(&o.Only, "only", "", "for profiling or comparing builds: run only these veth floods (keys, e.g. r,b0; one round unless -rounds), print their rates and paired ratios to the first, write no report; or \"blocklist\": only the blocklist section, its targets and table printed, no report written; or \"synproxy\": the SYN proxy's rows (cookies vs closed-port drops vs the kernel's own cookies), printed")
-	flag.DurationVar(&o.Flood, "flood", 0, "length of each flood (default: 3s, 1s with -quick)")
+	flag.StringVar(&o.Only, "only", "", "for profiling or comparing builds: run only these veth floods (keys, e.g. r,b0; one round unless -rounds), print their rates and paired ratios to the first, write no report; or \"blocklist\": only the blocklist section, its targets and table printed, no report written; or \"cost\": only the BPF_PROG_RUN table; or \"synproxy\": the SYN proxy's rows (cookies vs closed-port drops vs the kernel's own cookies), printed")
+	flag.DurationVar(&o.Flood, "flood", 0, "length of each flood (default: 2s, 1s with -quick)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default: 7, 3 with -quick, 1 with -only; the blocklist section: 5, 1 with -quick)")
+	flag.StringVar(&o.Lock, "lock", "", "hold this flock(2) lock (e.g. /tmp/xdpguard-bench.lock, shared with the machine's other benches) during each round of floods and each other section, and release it between them; do not also run the bench under flock(1) with the same file")
 	flag.Parse()
 	o.Log = func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	if _, err := runBench(o); err != nil {
@@ -57,6 +59,7 @@ type results struct {
 type method struct {
 	Repeat, Rounds int
 	Flood          time.Duration
+	Scale          [3]int // deny-list sizes of the scale rows (k1, k100, k1m)
 }
 
 func runBench(o options) (results, error) {
@@ -69,17 +72,18 @@ func runBench(o options) (results, error) {
 	if o.Only == "synproxy" {
 		return synproxyOnly(o)
 	}
-	m := method{Repeat: 2_000_000, Rounds: 7, Flood: 3 * time.Second}
+	full := [3]int{1000, 100_000, 1_000_000}
+	m := method{Repeat: 2_000_000, Rounds: 7, Flood: 2 * time.Second, Scale: full}
 	switch {
 	case o.Smoke:
-		m = method{Repeat: 1000, Rounds: 1, Flood: 200 * time.Millisecond}
+		m = method{Repeat: 1000, Rounds: 1, Flood: 200 * time.Millisecond, Scale: [3]int{1000, 2000, 5000}}
 	case o.Quick:
-		m = method{Repeat: 500_000, Rounds: 3, Flood: time.Second}
+		m = method{Repeat: 500_000, Rounds: 3, Flood: time.Second, Scale: full}
 	}
 	if o.Flood > 0 {
 		m.Flood = o.Flood
 	}
-	if o.Only != "" {
+	if o.Only != "" && o.Only != "cost" {
 		m.Rounds = 1
 	}
 	if o.Rounds > 0 {
@@ -88,13 +92,21 @@ func runBench(o options) (results, error) {
 	if o.Only == "attachmodes" {
 		return results{}, attachModesOnly(o, m)
 	}
+	if o.Only == "cost" {
+		return results{}, costOnly(o, m)
+	}
 	if o.Only != "" {
 		return results{}, floodsOnly(o, m)
 	}
 	res := results{Machine: describeMachine(), Method: m}
-	var err error
 	o.Log("program cost (BPF_PROG_RUN, %d runs x %d rounds)", m.Repeat, m.Rounds)
-	if res.Cost, err = programCost(m.Repeat, m.Rounds); err != nil {
+	unlock, err := benchLock(o.Lock)
+	if err != nil {
+		return res, err
+	}
+	res.Cost, err = programCost(m.Repeat, m.Rounds, m.Scale[2])
+	unlock()
+	if err != nil {
 		return res, err
 	}
 	l, err := newLab()
@@ -103,7 +115,7 @@ func runBench(o options) (results, error) {
 	}
 	defer l.destroy()
 	o.Log("whole path on veth (%s floods x %d rounds)", m.Flood, m.Rounds)
-	if res.Wire, err = wholePath(l, scenarios(), m.Flood, m.Rounds, o.Log); err != nil {
+	if res.Wire, err = wholePath(l, scenarios(m.Scale), m.Flood, m.Rounds, o.Lock, o.Log); err != nil {
 		return res, err
 	}
 	bin, err := xdpguardBin(o, l)
@@ -111,12 +123,22 @@ func runBench(o options) (results, error) {
 		return res, err
 	}
 	o.Log("control plane")
-	if res.Control, err = controlPlane(l, bin, m.Rounds, o.Log); err != nil {
+	if unlock, err = benchLock(o.Lock); err != nil {
+		return res, err
+	}
+	res.Control, err = controlPlane(l, bin, m.Rounds, o.Log)
+	unlock()
+	if err != nil {
 		return res, err
 	}
 	entries, rounds := blocklistPlan(o)
 	o.Log("blocklist (%d entries x %d rounds)", entries, rounds)
-	if res.Blocklist, err = blocklist(l, bin, entries, rounds, o.Log); err != nil {
+	if unlock, err = benchLock(o.Lock); err != nil {
+		return res, err
+	}
+	res.Blocklist, err = blocklist(l, bin, entries, rounds, o.Log)
+	unlock()
+	if err != nil {
 		return res, err
 	}
 	res.Finished = time.Now().UTC()
@@ -169,25 +191,55 @@ func blocklistOnly(o options) (results, error) {
 // compare two builds) and prints each one's paired ratio to the first.
 func floodsOnly(o options, m method) error {
 	var scs []scenario
+	all := scenarios(m.Scale)
 	for _, key := range strings.Split(o.Only, ",") {
-		i := slices.IndexFunc(scenarios(), func(sc scenario) bool { return sc.Key == key })
+		i := slices.IndexFunc(all, func(sc scenario) bool { return sc.Key == key })
 		if i < 0 {
 			return fmt.Errorf("-only: no flood %q", key)
 		}
-		scs = append(scs, scenarios()[i])
+		scs = append(scs, all[i])
 	}
 	l, err := newLab()
 	if err != nil {
 		return err
 	}
 	defer l.destroy()
-	res, err := wholePath(l, scs, m.Flood, m.Rounds, o.Log)
+	res, err := wholePath(l, scs, m.Flood, m.Rounds, o.Lock, o.Log)
 	if err != nil {
 		return err
 	}
+	for _, w := range res {
+		o.Log("(%s) offered %.2f, processed %.2f Mpps (saturated: %v); %.1f ns/frame (rounds %s)", w.Key, w.Offered/1e6, w.Processed/1e6, w.Saturated, w.NsPkt, spreadOf(w.RoundNs, "%.1f"))
+	}
 	for _, w := range res[1:] {
-		med, lo, hi := pairedRatio(w, res[0])
-		o.Log("(%s) / (%s): %.3f× (rounds %.3f×–%.3f×)", w.Key, res[0].Key, med, lo, hi)
+		p := pairedCost(w, res[0])
+		o.Log("(%s) against (%s), per-frame capacity paired by round: %s", w.Key, res[0].Key, p.String("%.3f×"))
+	}
+	return nil
+}
+
+// costOnly measures the program cost table alone (-only cost) and prints
+// each row with its extra ns over the trivial program.
+func costOnly(o options, m method) error {
+	unlock, err := benchLock(o.Lock)
+	if err != nil {
+		return err
+	}
+	rows, err := programCost(m.Repeat, m.Rounds, m.Scale[2])
+	unlock()
+	if err != nil {
+		return err
+	}
+	byName := map[string]float64{}
+	for _, c := range rows {
+		byName[c.Name] = c.NsPkt
+	}
+	for _, c := range rows {
+		if c.Floor != "" {
+			fmt.Printf("%-55s %6.1f ns  %+6.1f ns over %s\n", c.Name, c.NsPkt, c.NsPkt-byName[c.Floor], c.Floor)
+		} else {
+			fmt.Printf("%-55s %6.1f ns\n", c.Name, c.NsPkt)
+		}
 	}
 	return nil
 }

@@ -13,9 +13,9 @@ import (
 	"golang.org/x/image/math/fixed"
 )
 
-// writePlot draws the drop rates of (a) the floor, (b0) xdpguard under the
-// same load, (b) xdpguard with the legitimate client and (c) nftables (with
-// it too) side by side.
+// writePlot draws the drop rates of the floors (a) and (r), xdp-filter
+// (f), xdpguard under the minimal (b0) and the security-group policy (s),
+// and nftables (c, with the legitimate client) side by side.
 func writePlot(path string, wire []wireResult) error {
 	const w, h, top, bottom, left = 640, 360, 40, 70, 40
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
@@ -25,10 +25,12 @@ func writePlot(path string, wire []wireResult) error {
 		d.DrawString(s)
 	}
 	text(left, 20, "SYN flood drop rate on veth (Mpps, higher is better)")
+	colors := map[string]color.RGBA{"a": {150, 150, 150, 255}, "r": {120, 120, 120, 255}, "f": {120, 180, 90, 255}, "b0": {90, 150, 220, 255}, "s": {40, 110, 200, 255}, "c": {220, 120, 40, 255}}
+	labels := map[string]string{"a": "floor", "r": "read+drop", "f": "xdp-filter", "b0": "xdpguard", "s": "sec. group", "c": "nftables"}
 	var bars []wireResult
 	maxv := 0.0
 	for _, r := range wire {
-		if r.Key == "a" || r.Key == "b0" || r.Key == "b" || r.Key == "c" {
+		if _, ok := labels[r.Key]; ok {
 			bars = append(bars, r)
 			maxv = max(maxv, r.Mpps)
 		}
@@ -36,8 +38,6 @@ func writePlot(path string, wire []wireResult) error {
 	if maxv == 0 {
 		maxv = 1
 	}
-	colors := map[string]color.RGBA{"a": {150, 150, 150, 255}, "b0": {90, 150, 220, 255}, "b": {40, 110, 200, 255}, "c": {220, 120, 40, 255}}
-	labels := map[string]string{"a": "XDP_DROP floor", "b0": "xdpguard", "b": "xdpguard+client", "c": "nftables+client"}
 	slot := (w - 2*left) / max(len(bars), 1)
 	for i, r := range bars {
 		bh := int(float64(h-top-bottom) * r.Mpps / maxv)

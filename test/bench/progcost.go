@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/xdpguard/xdpguard/internal/testpkt"
 	"github.com/xdpguard/xdpguard/pkg/datapath"
+	"github.com/xdpguard/xdpguard/pkg/maps"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
@@ -40,7 +43,7 @@ func trivialProgram(action int32) (*ebpf.Program, error) {
 
 // programCost measures each path with BPF_PROG_RUN on a pinned thread,
 // rounds interleaved, next to trivial XDP_PASS and XDP_DROP programs.
-func programCost(repeat, rounds int) ([]costRow, error) {
+func programCost(repeat, rounds, bigList int) ([]costRow, error) {
 	pol, err := policy.Parse("bench", []byte(benchPolicy))
 	if err != nil {
 		return nil, err
@@ -70,6 +73,58 @@ func programCost(repeat, rounds int) ([]costRow, error) {
 		return nil, err
 	}
 	defer tDrop.Close()
+	// The security group (sgPolicy), with and without the daemon's events
+	// budget, and the minimal policy with a bigList-entry deny list.
+	dir, err := os.MkdirTemp("", "xdpguard-progcost")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	load := func(name, text string, list func() []byte, withEvents bool) (*datapath.Generation, error) {
+		sub := filepath.Join(dir, name)
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return nil, err
+		}
+		if list != nil {
+			if err := writeAtomic(filepath.Join(sub, "list.netset"), list()); err != nil {
+				return nil, err
+			}
+		}
+		if err := writeAtomic(filepath.Join(sub, "policy.yaml"), []byte(text)); err != nil {
+			return nil, err
+		}
+		pol, err := policy.Load(filepath.Join(sub, "policy.yaml"))
+		if err != nil {
+			return nil, err
+		}
+		g, err := datapath.LoadDetached(pol)
+		if err != nil {
+			return nil, err
+		}
+		if withEvents {
+			if err := maps.Of(g.Maps).SetEventBudget(100, 200); err != nil {
+				g.Close()
+				return nil, err
+			}
+		}
+		return g, nil
+	}
+	sg, err := load("sg", sgPolicy(), nil, true)
+	if err != nil {
+		return nil, err
+	}
+	defer sg.Close()
+	sgQuiet, err := load("sg-quiet", sgPolicy(), nil, false)
+	if err != nil {
+		return nil, err
+	}
+	defer sgQuiet.Close()
+	text, list := scalePolicy(bigList)
+	big, err := load("deny-1m", text, list, false)
+	if err != nil {
+		return nil, err
+	}
+	defer big.Close()
 
 	// A new source on every run: the generator's mutate_then_call rewrites
 	// the source from a counter over 1M addresses, then tail-calls the
@@ -90,6 +145,7 @@ func programCost(repeat, rounds int) ([]costRow, error) {
 	ack.Flags = testpkt.ACK
 	v6 := testpkt.NewSYN("2001:db8::1", "2001:db8:1::1", 8080)
 	v6.Ext = []testpkt.Ext{{Type: 0}, {Type: 60}, {Type: 43}}
+	denied := testpkt.NewSYN("10.200.0.1", dutIP, 8080) // in the security group's 10.128.0.0/9
 	vlan := syn(8080)
 	vlan.VLANs = []uint16{testpkt.EtherQinQ, testpkt.EtherQ}
 	type path struct {
@@ -107,6 +163,11 @@ func programCost(repeat, rounds int) ([]costRow, error) {
 		{"IPv6 + 3 extension headers, closed port", "trivial XDP_DROP", d.Program, v6.Bytes()},
 		{"QinQ (2 VLAN tags), closed port", "trivial XDP_DROP", d.Program, vlan.Bytes()},
 		{"mutate + trivial XDP_DROP", "", mutFloor.prog, syn(22).Bytes()},
+		{"security group: SYN to a closed port", "trivial XDP_DROP", sg.Program, syn(8080).Bytes()},
+		{"security group without events: SYN to a closed port", "trivial XDP_DROP", sgQuiet.Program, syn(8080).Bytes()},
+		{"security group: non-SYN (ACK) pass", "trivial XDP_PASS", sg.Program, ack.Bytes()},
+		{"security group: SYN from a denied source", "trivial XDP_DROP", sg.Program, denied.Bytes()},
+		{bigListRow(bigList), "trivial XDP_DROP", big.Program, syn(8080).Bytes()},
 	}
 	samples := make([][]float64, len(paths))
 	runtime.LockOSThread()
@@ -173,15 +234,41 @@ func median(xs []float64) float64 {
 // loadGenFor loads the benchmark helpers rotating over count sources from
 // 100.64.0.0 (0: the frame's source stays).
 func loadGenFor(count uint32, objs *genObjects) error {
+	return loadGenWith(flood{sources: count}, objs)
+}
+
+// loadGenWith loads the benchmark helpers for flood f: its sources from
+// f.base (100.64.0.0 when 0), its IPv4 header where its frame has it.
+func loadGenWith(f flood, objs *genObjects) error {
 	spec, err := loadGen()
 	if err != nil {
 		return err
 	}
-	if err := spec.Variables["src_base"].Set(uint32(100<<24 | 64<<16)); err != nil {
-		return err
+	base := f.base
+	if base == 0 {
+		base = 100<<24 | 64<<16
 	}
-	if err := spec.Variables["src_count"].Set(count); err != nil {
-		return err
+	count := f.sources
+	if f.kind == v6Ext {
+		count = 0 // not an IPv4 header to rewrite: one source
+	}
+	ipOff := uint32(14)
+	if f.kind == qinq {
+		ipOff = 22
+	}
+	for name, v := range map[string]any{"src_base": base, "src_count": count, "ip_off": ipOff, "src_scramble": boolByte(f.scramble)} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	return spec.LoadAndAssign(objs, nil)
 }
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func bigListRow(n int) string { return thousands(n) + "-entry deny list: SYN to a closed port" }

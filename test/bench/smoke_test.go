@@ -33,7 +33,7 @@ func TestBenchHarnessSmoke(t *testing.T) {
 		t.Errorf("blocklist: %d entries x %d rounds, want %d x %d", bl.Entries, bl.Rounds, entries, rounds)
 	}
 	report, _ := os.ReadFile(out)
-	for _, want := range []string{"# hand-written part", beginMarker, "| (a) | trivial XDP_DROP", "| (r) |", "| (b0) |", "| (e) |", "Paired by round", "swap of 65,536 ports",
+	for _, want := range []string{"# hand-written part", beginMarker, "| (a) | trivial XDP_DROP", "| (r) |", "| (f) |", "| (b0) |", "| (e) |", "| (s) |", "| (sr) |", "| (k1m) |", "| (v6) |", "| (q) |", "paired by round", "security group: SYN from a denied source", "swap of 65,536 ports",
 		"### 4. Blocklist", "| " + blCheck + " |", "| " + blStart + " |", "| " + blReload + " |", "| " + blIpset + " |", "| " + blNft + " |",
 		"20,000-entry deny list loads", "`xdpg_deny_hosts`", endMarker} {
 		if !strings.Contains(string(report), want) {

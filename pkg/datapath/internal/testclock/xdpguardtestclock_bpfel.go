@@ -46,6 +46,13 @@ type xdpguardTestClockXdpgBanRange struct {
 	Reason  [46]int8
 }
 
+type xdpguardTestClockXdpgDenyBlock struct {
+	_      structs.HostLayout
+	Denied uint64
+	Hosts  uint64
+	Longer uint64
+}
+
 type xdpguardTestClockXdpgEventBudget struct {
 	_          structs.HostLayout
 	IntervalNs uint64
