@@ -16,19 +16,14 @@
 #include "types.h"
 #include "maps.h"
 
-/* Whether sources.deny holds the IPv4 source saddr (network order). A
- * global function, so the verifier checks its branches once instead of at
- * both callers (the fast path and classify) times every state after them,
- * which doubled the instructions verified. */
-__noinline int deny_v4(__u32 saddr)
+/* Whether sources.deny holds the IPv4 source saddr (network order). */
+static __always_inline int deny_v4_listed(__u32 saddr)
 {
 	struct xdpg_lpm_key key = { .prefixlen = 32 + 32, .family = 4 };
 	__u32 a = bpf_ntohl(saddr), word = a >> 14; /* the /24 block a >> 8, 64 a word */
 	__u64 bit = 1ULL << ((a >> 8) & 63);
 	struct xdpg_deny_block *b;
 
-	if (!has_deny_blocks)
-		return 0; /* no IPv4 entry at all */
 	b = bpf_map_lookup_elem(&xdpg_deny_blocks, &word);
 	if (!b)
 		return 0;
@@ -40,6 +35,24 @@ __noinline int deny_v4(__u32 saddr)
 		return 0;
 	key.addr[0] = saddr;
 	return bpf_map_lookup_elem(&xdpg_deny, &key) != NULL;
+}
+
+/* Whether sources.deny drops the IPv4 source saddr (network order): listed,
+ * and neither link-local (169.254.0.0/16: neighbours, DHCP) nor protected
+ * by the daemon (the SSH sessions' peers, the gateways, the resolvers), so
+ * a list with bogons or private ranges cannot cut the host off its
+ * network. A global function, so the verifier checks its branches once
+ * instead of at both callers (the fast path and classify) times every
+ * state after them, which doubled the instructions verified. */
+__noinline int deny_v4(__u32 saddr)
+{
+	struct xdpg_src_key key = { .addr = { 0, 0, bpf_htonl(0x0000ffff), saddr } };
+
+	if (!has_deny_blocks || !deny_v4_listed(saddr))
+		return 0; /* no IPv4 entry at all, or not this source */
+	if ((bpf_ntohl(saddr) >> 16) == 0xa9fe)
+		return 0;
+	return bpf_map_lookup_elem(&xdpg_protected, &key) == NULL;
 }
 
 /* Whether sources.deny holds the source of a parsed packet. */

@@ -589,16 +589,6 @@ static __always_inline int deny_exempt(struct l4_info *l4)
 	return bpf_map_lookup_elem(&xdpg_protected, &key) != NULL;
 }
 
-/* deny_exempt for the fast path's IPv4 source (network order). */
-static __always_inline int deny_exempt_v4(__u32 saddr)
-{
-	struct xdpg_src_key key = { .addr = { 0, 0, bpf_htonl(0x0000ffff), saddr } };
-
-	if ((bpf_ntohl(saddr) >> 16) == 0xa9fe) /* 169.254.0.0/16 */
-		return 1;
-	return bpf_map_lookup_elem(&xdpg_protected, &key) != NULL;
-}
-
 /* The fast path: untagged Ethernet, IPv4 without options or fragments, TCP
  * with a sound header. That is nearly all traffic, and most of what a flood
  * or a scan sends; this decides its two commonest cases, a segment that
@@ -632,8 +622,6 @@ static __always_inline enum xdpg_reason fast_path(void *data, void *data_end, __
 	 * then makes no call at all, the verifier removing it.) */
 	__builtin_memcpy(&saddr, ip + 12, sizeof(saddr));
 	if (has_deny_blocks && deny_v4(saddr)) {
-		if (deny_exempt_v4(saddr))
-			return XDPG_REASON_MAX; /* classify judges it as undenied */
 		v->rule = XDPG_RULE_SOURCES_DENY;
 		return XDPG_DROP_SOURCE_DENIED;
 	}

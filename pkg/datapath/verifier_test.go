@@ -36,13 +36,14 @@ func TestVerifiedInstructionBudget(t *testing.T) {
 				t.Fatal("kernel does not report verified instructions")
 			}
 			t.Logf("%s, %s: %d instructions verified", name, h, n)
-			// The tc build verifies about twice the XDP one: the
-			// skb's length is a context load the verifier cannot
+			// The tc build verifies two to three times the XDP one:
+			// the skb's length is a context load the verifier cannot
 			// relate to the packet pointers, and the header pull
-			// doubles the paths into the judge.
+			// doubles the paths into the judge (every option: 141k on
+			// 6.18 with the SYN proxy's and the trace's hooks).
 			limit := budget
 			if h == datapath.HookTC {
-				limit = 2 * budget
+				limit = 3 * budget
 			}
 			if int(n) > limit {
 				t.Errorf("%s, %s: %d verified instructions, budget %d", name, h, n, limit)

@@ -83,6 +83,7 @@ type shadow struct {
 	before map[string]map[datapath.SrcKey]datapath.SourceState // bySource copies of state tables
 	bans   []banEntry                                          // the byPrefix copy
 	port   uint64                                              // the port bucket of the query's port, before
+	hook   datapath.Hook                                       // the hook of the program in force
 	q      Query
 	// Outcome, from its own counters.
 	ruleSlot uint16
@@ -116,6 +117,17 @@ func srcKeys(a netip.Addr) []datapath.SrcKey {
 func loadShadow(lv *live, q Query) (_ *shadow, err error) {
 	spec := lv.spec
 	sh := &shadow{q: q, keys: srcKeys(q.Src), before: map[string]map[datapath.SrcKey]datapath.SourceState{}}
+	// The program of the hook in force (XDP, or tc on a tc-attached
+	// interface) is the one loaded beside it: the other is left out.
+	sh.hook = datapath.HookXDP
+	if lv.info.Type == ebpf.SchedCLS {
+		sh.hook = datapath.HookTC
+	}
+	for name := range spec.Programs {
+		if name != sh.hook.ProgramName() {
+			delete(spec.Programs, name)
+		}
+	}
 	repl := map[string]*ebpf.Map{}
 	var own []*ebpf.Map
 	// The copies are filled once the program is loaded, just before it
@@ -204,7 +216,7 @@ func loadShadow(lv *live, q Query) (_ *shadow, err error) {
 		}
 		return nil, fmt.Errorf("load the program beside the one in force: %w", err)
 	}
-	sh.coll, sh.prog = coll, coll.Programs[datapath.ProgramName]
+	sh.coll, sh.prog = coll, coll.Programs[sh.hook.ProgramName()]
 	pi, err := sh.prog.Info()
 	if err != nil {
 		sh.close()
@@ -327,23 +339,24 @@ func (sh *shadow) outcome(res *Result, ret uint32) error {
 	reason := datapath.Reason(idx % uint32(datapath.NumReasons))
 	res.Reason = reason.Name()
 	sh.denied = reason == datapath.DropSourceDenied
+	pass, drop := sh.hook.Pass(), sh.hook.Drop()
 	switch {
-	case ret == 2 && monitored: // XDP_PASS
+	case ret == pass && monitored:
 		res.Verdict = "would-drop"
-	case ret == 2:
+	case ret == pass:
 		res.Verdict = "pass"
-	case ret == 1 && reason < datapath.DropPortNotAllowed: // XDP_DROP of a packet the rules pass
+	case ret == drop && reason < datapath.DropPortNotAllowed: // a drop of a packet the rules pass
 		// The SYN proxy's: an ACK that is no valid cookie of the port's
 		// listener, or a SYN over the SYN-ACK budget.
 		res.Verdict = "drop"
 		res.Effects = append(res.Effects, "dropped by the SYN proxy: an ACK with no valid cookie, or a SYN over the SYN-ACK budget (xdpguard_synproxy_*)")
-	case ret == 1:
+	case ret == drop:
 		res.Verdict = "drop"
-	case ret == 3: // XDP_TX
+	case ret == 3 && sh.hook != datapath.HookTC: // XDP_TX
 		res.Verdict = "answered"
 		res.Effects = append(res.Effects, "answered by the SYN proxy with a SYN-ACK carrying the listener's cookie: the listener sees the connection once the client's ACK proves it")
 	default:
-		return fmt.Errorf("the program returned %d, neither XDP_PASS, XDP_DROP nor XDP_TX", ret)
+		return fmt.Errorf("the %s program returned %d: not a verdict it gives", sh.hook, ret)
 	}
 	rules, err := perCPUNonZero(sh.coll.Maps["xdpg_rule_stats"], func(t *datapath.RuleCounters, v datapath.RuleCounters) {
 		t.Passed += v.Passed
