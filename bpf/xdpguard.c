@@ -83,6 +83,8 @@ const struct xdpg_event_budget *unused_event_config __attribute__((unused));
 const enum xdpg_protection *unused_protection __attribute__((unused));
 const enum xdpg_ban_origin *unused_ban_origin __attribute__((unused));
 const struct xdpg_ban_range *unused_ban_range __attribute__((unused));
+const struct xdpg_trace_config *unused_trace_config __attribute__((unused));
+const struct xdpg_trace_sample *unused_trace_sample __attribute__((unused));
 
 /* A packet's outcome besides its reason: the destination port (SYN, UDP),
  * the rule it is counted under, and whether a monitor-mode rule let a
@@ -816,6 +818,8 @@ static __always_inline void emit_event(struct xdp_md *ctx, enum xdpg_reason reas
 	bpf_ringbuf_submit(e, 0);
 }
 
+#include "trace.h"
+
 SEC("xdp")
 int xdpguard(struct xdp_md *ctx)
 {
@@ -830,6 +834,7 @@ int xdpguard(struct xdp_md *ctx)
 	if (reason == XDPG_DROP_PORT_NOT_ALLOWED) {
 		record_closed_port_drop(v.dport);
 		emit_event(ctx, reason, &l4, &v, 1);
+		trace_hook(ctx, reason, &l4, &v, 1, monitor);
 		return monitor ? XDP_PASS : XDP_DROP;
 	}
 	if (!fast)
@@ -838,10 +843,12 @@ int xdpguard(struct xdp_md *ctx)
 	if (reason < XDPG_DROP_PORT_NOT_ALLOWED) {
 		count_reason(reason);
 		record_rule(reason, &v);
+		trace_hook(ctx, reason, &l4, &v, fast, 1);
 		return XDP_PASS;
 	}
 	record_drop(reason, &v);
 	emit_event(ctx, reason, &l4, &v, fast);
+	trace_hook(ctx, reason, &l4, &v, fast, passes(reason, &v));
 	return passes(reason, &v) ? XDP_PASS : XDP_DROP;
 }
 

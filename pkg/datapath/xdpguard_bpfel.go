@@ -165,6 +165,38 @@ type xdpguardXdpgSrcKey struct {
 	Addr [4]uint32
 }
 
+type xdpguardXdpgTraceConfig struct {
+	_          structs.HostLayout
+	UntilNs    uint64
+	IntervalNs uint64
+	LimitNs    uint64
+	Tat        uint64
+	Sent       uint64
+	OverBudget uint64
+	RingFull   uint64
+	Addr       [4]uint32
+	Mask       [4]uint32
+	Session    uint32
+	Port       uint16
+	Kinds      uint8
+	Pad        uint8
+}
+
+type xdpguardXdpgTraceSample struct {
+	_          structs.HostLayout
+	KtimeNs    uint64
+	Session    uint32
+	Ifindex    uint32
+	FrameLen   uint32
+	Generation uint32
+	HeadLen    uint16
+	Rule       uint16
+	Reason     uint8
+	Passed     uint8
+	Pad        [2]uint8
+	Head       [256]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -189,6 +221,8 @@ const (
 	xdpguardMapXdpgScopedSrc     = "xdpg_scoped_src"
 	xdpguardMapXdpgSrcBuckets    = "xdpg_src_buckets"
 	xdpguardMapXdpgStats         = "xdpg_stats"
+	xdpguardMapXdpgTrace         = "xdpg_trace"
+	xdpguardMapXdpgTraceRing     = "xdpg_trace_ring"
 	xdpguardMapXdpgTrust         = "xdpg_trust"
 	xdpguardProgXdpguard         = "xdpguard"
 	xdpguardVarAllowPorts        = "allow_ports"
@@ -227,6 +261,8 @@ const (
 	xdpguardVarUnusedProtection  = "unused_protection"
 	xdpguardVarUnusedReason      = "unused_reason"
 	xdpguardVarUnusedRuleSlot    = "unused_rule_slot"
+	xdpguardVarUnusedTraceConfig = "unused_trace_config"
+	xdpguardVarUnusedTraceSample = "unused_trace_sample"
 )
 
 // loadXdpguard returns the embedded CollectionSpec for xdpguard.
@@ -298,6 +334,8 @@ type xdpguardMapSpecs struct {
 	XdpgScopedSrc   *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
 	XdpgSrcBuckets  *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.MapSpec `ebpf:"xdpg_stats"`
+	XdpgTrace       *ebpf.MapSpec `ebpf:"xdpg_trace"`
+	XdpgTraceRing   *ebpf.MapSpec `ebpf:"xdpg_trace_ring"`
 	XdpgTrust       *ebpf.MapSpec `ebpf:"xdpg_trust"`
 }
 
@@ -341,6 +379,8 @@ type xdpguardVariableSpecs struct {
 	UnusedProtection  *ebpf.VariableSpec `ebpf:"unused_protection"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRuleSlot    *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
+	UnusedTraceConfig *ebpf.VariableSpec `ebpf:"unused_trace_config"`
+	UnusedTraceSample *ebpf.VariableSpec `ebpf:"unused_trace_sample"`
 }
 
 // xdpguardObjects contains all objects after they have been loaded into the kernel.
@@ -383,6 +423,8 @@ type xdpguardMaps struct {
 	XdpgScopedSrc   *ebpf.Map `ebpf:"xdpg_scoped_src"`
 	XdpgSrcBuckets  *ebpf.Map `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.Map `ebpf:"xdpg_stats"`
+	XdpgTrace       *ebpf.Map `ebpf:"xdpg_trace"`
+	XdpgTraceRing   *ebpf.Map `ebpf:"xdpg_trace_ring"`
 	XdpgTrust       *ebpf.Map `ebpf:"xdpg_trust"`
 }
 
@@ -408,6 +450,8 @@ func (m *xdpguardMaps) Close() error {
 		m.XdpgScopedSrc,
 		m.XdpgSrcBuckets,
 		m.XdpgStats,
+		m.XdpgTrace,
+		m.XdpgTraceRing,
 		m.XdpgTrust,
 	)
 }
@@ -452,6 +496,8 @@ type xdpguardVariables struct {
 	UnusedProtection  *ebpf.Variable `ebpf:"unused_protection"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRuleSlot    *ebpf.Variable `ebpf:"unused_rule_slot"`
+	UnusedTraceConfig *ebpf.Variable `ebpf:"unused_trace_config"`
+	UnusedTraceSample *ebpf.Variable `ebpf:"unused_trace_sample"`
 }
 
 // xdpguardPrograms contains all programs after they have been loaded into the kernel.

@@ -91,6 +91,23 @@ type xdpguardTestClockXdpgTestClock struct {
 	Coarse  uint64
 }
 
+type xdpguardTestClockXdpgTraceConfig struct {
+	_          structs.HostLayout
+	UntilNs    uint64
+	IntervalNs uint64
+	LimitNs    uint64
+	Tat        uint64
+	Sent       uint64
+	OverBudget uint64
+	RingFull   uint64
+	Addr       [4]uint32
+	Mask       [4]uint32
+	Session    uint32
+	Port       uint16
+	Kinds      uint8
+	Pad        uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -116,6 +133,8 @@ const (
 	xdpguardTestClockMapXdpgSrcBuckets    = "xdpg_src_buckets"
 	xdpguardTestClockMapXdpgStats         = "xdpg_stats"
 	xdpguardTestClockMapXdpgTestNow       = "xdpg_test_now"
+	xdpguardTestClockMapXdpgTrace         = "xdpg_trace"
+	xdpguardTestClockMapXdpgTraceRing     = "xdpg_trace_ring"
 	xdpguardTestClockMapXdpgTrust         = "xdpg_trust"
 	xdpguardTestClockProgXdpguard         = "xdpguard"
 	xdpguardTestClockVarAllowPorts        = "allow_ports"
@@ -154,6 +173,8 @@ const (
 	xdpguardTestClockVarUnusedProtection  = "unused_protection"
 	xdpguardTestClockVarUnusedReason      = "unused_reason"
 	xdpguardTestClockVarUnusedRuleSlot    = "unused_rule_slot"
+	xdpguardTestClockVarUnusedTraceConfig = "unused_trace_config"
+	xdpguardTestClockVarUnusedTraceSample = "unused_trace_sample"
 )
 
 // loadXdpguardTestClock returns the embedded CollectionSpec for xdpguardTestClock.
@@ -226,6 +247,8 @@ type xdpguardTestClockMapSpecs struct {
 	XdpgSrcBuckets  *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.MapSpec `ebpf:"xdpg_stats"`
 	XdpgTestNow     *ebpf.MapSpec `ebpf:"xdpg_test_now"`
+	XdpgTrace       *ebpf.MapSpec `ebpf:"xdpg_trace"`
+	XdpgTraceRing   *ebpf.MapSpec `ebpf:"xdpg_trace_ring"`
 	XdpgTrust       *ebpf.MapSpec `ebpf:"xdpg_trust"`
 }
 
@@ -269,6 +292,8 @@ type xdpguardTestClockVariableSpecs struct {
 	UnusedProtection  *ebpf.VariableSpec `ebpf:"unused_protection"`
 	UnusedReason      *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRuleSlot    *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
+	UnusedTraceConfig *ebpf.VariableSpec `ebpf:"unused_trace_config"`
+	UnusedTraceSample *ebpf.VariableSpec `ebpf:"unused_trace_sample"`
 }
 
 // xdpguardTestClockObjects contains all objects after they have been loaded into the kernel.
@@ -312,6 +337,8 @@ type xdpguardTestClockMaps struct {
 	XdpgSrcBuckets  *ebpf.Map `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.Map `ebpf:"xdpg_stats"`
 	XdpgTestNow     *ebpf.Map `ebpf:"xdpg_test_now"`
+	XdpgTrace       *ebpf.Map `ebpf:"xdpg_trace"`
+	XdpgTraceRing   *ebpf.Map `ebpf:"xdpg_trace_ring"`
 	XdpgTrust       *ebpf.Map `ebpf:"xdpg_trust"`
 }
 
@@ -338,6 +365,8 @@ func (m *xdpguardTestClockMaps) Close() error {
 		m.XdpgSrcBuckets,
 		m.XdpgStats,
 		m.XdpgTestNow,
+		m.XdpgTrace,
+		m.XdpgTraceRing,
 		m.XdpgTrust,
 	)
 }
@@ -382,6 +411,8 @@ type xdpguardTestClockVariables struct {
 	UnusedProtection  *ebpf.Variable `ebpf:"unused_protection"`
 	UnusedReason      *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRuleSlot    *ebpf.Variable `ebpf:"unused_rule_slot"`
+	UnusedTraceConfig *ebpf.Variable `ebpf:"unused_trace_config"`
+	UnusedTraceSample *ebpf.Variable `ebpf:"unused_trace_sample"`
 }
 
 // xdpguardTestClockPrograms contains all programs after they have been loaded into the kernel.

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Live samples of judged packets for `xdpguard trace` and `xdpguard
+ * preview`. While xdpg_trace's entry has until_ns set (the CLI writes it
+ * straight into the pins), packets matching its filter are copied, headers
+ * first, with their verdict into xdpg_trace_ring, within a budget like the
+ * drop events'. When nothing runs, each packet pays one (inlined) array
+ * lookup and one test of until_ns (trace_hook). The entry clears itself
+ * once until_ns has passed, so a trace that dies leaves no cost behind. */
+#ifndef XDPG_TRACE_H
+#define XDPG_TRACE_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "types.h"
+#include "parsing.h"
+#include "clock.h"
+
+/* Uses struct verdict, fast_path_l4, gcra_take and generation: included by
+ * xdpguard.c after them. */
+
+/* The trace in progress (one entry): written by the CLI, its budget's tat
+ * and the counters by the data path. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xdpg_trace_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_trace SEC(".maps");
+
+/* The samples (struct xdpg_trace_sample), read by the CLI that runs the
+ * trace. Apart from xdpg_events, so a trace never steals the daemon's
+ * drop events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xdpg_trace_ring SEC(".maps");
+
+/* The sample of one packet: checks the filter, the expiry and the budget,
+ * then copies the frame's first bytes. A global function, verified once.
+ * l4 is what the parser learnt (IPv4 sources as ::ffff:a.b.c.d); verdict
+ * packs reason (bits 0-7), passed (bit 8) and the rule slot (bits 16-31). */
+__noinline int trace_sample(struct xdp_md *ctx, struct l4_info *l4, __u32 verdict)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct xdpg_trace_config *t;
+	struct xdpg_trace_sample *s;
+	struct hdr_cursor c;
+	__u32 zero = 0, len;
+	__u16 dport = 0;
+	__u8 flags = 0;
+	__u8 *l4h;
+	__u64 now;
+
+	if (!ctx || !l4)
+		return 0;
+	t = bpf_map_lookup_elem(&xdpg_trace, &zero);
+	if (!t)
+		return 0;
+	now = clock_coarse();
+	if (now > t->until_ns) {
+		/* Ended (or its CLI died): back to the one test per packet. */
+		__sync_val_compare_and_swap(&t->until_ns, t->until_ns, 0);
+		return 0;
+	}
+	for (int i = 0; i < 4; i++)
+		if ((l4->saddr[i] & t->mask[i]) != t->addr[i])
+			return 0;
+	if (!l4->is_v6 && l4->saddr[2] != bpf_htonl(0xffff))
+		return 0; /* not IP, or unreadable: no source to filter on */
+	c.off = l4->l4_off;
+	c.len = data_end - data;
+	if (!l4->later_frag && (l4->proto == IPPROTO_TCP || l4->proto == IPPROTO_UDP) &&
+	    (l4h = cursor_ptr(data, &c, 4, data_end))) {
+		dport = ((__u16)l4h[2] << 8) | l4h[3];
+		if (l4->proto == IPPROTO_TCP && (l4h = cursor_ptr(data, &c, 14, data_end)))
+			flags = l4h[13];
+	}
+	if (t->port && t->port != dport)
+		return 0;
+	if (!(t->kinds & XDPG_TRACE_ALL)) {
+		/* A preview: only what could start something. */
+		int syn = l4->proto == IPPROTO_TCP && (flags & (XDPG_TCP_SYN | XDPG_TCP_ACK)) == XDPG_TCP_SYN;
+		int udp = l4->proto == IPPROTO_UDP && dport != 0;
+
+		if (!(syn && (t->kinds & XDPG_TRACE_SYN)) && !(udp && (t->kinds & XDPG_TRACE_UDP)))
+			return 0;
+	}
+	if (!gcra_take(&t->tat, &now, t->interval_ns, t->limit_ns, 0)) {
+		__sync_fetch_and_add(&t->over_budget, 1);
+		return 0;
+	}
+	s = bpf_ringbuf_reserve(&xdpg_trace_ring, sizeof(*s), 0);
+	if (!s) {
+		__sync_fetch_and_add(&t->ring_full, 1);
+		return 0;
+	}
+	len = data_end - data;
+	s->ktime_ns = now;
+	s->session = t->session;
+	s->ifindex = ctx->ingress_ifindex;
+	s->frame_len = len;
+	s->reason = verdict & 0xff;
+	s->passed = (verdict >> 8) & 1;
+	s->rule = verdict >> 16;
+	s->generation = generation;
+	{
+		/* Bounded again after the barrier: the verifier must see
+		 * 1..XDPG_TRACE_HEAD in the register passed. */
+		__u64 n = len;
+
+		barrier_var(n);
+		if (n > XDPG_TRACE_HEAD)
+			n = XDPG_TRACE_HEAD;
+		s->head_len = n;
+		if (n < 1 || bpf_xdp_load_bytes(ctx, 0, s->head, n))
+			s->head_len = 0;
+	}
+	__sync_fetch_and_add(&t->sent, 1);
+	bpf_ringbuf_submit(s, 0);
+	return 0;
+}
+
+/* The hook at each verdict: when no trace runs, one lookup and one test. A
+ * fast-path verdict (fast) has no l4 yet: it is read only when tracing. */
+static __always_inline void trace_hook(struct xdp_md *ctx, enum xdpg_reason reason, struct l4_info *l4,
+				       struct verdict *v, int fast, int passed)
+{
+	struct xdpg_trace_config *t;
+	__u32 zero = 0;
+
+	t = bpf_map_lookup_elem(&xdpg_trace, &zero);
+	if (!t || !t->until_ns)
+		return;
+	if (fast) {
+		__builtin_memset(l4, 0, sizeof(*l4));
+		fast_path_l4((void *)(long)ctx->data, (void *)(long)ctx->data_end, l4);
+		l4->l4_off = sizeof(struct ethhdr) + 20;
+	}
+	trace_sample(ctx, l4, reason | (passed ? 1 << 8 : 0) | ((__u32)v->rule << 16));
+}
+
+#endif
