@@ -139,13 +139,15 @@ load: its file, line and field).`,
 			}
 			rep.Warnings = trace.Warnings(cand, sessions, protected)
 			w := cmd.OutOrStdout()
-			if output == "text" {
-				for _, wn := range rep.Warnings {
+			// First and loudly, before any sampling: on stderr in every
+			// format, and on stdout in text.
+			for _, wn := range rep.Warnings {
+				fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: %s\n", wn.What)
+				if output == "text" {
 					fmt.Fprintf(w, "WARNING: %s\n", wn.What)
 				}
-				if len(rep.Warnings) > 0 {
-					fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: %d source(s) that must never be cut would be cut by %s (see above)\n", len(rep.Warnings), file)
-				}
+			}
+			if output == "text" {
 				for _, n := range rep.Notes {
 					fmt.Fprintf(w, "note: %s\n", n)
 				}
