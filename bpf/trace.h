@@ -3,8 +3,8 @@
  * preview`. While xdpg_trace's entry has until_ns set (the CLI writes it
  * straight into the pins), packets matching its filter are copied, headers
  * first, with their verdict into xdpg_trace_ring, within a budget like the
- * drop events'. When nothing runs, each packet pays one (inlined) array
- * lookup and one test of until_ns (trace_hook). The entry clears itself
+ * drop events'. When nothing runs, each packet pays one load and one test of
+ * until_ns (trace_hook). The entry clears itself
  * once until_ns has passed, so a trace that dies leaves no cost behind. */
 #ifndef XDPG_TRACE_H
 #define XDPG_TRACE_H
@@ -18,15 +18,12 @@
 /* Uses struct verdict, fast_path_l4, gcra_take and generation: included by
  * xdpguard.c after them. */
 
-/* The trace in progress (one entry): written by the CLI, its budget's tat
- * and the counters by the data path. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct xdpg_trace_config);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} xdpg_trace SEC(".maps");
+/* The trace in progress: written by the CLI, its budget's tat and the
+ * counters by the data path. A global in its own data section, so the test
+ * of until_ns is a load from a fixed address and one branch: no lookup, no
+ * NULL check. Go loads it with the pinned map xdpg_trace in place of the
+ * section's (pkg/datapath, openTraceMap), shared by every generation. */
+struct xdpg_trace_config xdpg_trace SEC(".data.xdpg_trace");
 
 /* The samples (struct xdpg_trace_sample), read by the CLI that runs the
  * trace. Apart from xdpg_events, so a trace never steals the daemon's
@@ -45,19 +42,16 @@ __noinline int trace_sample(struct xdp_md *ctx, struct l4_info *l4, __u32 verdic
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct xdpg_trace_config *t;
+	struct xdpg_trace_config *t = &xdpg_trace;
 	struct xdpg_trace_sample *s;
 	struct hdr_cursor c;
-	__u32 zero = 0, len;
+	__u32 len;
 	__u16 dport = 0;
 	__u8 flags = 0;
 	__u8 *l4h;
 	__u64 now;
 
 	if (!ctx || !l4)
-		return 0;
-	t = bpf_map_lookup_elem(&xdpg_trace, &zero);
-	if (!t)
 		return 0;
 	now = clock_coarse();
 	if (now > t->until_ns) {
@@ -123,16 +117,12 @@ __noinline int trace_sample(struct xdp_md *ctx, struct l4_info *l4, __u32 verdic
 	return 0;
 }
 
-/* The hook at each verdict: when no trace runs, one lookup and one test. A
+/* The hook at each verdict: when no trace runs, one load and one branch. A
  * fast-path verdict (fast) has no l4 yet: it is read only when tracing. */
 static __always_inline void trace_hook(struct xdp_md *ctx, enum xdpg_reason reason, struct l4_info *l4,
 				       struct verdict *v, int fast, int passed)
 {
-	struct xdpg_trace_config *t;
-	__u32 zero = 0;
-
-	t = bpf_map_lookup_elem(&xdpg_trace, &zero);
-	if (!t || !t->until_ns)
+	if (!*(volatile __u64 *)&xdpg_trace.until_ns)
 		return;
 	if (fast) {
 		__builtin_memset(l4, 0, sizeof(*l4));

@@ -36,7 +36,7 @@ func samples(t *testing.T, r *ringbuf.Reader) []datapath.TraceSample {
 
 func setTrace(t *testing.T, d *datapath.Generation, c datapath.TraceConfig) {
 	t.Helper()
-	if err := d.XdpgTrace.Put(uint32(0), &c); err != nil {
+	if err := d.Trace.Put(uint32(0), &c); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -44,7 +44,7 @@ func setTrace(t *testing.T, d *datapath.Generation, c datapath.TraceConfig) {
 func getTrace(t *testing.T, d *datapath.Generation) datapath.TraceConfig {
 	t.Helper()
 	var c datapath.TraceConfig
-	if err := d.XdpgTrace.Lookup(uint32(0), &c); err != nil {
+	if err := d.Trace.Lookup(uint32(0), &c); err != nil {
 		t.Fatal(err)
 	}
 	return c

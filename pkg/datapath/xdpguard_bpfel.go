@@ -221,7 +221,6 @@ const (
 	xdpguardMapXdpgScopedSrc     = "xdpg_scoped_src"
 	xdpguardMapXdpgSrcBuckets    = "xdpg_src_buckets"
 	xdpguardMapXdpgStats         = "xdpg_stats"
-	xdpguardMapXdpgTrace         = "xdpg_trace"
 	xdpguardMapXdpgTraceRing     = "xdpg_trace_ring"
 	xdpguardMapXdpgTrust         = "xdpg_trust"
 	xdpguardProgXdpguard         = "xdpguard"
@@ -263,6 +262,7 @@ const (
 	xdpguardVarUnusedRuleSlot    = "unused_rule_slot"
 	xdpguardVarUnusedTraceConfig = "unused_trace_config"
 	xdpguardVarUnusedTraceSample = "unused_trace_sample"
+	xdpguardVarXdpgTrace         = "xdpg_trace"
 )
 
 // loadXdpguard returns the embedded CollectionSpec for xdpguard.
@@ -334,7 +334,6 @@ type xdpguardMapSpecs struct {
 	XdpgScopedSrc   *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
 	XdpgSrcBuckets  *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.MapSpec `ebpf:"xdpg_stats"`
-	XdpgTrace       *ebpf.MapSpec `ebpf:"xdpg_trace"`
 	XdpgTraceRing   *ebpf.MapSpec `ebpf:"xdpg_trace_ring"`
 	XdpgTrust       *ebpf.MapSpec `ebpf:"xdpg_trust"`
 }
@@ -381,6 +380,7 @@ type xdpguardVariableSpecs struct {
 	UnusedRuleSlot    *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
 	UnusedTraceConfig *ebpf.VariableSpec `ebpf:"unused_trace_config"`
 	UnusedTraceSample *ebpf.VariableSpec `ebpf:"unused_trace_sample"`
+	XdpgTrace         *ebpf.VariableSpec `ebpf:"xdpg_trace"`
 }
 
 // xdpguardObjects contains all objects after they have been loaded into the kernel.
@@ -423,7 +423,6 @@ type xdpguardMaps struct {
 	XdpgScopedSrc   *ebpf.Map `ebpf:"xdpg_scoped_src"`
 	XdpgSrcBuckets  *ebpf.Map `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.Map `ebpf:"xdpg_stats"`
-	XdpgTrace       *ebpf.Map `ebpf:"xdpg_trace"`
 	XdpgTraceRing   *ebpf.Map `ebpf:"xdpg_trace_ring"`
 	XdpgTrust       *ebpf.Map `ebpf:"xdpg_trust"`
 }
@@ -450,7 +449,6 @@ func (m *xdpguardMaps) Close() error {
 		m.XdpgScopedSrc,
 		m.XdpgSrcBuckets,
 		m.XdpgStats,
-		m.XdpgTrace,
 		m.XdpgTraceRing,
 		m.XdpgTrust,
 	)
@@ -498,6 +496,7 @@ type xdpguardVariables struct {
 	UnusedRuleSlot    *ebpf.Variable `ebpf:"unused_rule_slot"`
 	UnusedTraceConfig *ebpf.Variable `ebpf:"unused_trace_config"`
 	UnusedTraceSample *ebpf.Variable `ebpf:"unused_trace_sample"`
+	XdpgTrace         *ebpf.Variable `ebpf:"xdpg_trace"`
 }
 
 // xdpguardPrograms contains all programs after they have been loaded into the kernel.

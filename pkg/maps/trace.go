@@ -13,14 +13,14 @@ import (
 // errTraceBusy: another trace or preview is running on the interface.
 var errTraceBusy = errors.New("another trace or preview is running")
 
-// Trace reads the trace entry (xdpg_trace): the one in progress, or the
+// TraceEntry reads the trace entry (xdpg_trace): the one in progress, or the
 // last one with its counters.
-func (s *Set) Trace() (datapath.TraceConfig, error) {
+func (s *Set) TraceEntry() (datapath.TraceConfig, error) {
 	var c datapath.TraceConfig
-	if err := need(s.XdpgTrace, "xdpg_trace"); err != nil {
+	if err := need(s.Trace, datapath.TracePin); err != nil {
 		return c, err
 	}
-	if err := s.XdpgTrace.Lookup(uint32(0), &c); err != nil {
+	if err := s.Trace.Lookup(uint32(0), &c); err != nil {
 		return c, fmt.Errorf("read xdpg_trace: %w", err)
 	}
 	return c, nil
@@ -30,7 +30,7 @@ func (s *Set) Trace() (datapath.TraceConfig, error) {
 // its counters and budget state zeroed. A trace of another session still
 // running is not replaced: errTraceBusy, naming it.
 func (s *Set) StartTrace(c datapath.TraceConfig) error {
-	cur, err := s.Trace()
+	cur, err := s.TraceEntry()
 	if err != nil {
 		return err
 	}
@@ -39,7 +39,7 @@ func (s *Set) StartTrace(c datapath.TraceConfig) error {
 			time.Duration(cur.UntilNs-now).Round(time.Second))
 	}
 	c.Tat, c.Sent, c.OverBudget, c.RingFull = 0, 0, 0, 0
-	if err := s.XdpgTrace.Put(uint32(0), &c); err != nil {
+	if err := s.Trace.Put(uint32(0), &c); err != nil {
 		return fmt.Errorf("start the trace: %w", err)
 	}
 	return nil
@@ -48,12 +48,12 @@ func (s *Set) StartTrace(c datapath.TraceConfig) error {
 // StopTrace turns session's trace off and returns its last counters; a
 // trace of another session is left alone.
 func (s *Set) StopTrace(session uint32) (datapath.TraceConfig, error) {
-	cur, err := s.Trace()
+	cur, err := s.TraceEntry()
 	if err != nil || cur.Session != session {
 		return cur, err
 	}
 	cur.UntilNs = 0
-	if err := s.XdpgTrace.Put(uint32(0), &cur); err != nil {
+	if err := s.Trace.Put(uint32(0), &cur); err != nil {
 		return cur, fmt.Errorf("stop the trace: %w", err)
 	}
 	return cur, nil

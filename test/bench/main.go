@@ -33,7 +33,7 @@ func main() {
 	flag.StringVar(&o.Out, "out", "docs/benchmarks.md", "report to update (between the bench markers)")
 	flag.StringVar(&o.Plot, "plot", "docs/benchmarks.png", "bar chart of the floor, xdpguard and nftables")
 	flag.StringVar(&o.Bin, "bin", "", "xdpguard binary (default: build one)")
-	flag.StringVar(&o.Only, "only", "", "for profiling or comparing builds: run only these veth floods (keys, e.g. r,b0; one round unless -rounds), print their rates and paired ratios to the first, write no report; or \"blocklist\": only the blocklist section, its targets and table printed, no report written")
+	flag.StringVar(&o.Only, "only", "", "for profiling or comparing builds: run only these veth floods (keys, e.g. r,b0; one round unless -rounds), print their rates and paired ratios to the first, write no report; or \"blocklist\": only the blocklist section, its targets and table printed, no report written; or \"cost\": only the program cost rows, printed")
 	flag.DurationVar(&o.Flood, "flood", 0, "length of each flood (default: 3s, 1s with -quick)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default: 7, 3 with -quick, 1 with -only; the blocklist section: 5, 1 with -quick)")
 	flag.Parse()
@@ -65,6 +65,9 @@ func runBench(o options) (results, error) {
 	}
 	if o.Only == "blocklist" {
 		return blocklistOnly(o)
+	}
+	if o.Only == "cost" {
+		return costOnly(o)
 	}
 	m := method{Repeat: 2_000_000, Rounds: 7, Flood: 3 * time.Second}
 	switch {
@@ -134,6 +137,25 @@ func xdpguardBin(o options, l *lab) (string, error) {
 		return "", fmt.Errorf("build xdpguard: %v: %s", err, out)
 	}
 	return bin, nil
+}
+
+// costOnly runs the program cost rows alone (-only cost) and prints them.
+func costOnly(o options) (results, error) {
+	repeat, rounds := 2_000_000, 7
+	if o.Quick {
+		repeat, rounds = 500_000, 3
+	}
+	if o.Rounds > 0 {
+		rounds = o.Rounds
+	}
+	rows, err := programCost(repeat, rounds)
+	if err != nil {
+		return results{}, err
+	}
+	for _, c := range rows {
+		fmt.Printf("%-70s %7.1f ns  %-30s %.2fx\n", c.Name, c.NsPkt, c.Floor, c.Ratio)
+	}
+	return results{Cost: rows}, nil
 }
 
 // blocklistOnly runs the blocklist section alone (-only blocklist) and

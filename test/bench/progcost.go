@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"net/netip"
+	"os/exec"
 	"runtime"
 	"sort"
 	"time"
@@ -92,6 +95,26 @@ func programCost(repeat, rounds int) ([]costRow, error) {
 	v6.Ext = []testpkt.Ext{{Type: 0}, {Type: 60}, {Type: 43}}
 	vlan := syn(8080)
 	vlan.VLANs = []uint16{testpkt.EtherQinQ, testpkt.EtherQ}
+	// The trace hook's cost (bpf/trace.h): the same program with a trace
+	// running for a source none of these frames has, and the program of
+	// the commit before the hook (prevObject), loaded with its defaults:
+	// every port closed, no limits, which the ACK and closed-port rows do
+	// not read.
+	dt, err := datapath.LoadDetached(pol)
+	if err != nil {
+		return nil, err
+	}
+	defer dt.Close()
+	other := datapath.TraceConfig{UntilNs: ^uint64(0), Kinds: datapath.TraceAll, IntervalNs: 1, LimitNs: 1}
+	other.SetSource(netip.MustParsePrefix("203.0.113.0/24"))
+	if err := dt.Trace.Put(uint32(0), &other); err != nil {
+		return nil, err
+	}
+	prev, err := prevProgram()
+	if err != nil {
+		return nil, fmt.Errorf("the program before the trace hook: %w", err)
+	}
+	defer prev.Close()
 	type path struct {
 		name, floor string
 		prog        *ebpf.Program
@@ -101,7 +124,11 @@ func programCost(repeat, rounds int) ([]costRow, error) {
 		{"trivial XDP_PASS", "", tPass, syn(8080).Bytes()},
 		{"trivial XDP_DROP", "", tDrop, syn(8080).Bytes()},
 		{"non-SYN (ACK) pass", "trivial XDP_PASS", d.Program, ack.Bytes()},
+		{"non-SYN (ACK) pass, before the trace hook (" + prevCommit + ")", "trivial XDP_PASS", prev.Programs["xdpguard"], ack.Bytes()},
+		{"non-SYN (ACK) pass, a trace running for other sources", "trivial XDP_PASS", dt.Program, ack.Bytes()},
 		{"SYN to a closed port", "trivial XDP_DROP", d.Program, syn(8080).Bytes()},
+		{"SYN to a closed port, before the trace hook (" + prevCommit + ")", "trivial XDP_DROP", prev.Programs["xdpguard"], syn(8080).Bytes()},
+		{"SYN to a closed port, a trace running for other sources", "trivial XDP_DROP", dt.Program, syn(8080).Bytes()},
 		{"SYN to an open port, known source", "trivial XDP_PASS", dp.Program, syn(22).Bytes()},
 		{"SYN from a new source (limiter insert + evict)", "mutate + trivial XDP_DROP", mutNew.prog, syn(22).Bytes()},
 		{"IPv6 + 3 extension headers, closed port", "trivial XDP_DROP", d.Program, v6.Bytes()},
@@ -135,6 +162,26 @@ func programCost(repeat, rounds int) ([]costRow, error) {
 		}
 	}
 	return out, nil
+}
+
+// prevCommit is the last commit whose program has no trace hook.
+const prevCommit = "aad2799"
+
+// prevProgram loads the program committed at prevCommit (read with git from
+// the repository the bench runs in) with private maps and its defaults.
+func prevProgram() (*ebpf.Collection, error) {
+	obj, err := exec.Command("git", "show", prevCommit+":pkg/datapath/xdpguard_bpfel.o").Output()
+	if err != nil {
+		return nil, fmt.Errorf("git show %s: %w", prevCommit, err)
+	}
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range spec.Maps {
+		m.Pinning = ebpf.PinNone
+	}
+	return ebpf.NewCollection(spec)
 }
 
 type mutatorProg struct {

@@ -133,7 +133,6 @@ const (
 	xdpguardTestClockMapXdpgSrcBuckets    = "xdpg_src_buckets"
 	xdpguardTestClockMapXdpgStats         = "xdpg_stats"
 	xdpguardTestClockMapXdpgTestNow       = "xdpg_test_now"
-	xdpguardTestClockMapXdpgTrace         = "xdpg_trace"
 	xdpguardTestClockMapXdpgTraceRing     = "xdpg_trace_ring"
 	xdpguardTestClockMapXdpgTrust         = "xdpg_trust"
 	xdpguardTestClockProgXdpguard         = "xdpguard"
@@ -175,6 +174,7 @@ const (
 	xdpguardTestClockVarUnusedRuleSlot    = "unused_rule_slot"
 	xdpguardTestClockVarUnusedTraceConfig = "unused_trace_config"
 	xdpguardTestClockVarUnusedTraceSample = "unused_trace_sample"
+	xdpguardTestClockVarXdpgTrace         = "xdpg_trace"
 )
 
 // loadXdpguardTestClock returns the embedded CollectionSpec for xdpguardTestClock.
@@ -247,7 +247,6 @@ type xdpguardTestClockMapSpecs struct {
 	XdpgSrcBuckets  *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.MapSpec `ebpf:"xdpg_stats"`
 	XdpgTestNow     *ebpf.MapSpec `ebpf:"xdpg_test_now"`
-	XdpgTrace       *ebpf.MapSpec `ebpf:"xdpg_trace"`
 	XdpgTraceRing   *ebpf.MapSpec `ebpf:"xdpg_trace_ring"`
 	XdpgTrust       *ebpf.MapSpec `ebpf:"xdpg_trust"`
 }
@@ -294,6 +293,7 @@ type xdpguardTestClockVariableSpecs struct {
 	UnusedRuleSlot    *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
 	UnusedTraceConfig *ebpf.VariableSpec `ebpf:"unused_trace_config"`
 	UnusedTraceSample *ebpf.VariableSpec `ebpf:"unused_trace_sample"`
+	XdpgTrace         *ebpf.VariableSpec `ebpf:"xdpg_trace"`
 }
 
 // xdpguardTestClockObjects contains all objects after they have been loaded into the kernel.
@@ -337,7 +337,6 @@ type xdpguardTestClockMaps struct {
 	XdpgSrcBuckets  *ebpf.Map `ebpf:"xdpg_src_buckets"`
 	XdpgStats       *ebpf.Map `ebpf:"xdpg_stats"`
 	XdpgTestNow     *ebpf.Map `ebpf:"xdpg_test_now"`
-	XdpgTrace       *ebpf.Map `ebpf:"xdpg_trace"`
 	XdpgTraceRing   *ebpf.Map `ebpf:"xdpg_trace_ring"`
 	XdpgTrust       *ebpf.Map `ebpf:"xdpg_trust"`
 }
@@ -365,7 +364,6 @@ func (m *xdpguardTestClockMaps) Close() error {
 		m.XdpgSrcBuckets,
 		m.XdpgStats,
 		m.XdpgTestNow,
-		m.XdpgTrace,
 		m.XdpgTraceRing,
 		m.XdpgTrust,
 	)
@@ -413,6 +411,7 @@ type xdpguardTestClockVariables struct {
 	UnusedRuleSlot    *ebpf.Variable `ebpf:"unused_rule_slot"`
 	UnusedTraceConfig *ebpf.Variable `ebpf:"unused_trace_config"`
 	UnusedTraceSample *ebpf.Variable `ebpf:"unused_trace_sample"`
+	XdpgTrace         *ebpf.Variable `ebpf:"xdpg_trace"`
 }
 
 // xdpguardTestClockPrograms contains all programs after they have been loaded into the kernel.
