@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -97,18 +98,20 @@ func Run(ctx context.Context, ifaces []Iface, o Options, each func(Packet)) ([]C
 		}
 		return out
 	}
+	// Started before its reader is opened: a trace refused (another runs)
+	// never reads, so never takes, the running one's samples.
 	for _, i := range ifaces {
+		if err := i.Set.StartTrace(cfg); err != nil {
+			stop()
+			return nil, fmt.Errorf("%s: %w%s", i.Name, err, hint(err))
+		}
+		started = append(started, i)
 		r, err := i.Set.TraceReader()
 		if err != nil {
 			stop()
-			return nil, fmt.Errorf("%s: %w (is the daemon of this version running there?)", i.Name, err)
+			return nil, fmt.Errorf("%s: %w%s", i.Name, err, hint(err))
 		}
 		readers = append(readers, r)
-		if err := i.Set.StartTrace(cfg); err != nil {
-			stop()
-			return nil, fmt.Errorf("%s: %w", i.Name, err)
-		}
-		started = append(started, i)
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, o.For)
@@ -148,4 +151,12 @@ func Run(ctx context.Context, ifaces []Iface, o Options, each func(Packet)) ([]C
 	counts := stop()
 	wg.Wait()
 	return counts, errors.Join(errs...)
+}
+
+// hint says why a pin may be missing.
+func hint(err error) string {
+	if strings.Contains(err.Error(), "not pinned") {
+		return " (pins of an older xdpguard: restart the daemon with this version)"
+	}
+	return ""
 }

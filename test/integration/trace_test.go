@@ -131,6 +131,14 @@ func TestTraceShowsClientSYNs(t *testing.T) {
 	if c := traceEntry(t, l); c.UntilNs == 0 {
 		t.Errorf("sampling is off while the trace runs: %+v", c)
 	}
+	// One trace at a time: a second is refused, and the first goes on.
+	if out, err := execCombined("ip", "netns", "exec", l.Server, xdpguardBin, "trace", "--src", l.CliV4b, "--for", "1s"); err == nil ||
+		!strings.Contains(out, "another trace or preview is running") {
+		t.Errorf("a second trace: %v\n%s", err, out)
+	}
+	if c := traceEntry(t, l); c.UntilNs == 0 || c.Mask[3] == 0 {
+		t.Errorf("the refused trace touched the running one: %+v", c)
+	}
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
