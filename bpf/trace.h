@@ -15,8 +15,8 @@
 #include "parsing.h"
 #include "clock.h"
 
-/* Uses struct verdict, fast_path_l4, gcra_take and generation: included by
- * xdpguard.c after them. */
+/* Uses struct verdict, gcra_take and generation: included by xdpguard.c
+ * after them. */
 
 /* The trace in progress: written by the CLI, its budget's tat and the
  * counters by the data path. A global in its own data section, so the test
@@ -34,38 +34,64 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdpg_trace_ring SEC(".maps");
 
-/* The sample of one packet: checks the filter, the expiry and the budget,
- * then copies the frame's first bytes. A global function, verified once.
- * l4 is what the parser learnt (IPv4 sources as ::ffff:a.b.c.d); verdict
- * packs reason (bits 0-7), passed (bit 8) and the rule slot (bits 16-31). */
-__noinline int trace_sample(struct xdp_md *ctx, struct l4_info *l4, __u32 verdict)
+/* The sample of one packet: reads the source, protocol and L4 offset again
+ * (so that the caller's state stays as the verifier pruned it without a
+ * trace), checks the filter, the expiry and the budget, then copies the
+ * frame's first bytes. A global function, verified once. verdict packs
+ * reason (bits 0-7), passed (bit 8) and the rule slot (bits 16-31). A frame
+ * with no IPv4 or IPv6 header has no source to match: it is never sampled.
+ * The ports are read after a fixed IPv6 header only: behind extension
+ * headers a packet has port 0 here (shown, unless --port or a preview
+ * needs its port; the CLI decodes every header from the copy). */
+__noinline int trace_sample(struct xdp_md *ctx, __u32 verdict)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	struct xdpg_trace_config *t = &xdpg_trace;
 	struct xdpg_trace_sample *s;
+	struct l4_info l4_buf = {}, *l4 = &l4_buf;
 	struct hdr_cursor c;
-	__u32 len;
-	__u16 dport = 0;
+	void *data, *data_end;
+	__u16 dport = 0, eth_proto;
 	__u8 flags = 0;
-	__u8 *l4h;
+	__u8 *l4h, *ip;
+	__u32 len;
 	__u64 now;
 
-	if (!ctx || !l4)
+	if (!ctx)
 		return 0;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
 	now = clock_coarse();
 	if (now > t->until_ns) {
 		/* Ended (or its CLI died): back to the one test per packet. */
 		__sync_val_compare_and_swap(&t->until_ns, t->until_ns, 0);
 		return 0;
 	}
+	c.off = 0;
+	c.len = data_end - data;
+	if (parse_eth(data, data_end, &c, &eth_proto) != XDPG_PARSE_OK)
+		return 0;
+	if (eth_proto == bpf_htons(ETH_P_IP)) {
+		if (!(ip = cursor_ptr(data, &c, 20, data_end)))
+			return 0;
+		l4->saddr[2] = bpf_htonl(0x0000ffff);
+		__builtin_memcpy(&l4->saddr[3], ip + 12, 4);
+		l4->proto = ip[9];
+		l4->later_frag = ((((__u16)ip[6] << 8) | ip[7]) & 0x1fff) != 0;
+		l4->l4_off = c.off + (ip[0] & 0x0f) * 4;
+	} else if (eth_proto == bpf_htons(ETH_P_IPV6)) {
+		if (!(ip = cursor_ptr(data, &c, 40, data_end)))
+			return 0;
+		l4->is_v6 = 1;
+		__builtin_memcpy(l4->saddr, ip + 8, 16);
+		l4->proto = ip[6];
+		l4->l4_off = c.off + 40;
+	} else {
+		return 0;
+	}
 	for (int i = 0; i < 4; i++)
 		if ((l4->saddr[i] & t->mask[i]) != t->addr[i])
 			return 0;
-	if (!l4->is_v6 && l4->saddr[2] != bpf_htonl(0xffff))
-		return 0; /* not IP, or unreadable: no source to filter on */
 	c.off = l4->l4_off;
-	c.len = data_end - data;
 	if (!l4->later_frag && (l4->proto == IPPROTO_TCP || l4->proto == IPPROTO_UDP) &&
 	    (l4h = cursor_ptr(data, &c, 4, data_end))) {
 		dport = ((__u16)l4h[2] << 8) | l4h[3];
@@ -101,35 +127,32 @@ __noinline int trace_sample(struct xdp_md *ctx, struct l4_info *l4, __u32 verdic
 	s->rule = verdict >> 16;
 	s->generation = generation;
 	{
-		/* Bounded again after the barrier: the verifier must see
-		 * 1..XDPG_TRACE_HEAD in the register passed. */
+		/* The length passed must be 1..XDPG_TRACE_HEAD to every
+		 * verifier: 6.1's loses a compare against 0 here, so the range
+		 * is made by arithmetic ((n - 1) & 255) + 1, which it keeps. */
 		__u64 n = len;
 
-		barrier_var(n);
 		if (n > XDPG_TRACE_HEAD)
 			n = XDPG_TRACE_HEAD;
-		s->head_len = n;
-		if (n < 1 || bpf_xdp_load_bytes(ctx, 0, s->head, n))
-			s->head_len = 0;
+		s->head_len = 0;
+		if (n >= 1) {
+			barrier_var(n);
+			n = ((n - 1) & (XDPG_TRACE_HEAD - 1)) + 1;
+			if (bpf_xdp_load_bytes(ctx, 0, s->head, n) == 0)
+				s->head_len = n;
+		}
 	}
 	__sync_fetch_and_add(&t->sent, 1);
 	bpf_ringbuf_submit(s, 0);
 	return 0;
 }
 
-/* The hook at each verdict: when no trace runs, one load and one branch. A
- * fast-path verdict (fast) has no l4 yet: it is read only when tracing. */
-static __always_inline void trace_hook(struct xdp_md *ctx, enum xdpg_reason reason, struct l4_info *l4,
-				       struct verdict *v, int fast, int passed)
+/* The hook at each verdict: when no trace runs, one load and one branch. */
+static __always_inline void trace_hook(struct xdp_md *ctx, enum xdpg_reason reason, struct verdict *v, int passed)
 {
 	if (!*(volatile __u64 *)&xdpg_trace.until_ns)
 		return;
-	if (fast) {
-		__builtin_memset(l4, 0, sizeof(*l4));
-		fast_path_l4((void *)(long)ctx->data, (void *)(long)ctx->data_end, l4);
-		l4->l4_off = sizeof(struct ethhdr) + 20;
-	}
-	trace_sample(ctx, l4, reason | (passed ? 1 << 8 : 0) | ((__u32)v->rule << 16));
+	trace_sample(ctx, reason | (passed ? 1 << 8 : 0) | ((__u32)v->rule << 16));
 }
 
 #endif

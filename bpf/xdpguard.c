@@ -834,7 +834,7 @@ int xdpguard(struct xdp_md *ctx)
 	if (reason == XDPG_DROP_PORT_NOT_ALLOWED) {
 		record_closed_port_drop(v.dport);
 		emit_event(ctx, reason, &l4, &v, 1);
-		trace_hook(ctx, reason, &l4, &v, 1, monitor);
+		trace_hook(ctx, reason, &v, monitor);
 		return monitor ? XDP_PASS : XDP_DROP;
 	}
 	if (!fast)
@@ -843,12 +843,12 @@ int xdpguard(struct xdp_md *ctx)
 	if (reason < XDPG_DROP_PORT_NOT_ALLOWED) {
 		count_reason(reason);
 		record_rule(reason, &v);
-		trace_hook(ctx, reason, &l4, &v, fast, 1);
+		trace_hook(ctx, reason, &v, 1);
 		return XDP_PASS;
 	}
 	record_drop(reason, &v);
 	emit_event(ctx, reason, &l4, &v, fast);
-	trace_hook(ctx, reason, &l4, &v, fast, passes(reason, &v));
+	trace_hook(ctx, reason, &v, passes(reason, &v));
 	return passes(reason, &v) ? XDP_PASS : XDP_DROP;
 }
 

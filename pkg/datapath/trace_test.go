@@ -137,6 +137,15 @@ func TestTraceSamplesThroughProgRun(t *testing.T) {
 		t.Errorf("a preview of port 22 sampled %d packets, want the one SYN to 22", len(got))
 	}
 
+	// An IPv6 prefix: only the IPv6 frame.
+	six := on
+	six.SetSource(netip.MustParsePrefix("2001:db8::/32"))
+	setTrace(t, d, six)
+	verdicts()
+	if got := samples(t, r); len(got) != 1 || datapath.Reason(got[0].Reason) != datapath.PassSYNAllowed || !bytes.Equal(got[0].Frame(), frames[5].frame) {
+		t.Errorf("2001:db8::/32 sampled %d packets, want the IPv6 SYN", len(got))
+	}
+
 	// A budget of one sample: the rest are counted.
 	b := on
 	b.IntervalNs, b.LimitNs = uint64(time.Hour), uint64(time.Hour) // a burst of one
