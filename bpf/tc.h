@@ -27,7 +27,7 @@ int xdpguard_tc(struct __sk_buff *skb)
 	struct l4_info l4;
 	enum xdpg_reason reason;
 	void *data, *data_end;
-	int fast;
+	int fast, passed;
 
 	linear = skb->data_end - skb->data;
 	if (linear < len && linear < XDPG_TC_LINEAR && !skb->gso_size)
@@ -38,8 +38,9 @@ int xdpguard_tc(struct __sk_buff *skb)
 	/* A pass goes on to the next program on the hook (TC_ACT_UNSPEC is
 	 * tcx's TCX_NEXT), so xdpguard first in line leaves the rest in
 	 * place. */
-	return record_frame(data, data_end, skb->ingress_ifindex, reason, &l4, &v, fast) ? TC_ACT_UNSPEC
-											: TC_ACT_SHOT;
+	passed = record_frame(data, data_end, skb->ingress_ifindex, reason, &l4, &v, fast);
+	trace_hook_tc(skb, reason, &v, passed);
+	return passed ? TC_ACT_UNSPEC : TC_ACT_SHOT;
 }
 
 #endif

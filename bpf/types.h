@@ -103,6 +103,48 @@ struct xdpg_event_budget {
 	__u64 tat;
 };
 
+/* The trace in progress (xdpg_trace, bpf/trace.h), written by `xdpguard
+ * trace` and `preview`. A packet is sampled while until_ns (CLOCK_MONOTONIC
+ * ns) has not passed, when (saddr & mask) == addr word by word (sources as in
+ * struct l4_info), its destination port is port (0: any), and it is of
+ * kinds; interval_ns and limit_ns are the budget (GCRA, tat the data
+ * path's); the counters say what the budget and the ring left out. */
+#define XDPG_TRACE_ALL 1 /* kinds: every packet */
+#define XDPG_TRACE_SYN 2 /* kinds: TCP SYNs */
+#define XDPG_TRACE_UDP 4 /* kinds: UDP datagrams */
+#define XDPG_TRACE_HEAD 256 /* bytes of each frame a sample holds */
+
+struct xdpg_trace_config {
+	__u64 until_ns;
+	__u64 interval_ns;
+	__u64 limit_ns;
+	__u64 tat;
+	__u64 sent;
+	__u64 over_budget;
+	__u64 ring_full;
+	__u32 addr[4];
+	__u32 mask[4];
+	__u32 session; /* copied into each sample: the CLI skips others' */
+	__u16 port;
+	__u8 kinds;
+	__u8 pad;
+};
+
+/* One sampled packet (xdpg_trace_ring): its verdict and its first bytes. */
+struct xdpg_trace_sample {
+	__u64 ktime_ns;   /* bpf_ktime_get_coarse_ns() */
+	__u32 session;
+	__u32 ifindex;
+	__u32 frame_len;  /* the frame's length; head holds head_len of it */
+	__u32 generation; /* the policy generation that judged it (low 32 bits) */
+	__u16 head_len;
+	__u16 rule;       /* rule slot, or XDPG_RULE_NONE */
+	__u8 reason;      /* enum xdpg_reason */
+	__u8 passed;      /* 1: went on to the stack (a pass, or a monitored drop) */
+	__u8 pad[2];
+	__u8 head[XDPG_TRACE_HEAD];
+};
+
 /* Per-destination-port drop counts (per CPU; Go sums them). */
 struct xdpg_port_counters {
 	__u64 not_allowed;

@@ -88,6 +88,8 @@ const struct xdpg_event_budget *unused_event_config __attribute__((unused));
 const enum xdpg_protection *unused_protection __attribute__((unused));
 const enum xdpg_ban_origin *unused_ban_origin __attribute__((unused));
 const struct xdpg_ban_range *unused_ban_range __attribute__((unused));
+const struct xdpg_trace_config *unused_trace_config __attribute__((unused));
+const struct xdpg_trace_sample *unused_trace_sample __attribute__((unused));
 
 /* A packet's outcome besides its reason: the destination port (SYN, UDP),
  * the rule it is counted under, and whether a monitor-mode rule let a
@@ -878,6 +880,8 @@ static __always_inline int record_frame(void *data, void *data_end, __u32 ifinde
 	return passes(reason, v);
 }
 
+#include "trace.h"
+
 SEC("xdp")
 int xdpguard(struct xdp_md *ctx)
 {
@@ -887,16 +891,19 @@ int xdpguard(struct xdp_md *ctx)
 	struct verdict v = { .rule = XDPG_RULE_NONE };
 	struct l4_info l4; /* filled by the general path, for its events */
 	enum xdpg_reason reason;
-	int fast;
+	int fast, passed;
 
 	reason = judge_frame(data, data_end, len, &l4, &v, &fast);
 	/* An ACK the fast path passed may complete a handshake the SYN proxy
 	 * answered: checked in a function of its own. */
 	if (has_synproxy && fast && reason == XDPG_PASS_NOT_SYN) {
 		count_reason(reason);
+		trace_hook(ctx, reason, &v, 1);
 		return synproxy_fast_ack(ctx);
 	}
-	if (!record_frame(data, data_end, ctx->ingress_ifindex, reason, &l4, &v, fast))
+	passed = record_frame(data, data_end, ctx->ingress_ifindex, reason, &l4, &v, fast);
+	trace_hook(ctx, reason, &v, passed);
+	if (!passed)
 		return XDP_DROP;
 	/* The SYN proxy answers (XDP_TX) or checks what the rules pass. */
 	if (v.synproxy && reason < XDPG_DROP_PORT_NOT_ALLOWED)

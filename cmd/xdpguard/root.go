@@ -21,7 +21,7 @@ dies, and a restarted daemon adopts it. 'xdpguard detach' removes it.`,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("bpffs", loader.DefaultBPFFS, "bpffs mount under which xdpguard pins its state (xdpguard/ inside it)")
-	root.AddCommand(newRunCmd(), newCheckCmd(), newDiffCmd(), newAuditCmd(), newExplainCmd(), newStatusCmd(), newStatsCmd(), newTopCmd(), newBansCmd(), newBanCmd(), newUnbanCmd(), newHistoryCmd(), newDetachCmd(), newVersionCmd(), newGenDocsCmd())
+	root.AddCommand(newRunCmd(), newCheckCmd(), newDiffCmd(), newAuditCmd(), newExplainCmd(), newStatusCmd(), newStatsCmd(), newTopCmd(), newBansCmd(), newBanCmd(), newUnbanCmd(), newHistoryCmd(), newTraceCmd(), newPreviewCmd(), newDetachCmd(), newVersionCmd(), newGenDocsCmd())
 	return root
 }
 

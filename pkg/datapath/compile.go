@@ -32,7 +32,7 @@ func PinnedMaps() []string {
 	if err != nil {
 		panic(fmt.Sprintf("the embedded BPF object does not parse: %v", err)) // built and tested with the binary
 	}
-	var out []string
+	out := []string{TracePin} // a data section, pinned by Load (openTraceMap)
 	for name, m := range spec.Maps {
 		if m.Pinning == ebpf.PinByName {
 			out = append(out, name)
@@ -45,10 +45,12 @@ func PinnedMaps() []string {
 // pinned in its directory (or private ones) and its own source lists.
 type Generation struct {
 	objs *xdpguardObjects
-	// Program is the program of Hook; Maps every map it uses.
+	// Program is the program of Hook; Maps every map it uses but Trace, the
+	// trace entry (TracePin).
 	Program *ebpf.Program
 	Hook    Hook
 	*Maps
+	Trace *ebpf.Map
 	// carried are pinned maps this generation replaces with maps of a new
 	// layout (see carriedPin): pinned in their place at Commit.
 	carried []carriedPin
@@ -147,6 +149,19 @@ func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 		return nil, fmt.Errorf("set %s: %w", xdpguardVarPortRules, err)
 	}
 	lists[xdpguardMapXdpgRuleNames], lists[xdpguardMapXdpgRuleStats] = names, stats
+	trace, err := openTraceMap(spec, opts.Dir)
+	if err != nil {
+		rules.release()
+		closeCarried(gen.carried)
+		return nil, incompatiblePins(err, opts.Dir, opts.Iface)
+	}
+	lists[traceSection] = trace // closed with lists; the generation keeps a clone
+	if gen.Trace, err = trace.Clone(); err != nil {
+		rules.release()
+		closeCarried(gen.carried)
+		return nil, err
+	}
+	gen.extra = append(gen.extra, gen.Trace)
 	for name, m := range opts.extra {
 		lists[name] = m
 	}
@@ -168,6 +183,7 @@ func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 	if err != nil {
 		rules.release()
 		closeCarried(gen.carried)
+		gen.Trace.Close()
 		return nil, loadError(err, opts)
 	}
 	gen.Program, gen.Maps, gen.Hook = loaded(), &gen.objs.xdpguardMaps, opts.Hook
@@ -342,6 +358,33 @@ func openRuleMaps(spec *ebpf.CollectionSpec, dir string) (names, stats *ebpf.Map
 		return nil, nil, fmt.Errorf("rule counters: %w", err)
 	}
 	return names, stats, nil
+}
+
+// traceSection is the data section of the trace entry (bpf/trace.h).
+const traceSection = ".data." + TracePin
+
+// TracePin is the pinned trace entry (struct xdpg_trace_config, one
+// element): the program's global xdpg_trace, shared by every generation.
+const TracePin = "xdpg_trace"
+
+// openTraceMap opens the trace entry pinned in dir, creating (and pinning)
+// it when missing; with dir empty, a private one. It replaces the program's
+// own data section at the load, which keeps the test of a running trace a
+// load and a branch.
+func openTraceMap(spec *ebpf.CollectionSpec, dir string) (*ebpf.Map, error) {
+	ms := spec.Maps[traceSection].Copy()
+	ms.Name, ms.Contents = TracePin, nil
+	// What cilium/ebpf gives every data section, and checks a replacement
+	// against.
+	ms.Flags |= unix.BPF_F_MMAPABLE
+	if dir != "" {
+		ms.Pinning = ebpf.PinByName
+	}
+	m, err := ebpf.NewMapWithOptions(ms, ebpf.MapOptions{PinPath: dir})
+	if err != nil {
+		return nil, fmt.Errorf("the trace entry: %w", err)
+	}
+	return m, nil
 }
 
 // incompatiblePins says what to do when pins of another layout are in the

@@ -219,6 +219,38 @@ type xdpguardXdpgSynproxyPort struct {
 	EngagedUntil uint64
 }
 
+type xdpguardXdpgTraceConfig struct {
+	_          structs.HostLayout
+	UntilNs    uint64
+	IntervalNs uint64
+	LimitNs    uint64
+	Tat        uint64
+	Sent       uint64
+	OverBudget uint64
+	RingFull   uint64
+	Addr       [4]uint32
+	Mask       [4]uint32
+	Session    uint32
+	Port       uint16
+	Kinds      uint8
+	Pad        uint8
+}
+
+type xdpguardXdpgTraceSample struct {
+	_          structs.HostLayout
+	KtimeNs    uint64
+	Session    uint32
+	Ifindex    uint32
+	FrameLen   uint32
+	Generation uint32
+	HeadLen    uint16
+	Rule       uint16
+	Reason     uint8
+	Passed     uint8
+	Pad        [2]uint8
+	Head       [256]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -249,6 +281,7 @@ const (
 	xdpguardMapXdpgSynproxyPorts       = "xdpg_synproxy_ports"
 	xdpguardMapXdpgSynproxyStats       = "xdpg_synproxy_stats"
 	xdpguardMapXdpgSynproxyTotal       = "xdpg_synproxy_total"
+	xdpguardMapXdpgTraceRing           = "xdpg_trace_ring"
 	xdpguardMapXdpgTrust               = "xdpg_trust"
 	xdpguardProgXdpguard               = "xdpguard"
 	xdpguardProgXdpguardTc             = "xdpguard_tc"
@@ -304,7 +337,10 @@ const (
 	xdpguardVarUnusedReason            = "unused_reason"
 	xdpguardVarUnusedRuleSlot          = "unused_rule_slot"
 	xdpguardVarUnusedSpCounter         = "unused_sp_counter"
+	xdpguardVarUnusedTraceConfig       = "unused_trace_config"
+	xdpguardVarUnusedTraceSample       = "unused_trace_sample"
 	xdpguardVarXdpFrags                = "xdp_frags"
+	xdpguardVarXdpgTrace               = "xdpg_trace"
 )
 
 // loadXdpguard returns the embedded CollectionSpec for xdpguard.
@@ -383,6 +419,7 @@ type xdpguardMapSpecs struct {
 	XdpgSynproxyPorts  *ebpf.MapSpec `ebpf:"xdpg_synproxy_ports"`
 	XdpgSynproxyStats  *ebpf.MapSpec `ebpf:"xdpg_synproxy_stats"`
 	XdpgSynproxyTotal  *ebpf.MapSpec `ebpf:"xdpg_synproxy_total"`
+	XdpgTraceRing      *ebpf.MapSpec `ebpf:"xdpg_trace_ring"`
 	XdpgTrust          *ebpf.MapSpec `ebpf:"xdpg_trust"`
 }
 
@@ -442,7 +479,10 @@ type xdpguardVariableSpecs struct {
 	UnusedReason            *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRuleSlot          *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
 	UnusedSpCounter         *ebpf.VariableSpec `ebpf:"unused_sp_counter"`
+	UnusedTraceConfig       *ebpf.VariableSpec `ebpf:"unused_trace_config"`
+	UnusedTraceSample       *ebpf.VariableSpec `ebpf:"unused_trace_sample"`
 	XdpFrags                *ebpf.VariableSpec `ebpf:"xdp_frags"`
+	XdpgTrace               *ebpf.VariableSpec `ebpf:"xdpg_trace"`
 }
 
 // xdpguardObjects contains all objects after they have been loaded into the kernel.
@@ -491,6 +531,7 @@ type xdpguardMaps struct {
 	XdpgSynproxyPorts  *ebpf.Map `ebpf:"xdpg_synproxy_ports"`
 	XdpgSynproxyStats  *ebpf.Map `ebpf:"xdpg_synproxy_stats"`
 	XdpgSynproxyTotal  *ebpf.Map `ebpf:"xdpg_synproxy_total"`
+	XdpgTraceRing      *ebpf.Map `ebpf:"xdpg_trace_ring"`
 	XdpgTrust          *ebpf.Map `ebpf:"xdpg_trust"`
 }
 
@@ -522,6 +563,7 @@ func (m *xdpguardMaps) Close() error {
 		m.XdpgSynproxyPorts,
 		m.XdpgSynproxyStats,
 		m.XdpgSynproxyTotal,
+		m.XdpgTraceRing,
 		m.XdpgTrust,
 	)
 }
@@ -582,7 +624,10 @@ type xdpguardVariables struct {
 	UnusedReason            *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRuleSlot          *ebpf.Variable `ebpf:"unused_rule_slot"`
 	UnusedSpCounter         *ebpf.Variable `ebpf:"unused_sp_counter"`
+	UnusedTraceConfig       *ebpf.Variable `ebpf:"unused_trace_config"`
+	UnusedTraceSample       *ebpf.Variable `ebpf:"unused_trace_sample"`
 	XdpFrags                *ebpf.Variable `ebpf:"xdp_frags"`
+	XdpgTrace               *ebpf.Variable `ebpf:"xdpg_trace"`
 }
 
 // xdpguardPrograms contains all programs after they have been loaded into the kernel.

@@ -22,6 +22,9 @@ import (
 // stays nil, and its readers say so.
 type Set struct {
 	*datapath.Maps
+	// Trace is the trace entry (datapath.TracePin), nil in a pin
+	// directory that predates it.
+	Trace *ebpf.Map
 	// Dir is the pin directory (Open), Link the pinned link if any.
 	Dir  string
 	Link link.Link
@@ -65,6 +68,12 @@ func Open(dir string, writable bool) (*Set, error) {
 		}
 		v.Field(i).Set(reflect.ValueOf(m))
 	}
+	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, datapath.TracePin), opts); err == nil {
+		s.Trace = m
+	} else if !errors.Is(err, os.ErrNotExist) {
+		s.Close()
+		return nil, fmt.Errorf("open pinned %s: %w", datapath.TracePin, err)
+	}
 	if l, err := link.LoadPinnedLink(filepath.Join(dir, datapath.LinkPin), nil); err == nil {
 		s.Link = l
 	}
@@ -86,6 +95,10 @@ func (s *Set) Close() error {
 				v.Field(i).Set(reflect.Zero(v.Field(i).Type()))
 			}
 		}
+	}
+	if s.own && s.Trace != nil {
+		errs = append(errs, s.Trace.Close())
+		s.Trace = nil
 	}
 	if s.Link != nil {
 		errs = append(errs, s.Link.Close())

@@ -128,6 +128,23 @@ type xdpguardTestClockXdpgTestClock struct {
 	Coarse  uint64
 }
 
+type xdpguardTestClockXdpgTraceConfig struct {
+	_          structs.HostLayout
+	UntilNs    uint64
+	IntervalNs uint64
+	LimitNs    uint64
+	Tat        uint64
+	Sent       uint64
+	OverBudget uint64
+	RingFull   uint64
+	Addr       [4]uint32
+	Mask       [4]uint32
+	Session    uint32
+	Port       uint16
+	Kinds      uint8
+	Pad        uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -159,6 +176,7 @@ const (
 	xdpguardTestClockMapXdpgSynproxyStats       = "xdpg_synproxy_stats"
 	xdpguardTestClockMapXdpgSynproxyTotal       = "xdpg_synproxy_total"
 	xdpguardTestClockMapXdpgTestNow             = "xdpg_test_now"
+	xdpguardTestClockMapXdpgTraceRing           = "xdpg_trace_ring"
 	xdpguardTestClockMapXdpgTrust               = "xdpg_trust"
 	xdpguardTestClockProgXdpguard               = "xdpguard"
 	xdpguardTestClockProgXdpguardTc             = "xdpguard_tc"
@@ -214,7 +232,10 @@ const (
 	xdpguardTestClockVarUnusedReason            = "unused_reason"
 	xdpguardTestClockVarUnusedRuleSlot          = "unused_rule_slot"
 	xdpguardTestClockVarUnusedSpCounter         = "unused_sp_counter"
+	xdpguardTestClockVarUnusedTraceConfig       = "unused_trace_config"
+	xdpguardTestClockVarUnusedTraceSample       = "unused_trace_sample"
 	xdpguardTestClockVarXdpFrags                = "xdp_frags"
+	xdpguardTestClockVarXdpgTrace               = "xdpg_trace"
 )
 
 // loadXdpguardTestClock returns the embedded CollectionSpec for xdpguardTestClock.
@@ -294,6 +315,7 @@ type xdpguardTestClockMapSpecs struct {
 	XdpgSynproxyStats  *ebpf.MapSpec `ebpf:"xdpg_synproxy_stats"`
 	XdpgSynproxyTotal  *ebpf.MapSpec `ebpf:"xdpg_synproxy_total"`
 	XdpgTestNow        *ebpf.MapSpec `ebpf:"xdpg_test_now"`
+	XdpgTraceRing      *ebpf.MapSpec `ebpf:"xdpg_trace_ring"`
 	XdpgTrust          *ebpf.MapSpec `ebpf:"xdpg_trust"`
 }
 
@@ -353,7 +375,10 @@ type xdpguardTestClockVariableSpecs struct {
 	UnusedReason            *ebpf.VariableSpec `ebpf:"unused_reason"`
 	UnusedRuleSlot          *ebpf.VariableSpec `ebpf:"unused_rule_slot"`
 	UnusedSpCounter         *ebpf.VariableSpec `ebpf:"unused_sp_counter"`
+	UnusedTraceConfig       *ebpf.VariableSpec `ebpf:"unused_trace_config"`
+	UnusedTraceSample       *ebpf.VariableSpec `ebpf:"unused_trace_sample"`
 	XdpFrags                *ebpf.VariableSpec `ebpf:"xdp_frags"`
+	XdpgTrace               *ebpf.VariableSpec `ebpf:"xdpg_trace"`
 }
 
 // xdpguardTestClockObjects contains all objects after they have been loaded into the kernel.
@@ -403,6 +428,7 @@ type xdpguardTestClockMaps struct {
 	XdpgSynproxyStats  *ebpf.Map `ebpf:"xdpg_synproxy_stats"`
 	XdpgSynproxyTotal  *ebpf.Map `ebpf:"xdpg_synproxy_total"`
 	XdpgTestNow        *ebpf.Map `ebpf:"xdpg_test_now"`
+	XdpgTraceRing      *ebpf.Map `ebpf:"xdpg_trace_ring"`
 	XdpgTrust          *ebpf.Map `ebpf:"xdpg_trust"`
 }
 
@@ -435,6 +461,7 @@ func (m *xdpguardTestClockMaps) Close() error {
 		m.XdpgSynproxyStats,
 		m.XdpgSynproxyTotal,
 		m.XdpgTestNow,
+		m.XdpgTraceRing,
 		m.XdpgTrust,
 	)
 }
@@ -495,7 +522,10 @@ type xdpguardTestClockVariables struct {
 	UnusedReason            *ebpf.Variable `ebpf:"unused_reason"`
 	UnusedRuleSlot          *ebpf.Variable `ebpf:"unused_rule_slot"`
 	UnusedSpCounter         *ebpf.Variable `ebpf:"unused_sp_counter"`
+	UnusedTraceConfig       *ebpf.Variable `ebpf:"unused_trace_config"`
+	UnusedTraceSample       *ebpf.Variable `ebpf:"unused_trace_sample"`
 	XdpFrags                *ebpf.Variable `ebpf:"xdp_frags"`
+	XdpgTrace               *ebpf.Variable `ebpf:"xdpg_trace"`
 }
 
 // xdpguardTestClockPrograms contains all programs after they have been loaded into the kernel.
