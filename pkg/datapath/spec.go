@@ -2,9 +2,6 @@ package datapath
 
 import "github.com/cilium/ebpf"
 
-// ProgramName is the XDP program's name in Spec's collection.
-const ProgramName = "xdpguard"
-
 // ProgramName is the name in Spec's collection of the program h loads.
 func (h Hook) ProgramName() string {
 	if h == HookTC {

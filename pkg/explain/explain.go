@@ -224,6 +224,8 @@ func openLive(prog *ebpf.Program) (*live, error) {
 	for name := range spec.Maps {
 		names[kernelName(name)] = name
 	}
+	// The trace entry's section is loaded as the pinned map of its name.
+	names[kernelName(datapath.TracePin)] = ".data." + datapath.TracePin
 	lv := &live{prog: prog, info: info, byName: map[string]*ebpf.Map{}, maps: new(datapath.Maps), spec: spec}
 	for _, id := range ids {
 		m, err := ebpf.NewMapFromID(id)

@@ -59,16 +59,20 @@ var roles = map[string]role{
 	"xdpg_synproxy_ports":  whole,
 	"xdpg_synproxy_total":  whole,
 	"xdpg_synproxy_stats":  fresh,
-	"xdpg_sp_scratch":      fresh,
-	".bss":                 whole, // the BTF anchors of bpf2go's types: never written
-	"xdpg_stats":           fresh,
-	"xdpg_port_drops":      fresh,
-	"xdpg_rule_stats":      fresh,
-	"xdpg_rule_names":      fresh,
-	"xdpg_health":          fresh,
-	"xdpg_events":          fresh,
-	"xdpg_event_config":    fresh,
-	"xdpg_generation":      fresh,
+	// The trace entry starts fresh (no trace: the run samples nothing),
+	// and so does its ring.
+	".data." + datapath.TracePin: fresh,
+	"xdpg_trace_ring":            fresh,
+	"xdpg_sp_scratch":            fresh,
+	".bss":                       whole, // the BTF anchors of bpf2go's types: never written
+	"xdpg_stats":                 fresh,
+	"xdpg_port_drops":            fresh,
+	"xdpg_rule_stats":            fresh,
+	"xdpg_rule_names":            fresh,
+	"xdpg_health":                fresh,
+	"xdpg_events":                fresh,
+	"xdpg_event_config":          fresh,
+	"xdpg_generation":            fresh,
 }
 
 // copyEntries bounds the copies' tables: a few keys are copied, the run
