@@ -87,7 +87,9 @@ for series in "${booted[@]}"; do
 		echo "kernel-matrix: $series FAILED; what failed in the guest:" >&2
 		# Failed tests with their messages, the kernel's last words, and
 		# the init's own lines.
-		grep -E -e '--- FAIL|^\s+\S+_test\.go:[0-9]+:|^\s{8}|panic|Kernel panic|xdpguard-kernel-matrix:' "$log" | head -200 >&2
+		# (|| true: head closing the pipe early must not end the script
+		# under pipefail before the other kernels are judged.)
+		{ grep -E -e '--- FAIL|^\s+\S+_test\.go:[0-9]+:|^\s{8}|panic|Kernel panic|xdpguard-kernel-matrix:' "$log" | head -200 >&2; } || true
 		grep -qE -e 'xdpguard-kernel-matrix: kernel' "$log" || tail -40 "$log" >&2
 		failed+=("$series")
 	else
