@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -148,6 +149,19 @@ func programCost(repeat, rounds, bigList int) ([]costRow, error) {
 	denied := testpkt.NewSYN("10.200.0.1", dutIP, 8080) // in the security group's 10.128.0.0/9
 	vlan := syn(8080)
 	vlan.VLANs = []uint16{testpkt.EtherQinQ, testpkt.EtherQ}
+	// The trace hook (bpf/trace.h) costs one load and one branch when no
+	// trace runs (every row above); these rows are the same program with
+	// a trace running for a source none of the frames has.
+	dt, err := datapath.LoadDetached(pol)
+	if err != nil {
+		return nil, err
+	}
+	defer dt.Close()
+	other := datapath.TraceConfig{UntilNs: ^uint64(0), Kinds: datapath.TraceAll, IntervalNs: 1, LimitNs: 1}
+	other.SetSource(netip.MustParsePrefix("203.0.113.0/24"))
+	if err := dt.Trace.Put(uint32(0), &other); err != nil {
+		return nil, err
+	}
 	type path struct {
 		name, floor string
 		prog        *ebpf.Program
@@ -162,6 +176,8 @@ func programCost(repeat, rounds, bigList int) ([]costRow, error) {
 		{"SYN from a new source (limiter insert + evict)", "mutate + trivial XDP_DROP", mutNew.prog, syn(22).Bytes()},
 		{"IPv6 + 3 extension headers, closed port", "trivial XDP_DROP", d.Program, v6.Bytes()},
 		{"QinQ (2 VLAN tags), closed port", "trivial XDP_DROP", d.Program, vlan.Bytes()},
+		{"non-SYN (ACK) pass, a trace running for other sources", "trivial XDP_PASS", dt.Program, ack.Bytes()},
+		{"SYN to a closed port, a trace running for other sources", "trivial XDP_DROP", dt.Program, syn(8080).Bytes()},
 		{"mutate + trivial XDP_DROP", "", mutFloor.prog, syn(22).Bytes()},
 		{"security group: SYN to a closed port", "trivial XDP_DROP", sg.Program, syn(8080).Bytes()},
 		{"security group without events: SYN to a closed port", "trivial XDP_DROP", sgQuiet.Program, syn(8080).Bytes()},
