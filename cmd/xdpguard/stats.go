@@ -200,6 +200,9 @@ func printRates(w io.Writer, r stats.Rates) {
 		}
 		tw.Flush()
 	}
+	if r.SynProxy != nil {
+		fmt.Fprintln(w, synProxyLine(r.SynProxy))
+	}
 	fmt.Fprintln(w)
 }
 

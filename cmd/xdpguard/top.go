@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -75,6 +76,9 @@ func renderTop(at time.Time, interval time.Duration, rates []stats.Rates) string
 			p := r.Ports[i]
 			fmt.Fprintf(w, "%d\t%.1f\t%d\t%d\t%d\t%d\t\n", p.Port, p.Total.Rate, p.Total.Total, p.NotAllowed.Total, p.RateLimited.Total, p.UDP.Total)
 		})
+		if sp := r.SynProxy; sp != nil {
+			b.WriteString("\n" + synProxyLine(sp) + "\n")
+		}
 	}
 	return b.String()
 }
@@ -141,3 +145,18 @@ func (m *topModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (m *topModel) View() string { return m.view }
+
+// synProxyLine is the SYN proxy's rates on one line, for stats and top.
+func synProxyLine(sp *stats.SynProxyRate) string {
+	line := fmt.Sprintf("syn proxy: %.1f cookies/s (%d), ACKs valid %.1f/s (%d), invalid %.1f/s (%d), SYNs not answered %.1f/s (%d), proven sources' SYNs %.1f/s",
+		sp.CookiesSent.Rate, sp.CookiesSent.Total, sp.ACKsValid.Rate, sp.ACKsValid.Total, sp.ACKsInvalid.Rate, sp.ACKsInvalid.Total,
+		sp.NotAnswered.Rate, sp.NotAnswered.Total, sp.ProvenSYNs.Rate)
+	if len(sp.Engaged) > 0 {
+		ports := make([]string, len(sp.Engaged))
+		for i, p := range sp.Engaged {
+			ports[i] = strconv.Itoa(int(p))
+		}
+		line += "; auto engaged on " + strings.Join(ports, ", ")
+	}
+	return line
+}

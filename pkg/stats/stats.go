@@ -28,6 +28,7 @@ type Iface struct {
 	Ports     map[uint16]maps.PortDrops
 	Limited   []maps.Source // sources with refused SYNs, most first
 	Banned    []maps.Ban
+	SynProxy  *maps.SynProxy // nil: pins of an older schema
 }
 
 // Take reads the pins of ifaces under root. With sources > 0 the sources
@@ -45,7 +46,7 @@ func Take(root string, ifaces []string, sources int) (*Sample, error) {
 		if snap.Reasons == nil || snap.Monitored == nil {
 			return nil, fmt.Errorf("%s: %s", name, strings.Join(snap.Problems, "; "))
 		}
-		it := &Iface{Reasons: *snap.Reasons, Monitored: *snap.Monitored, Ports: map[uint16]maps.PortDrops{}, Limited: snap.Limited, Banned: snap.Bans}
+		it := &Iface{Reasons: *snap.Reasons, Monitored: *snap.Monitored, Ports: map[uint16]maps.PortDrops{}, Limited: snap.Limited, Banned: snap.Bans, SynProxy: snap.SynProxy}
 		for _, pd := range snap.Ports {
 			it.Ports[pd.Port] = pd
 		}
@@ -79,6 +80,47 @@ type Rates struct {
 	Ports     []PortRate         `json:"ports"`     // most dropped first (by rate, then total)
 	Sources   []SourceRate       `json:"rate_limited_sources,omitempty"`
 	Bans      []BanRate          `json:"banned_sources,omitempty"`
+	SynProxy  *SynProxyRate      `json:"syn_proxy,omitempty"` // nil: it never answered or checked anything
+}
+
+// SynProxyRate is what the SYN proxy did (docs/synproxy.md): SYN-ACKs sent
+// with a cookie, the ACKs it checked, the SYNs it did not answer (over a
+// budget, no listener, ...), the SYNs of proven sources, and the auto ports
+// proxying now.
+type SynProxyRate struct {
+	CookiesSent Counter  `json:"cookies_sent"`
+	ACKsValid   Counter  `json:"acks_valid"`
+	ACKsInvalid Counter  `json:"acks_invalid"`
+	NotAnswered Counter  `json:"syns_not_answered"`
+	ProvenSYNs  Counter  `json:"proven_syns"`
+	Engaged     []uint16 `json:"auto_engaged_ports,omitempty"`
+}
+
+// synProxyRate is c's SYN proxy rates against p (nil when it did nothing).
+func synProxyRate(c, p *maps.SynProxy, secs float64) *SynProxyRate {
+	if c == nil {
+		return nil
+	}
+	var pc [datapath.NumSynProxyCounters]uint64
+	if p != nil {
+		pc = p.Counters
+	}
+	notAnswered := func(v [datapath.NumSynProxyCounters]uint64) uint64 {
+		return v[datapath.SynProxyOverBudgetSrc] + v[datapath.SynProxyOverBudgetTotal] + v[datapath.SynProxyNoListener] +
+			v[datapath.SynProxyCookieFailed] + v[datapath.SynProxyFragment] + v[datapath.SynProxyTxFailed]
+	}
+	r := &SynProxyRate{
+		CookiesSent: counter(c.Counters[datapath.SynProxyCookiesSent], pc[datapath.SynProxyCookiesSent], secs),
+		ACKsValid:   counter(c.Counters[datapath.SynProxyACKsValid], pc[datapath.SynProxyACKsValid], secs),
+		ACKsInvalid: counter(c.Counters[datapath.SynProxyACKsInvalid], pc[datapath.SynProxyACKsInvalid], secs),
+		NotAnswered: counter(notAnswered(c.Counters), notAnswered(pc), secs),
+		ProvenSYNs:  counter(c.Counters[datapath.SynProxyProvenSYNs], pc[datapath.SynProxyProvenSYNs], secs),
+		Engaged:     c.Engaged,
+	}
+	if r.CookiesSent.Total+r.ACKsValid.Total+r.ACKsInvalid.Total+r.NotAnswered.Total+r.ProvenSYNs.Total == 0 && len(r.Engaged) == 0 {
+		return nil
+	}
+	return r
 }
 
 // PortRate is a port's drops.
@@ -176,6 +218,7 @@ func Compare(prev, cur *Sample, n int) []Rates {
 			return hotter(r.Bans[i].Drops, r.Bans[j].Drops, r.Bans[i].Source.Addr().Less(r.Bans[j].Source.Addr()))
 		})
 		r.Bans = top(r.Bans, n)
+		r.SynProxy = synProxyRate(c.SynProxy, p.SynProxy, secs)
 		out = append(out, r)
 	}
 	return out

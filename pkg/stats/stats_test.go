@@ -59,3 +59,28 @@ func TestCounterReset(t *testing.T) {
 		t.Errorf("%+v", c)
 	}
 }
+
+// The SYN proxy's rates: cookies, ACKs, the SYNs it did not answer (every
+// cause summed) and the auto ports engaged; nothing when it did nothing.
+func TestSynProxyRates(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var before, after maps.SynProxy
+	before.Counters[datapath.SynProxyCookiesSent] = 100
+	after.Counters[datapath.SynProxyCookiesSent] = 300
+	after.Counters[datapath.SynProxyACKsValid] = 40
+	after.Counters[datapath.SynProxyACKsInvalid] = 2
+	after.Counters[datapath.SynProxyOverBudgetSrc] = 6
+	after.Counters[datapath.SynProxyNoListener] = 4
+	after.Engaged = []uint16{80}
+	prev := &Sample{Time: t0, Interfaces: map[string]*Iface{"eth1": {SynProxy: &before}, "eth2": {SynProxy: &maps.SynProxy{}}}}
+	cur := &Sample{Time: t0.Add(2 * time.Second), Interfaces: map[string]*Iface{"eth1": {SynProxy: &after}, "eth2": {SynProxy: &maps.SynProxy{}}}}
+	got := Compare(prev, cur, 0)
+	sp := got[0].SynProxy
+	if sp == nil || sp.CookiesSent.Rate != 100 || sp.CookiesSent.Total != 300 || sp.ACKsValid.Total != 40 || sp.ACKsInvalid.Rate != 1 ||
+		sp.NotAnswered.Total != 10 || sp.NotAnswered.Rate != 5 || len(sp.Engaged) != 1 || sp.Engaged[0] != 80 {
+		t.Errorf("eth1: %+v", sp)
+	}
+	if got[1].SynProxy != nil {
+		t.Errorf("eth2 proxied nothing, got %+v", got[1].SynProxy)
+	}
+}

@@ -251,6 +251,14 @@ func TestSynProxyRealClients(t *testing.T) {
 		!strings.Contains(st, `"tcp_syncookies": 2`) || !strings.Contains(st, `"tcp_timestamps": 2`) {
 		t.Errorf("status does not show the SYN proxy at work:\n%s", st)
 	}
+	// stats and top show it too (totals: the sample is the counters').
+	if out := xdpguardIn(t, l, "stats", "--count", "1", "--interval", "100ms", "--output", "json"); !regexp.MustCompile(`"syn_proxy":\{"cookies_sent":\{"total":[1-9]`).MatchString(out) ||
+		!regexp.MustCompile(`"acks_valid":\{"total":[1-9]`).MatchString(out) {
+		t.Errorf("stats does not show the SYN proxy at work:\n%s", out)
+	}
+	if out := xdpguardIn(t, l, "top", "--count", "1", "--interval", "100ms"); !regexp.MustCompile(`syn proxy: [0-9.]+ cookies/s \([1-9]`).MatchString(out) {
+		t.Errorf("top does not show the SYN proxy at work:\n%s", out)
+	}
 	// The port without syn_proxy is the listener's own.
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{8022: "refused"})
 }
