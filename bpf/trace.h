@@ -43,8 +43,8 @@ struct {
  * The ports are read after a fixed IPv6 header only: behind extension
  * headers a packet has port 0 here (shown, unless --port or a preview
  * needs its port; the CLI decodes every header from the copy). */
-static __always_inline int trace_sample_frame(void *ctx, int tc, void *data, void *data_end, __u32 ifindex,
-					      __u32 verdict)
+static __always_inline int trace_sample_frame(void *ctx, int tc, void *data, void *data_end, __u32 frame_len,
+					      __u32 ifindex, __u32 verdict)
 {
 	struct xdpg_trace_config *t = &xdpg_trace;
 	struct xdpg_trace_sample *s;
@@ -117,7 +117,7 @@ static __always_inline int trace_sample_frame(void *ctx, int tc, void *data, voi
 	s->ktime_ns = now;
 	s->session = t->session;
 	s->ifindex = ifindex;
-	s->frame_len = len;
+	s->frame_len = frame_len; /* the whole frame (len: what the head is copied from) */
 	s->reason = verdict & 0xff;
 	s->passed = (verdict >> 8) & 1;
 	s->rule = verdict >> 16;
@@ -148,16 +148,18 @@ __noinline int trace_sample(struct xdp_md *ctx, __u32 verdict)
 {
 	if (!ctx)
 		return 0;
-	return trace_sample_frame(ctx, 0, (void *)(long)ctx->data, (void *)(long)ctx->data_end, ctx->ingress_ifindex,
-				  verdict);
+	void *data = (void *)(long)ctx->data, *data_end = (void *)(long)ctx->data_end;
+
+	return trace_sample_frame(ctx, 0, data, data_end, xdp_frags ? bpf_xdp_get_buff_len(ctx) : data_end - data,
+				  ctx->ingress_ifindex, verdict);
 }
 
 __noinline int trace_sample_tc(struct __sk_buff *skb, __u32 verdict)
 {
 	if (!skb)
 		return 0;
-	return trace_sample_frame(skb, 1, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->ingress_ifindex,
-				  verdict);
+	return trace_sample_frame(skb, 1, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len,
+				  skb->ingress_ifindex, verdict);
 }
 
 /* The hook at each verdict: when no trace runs, one load and one branch. */

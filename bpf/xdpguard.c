@@ -500,7 +500,7 @@ static __always_inline enum xdpg_reason judge_syn(struct l4_info *l4, __u16 dpor
 	}
 	if (v->monitored)
 		admitted = XDPG_DROP_PORT_NOT_ALLOWED; /* passes: see record() */
-	else if (has_synproxy && synproxy_wants(dport))
+	else if (has_synproxy && !monitor && synproxy_wants(dport)) /* monitor mode answers nothing */
 		v->synproxy = XDPG_SP_ACT_SYN;
 	if (has_trust && source_in(&xdpg_trust, l4))
 		return admitted; /* trusted: no rate limits, no bans */
@@ -676,7 +676,8 @@ static __always_inline enum xdpg_reason classify(void *data, void *data_end, __u
 		return XDPG_PASS_NOT_IP;
 	if (rc != XDPG_PARSE_OK)
 		return XDPG_DROP_MALFORMED;
-	if (source_denied(l4) && !deny_exempt(l4)) {
+	/* (deny_v4 already leaves out the exempt IPv4 sources.) */
+	if (source_denied(l4) && !(l4->is_v6 && deny_exempt(l4))) {
 		v->rule = XDPG_RULE_SOURCES_DENY;
 		return XDPG_DROP_SOURCE_DENIED;
 	}
@@ -891,24 +892,25 @@ int xdpguard(struct xdp_md *ctx)
 	struct verdict v = { .rule = XDPG_RULE_NONE };
 	struct l4_info l4; /* filled by the general path, for its events */
 	enum xdpg_reason reason;
-	int fast, passed;
+	int fast, passed, act;
 
 	reason = judge_frame(data, data_end, len, &l4, &v, &fast);
 	/* An ACK the fast path passed may complete a handshake the SYN proxy
 	 * answered: checked in a function of its own. */
 	if (has_synproxy && fast && reason == XDPG_PASS_NOT_SYN) {
 		count_reason(reason);
-		trace_hook(ctx, reason, &v, 1);
-		return synproxy_fast_ack(ctx);
+		act = synproxy_fast_ack(ctx);
+		trace_hook(ctx, reason, &v, act != XDP_DROP);
+		return act;
 	}
 	passed = record_frame(data, data_end, ctx->ingress_ifindex, reason, &l4, &v, fast);
-	trace_hook(ctx, reason, &v, passed);
-	if (!passed)
-		return XDP_DROP;
-	/* The SYN proxy answers (XDP_TX) or checks what the rules pass. */
-	if (v.synproxy && reason < XDPG_DROP_PORT_NOT_ALLOWED)
-		return synproxy_act(ctx, &l4, v.synproxy);
-	return XDP_PASS;
+	/* The SYN proxy answers (XDP_TX) or checks what the rules pass; the
+	 * trace reports what it did (answered counts as passed). */
+	act = passed ? XDP_PASS : XDP_DROP;
+	if (passed && v.synproxy && reason < XDPG_DROP_PORT_NOT_ALLOWED)
+		act = synproxy_act(ctx, &l4, v.synproxy);
+	trace_hook(ctx, reason, &v, act != XDP_DROP);
+	return act;
 }
 
 /* The same judge behind a tc hook (tcx or clsact), for veth and other

@@ -87,7 +87,7 @@ On SIGTERM or SIGINT the daemon exits and the filter stays attached.`,
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9477", "address for /metrics (and /readyz); empty disables it; a non-loopback address needs --metrics-web-config with TLS, or --metrics-insecure")
 	f.StringVar(&cfg.MetricsWebConfig, "metrics-web-config", "", "TLS, basic-auth and rate-limit configuration for /metrics (a Prometheus exporter-toolkit web config file); /readyz answers without auth")
 	f.BoolVar(&cfg.MetricsInsecure, "metrics-insecure", false, "allow /metrics in plain HTTP on a non-loopback address (without TLS, basic auth sends the credentials in clear)")
-	f.StringVar(&mode, "mode", string(loader.ModeAuto), "attach mode: auto (native XDP on physical NICs, tc on veth, bridges, tun/tap, bonds, VLANs and other virtual devices), native, generic (XDP in the stack, only when asked) or tc (tcx ingress, kernel 6.6+)")
+	f.StringVar(&mode, "mode", string(loader.ModeAuto), "attach mode: auto (native XDP on physical NICs, tc on veth, bridges, tun/tap, bonds, VLANs and other virtual devices), native, generic (XDP in the stack, only when asked) or tc (tcx ingress on kernel 6.6+, a clsact filter before); a policy with syn_proxy needs XDP, and auto takes it")
 	f.IntVar(&cfg.TopPorts, "metrics-top-ports", 50, "export per-port drops for at most this many ports (most drops first)")
 	f.StringVar(&cfg.ReadyFile, "ready-file", "", "write the daemon's PID here once it is attached and serving")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")

@@ -110,8 +110,10 @@ type Generation struct {
 }
 
 // Explain judges q with the program attached through the pinned link in
-// the interface pin directory dir. iface is for the result.
-func Explain(dir, iface string, q Query) (*Result, error) {
+// the interface pin directory dir, or, with no pinned link (a clsact
+// filter, on kernels without tcx), the program unpinned names (0: none).
+// iface is for the result.
+func Explain(dir, iface string, q Query, unpinned ebpf.ProgramID) (*Result, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
@@ -120,16 +122,20 @@ func Explain(dir, iface string, q Query) (*Result, error) {
 		return nil, err
 	}
 	defer set.Close()
-	if set.Link == nil {
+	id := unpinned
+	if set.Link != nil {
+		info, err := set.Link.Info()
+		if err != nil {
+			return nil, fmt.Errorf("read the pinned link: %w", err)
+		}
+		id = info.Program
+	}
+	if id == 0 {
 		return nil, fmt.Errorf("%s: no pinned link: the filter is not attached", dir)
 	}
-	info, err := set.Link.Info()
+	live, err := ebpf.NewProgramFromID(id)
 	if err != nil {
-		return nil, fmt.Errorf("read the pinned link: %w", err)
-	}
-	live, err := ebpf.NewProgramFromID(info.Program)
-	if err != nil {
-		return nil, fmt.Errorf("open the program in force (id %d): %w (explain needs CAP_SYS_ADMIN)", info.Program, err)
+		return nil, fmt.Errorf("open the program in force (id %d): %w (explain needs CAP_SYS_ADMIN)", id, err)
 	}
 	defer live.Close()
 	res, err := judge(live, set, q)

@@ -91,7 +91,7 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 		return nil, false, err
 	}
 	defer func() {
-		if err != nil {
+		if err != nil && gen != nil {
 			gen.Discard()
 		}
 	}()
@@ -102,12 +102,13 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 		}
 		g.lnk, adopted = old, true
 	} else if g.lnk, err = attachPlaced(gen.Program, g.Ifindex, g.Placement); err != nil {
-		next, ok := autoFallback(mode, g.Placement, err)
+		next, ok := autoFallback(mode, g.Placement, err, pol.SynProxy != nil)
 		if !ok {
 			return nil, false, fmt.Errorf("%s: %w", iface, err)
 		}
 		gen.Discard()
 		g.Placement = next
+		gen = nil // discarded: the deferred Discard must not see it again
 		if gen, err = g.load(pol); err != nil {
 			return nil, false, err
 		}
@@ -132,6 +133,12 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 // load compiles pol against the guard's pins; a refusal for want of a
 // capability names it.
 func (g *Guard) load(pol *policy.Policy) (*datapath.Generation, error) {
+	// Refused before the namespace's TCP settings are touched: the SYN
+	// proxy answers with XDP_TX, which a tc hook cannot.
+	if g.Placement.Hook == datapath.HookTC && pol.SynProxy != nil {
+		return nil, fmt.Errorf("%s runs in tc mode, and syn_proxy needs XDP (the SYN proxy answers with XDP_TX): "+
+			"remove syn_proxy, or `xdpguard detach` the interface and run with --mode auto or native (a restart keeps the pinned hook)", g.Iface)
+	}
 	// syn_proxy needs tcp_syncookies=2 (and, for the options,
 	// tcp_timestamps=2) in this namespace: set before the load reads them.
 	if _, err := datapath.PrepareSynProxyHost(pol); err != nil {

@@ -72,6 +72,9 @@ func place(l netlink.Link, mode Mode, synProxy bool) (Placement, error) {
 			return Placement{ModeNative, xdpHook, "auto: a physical NIC, native XDP in its driver"}, nil
 		}
 		if synProxy {
+			if dev == "vlan" || dev == "macvlan" || dev == "ipvlan" {
+				return Placement{modeGeneric, xdpHook, fmt.Sprintf("auto: the policy has syn_proxy, which answers SYNs with XDP_TX, and %s (%s) has no native XDP: generic XDP", l.Attrs().Name, dev)}, nil
+			}
 			return Placement{ModeNative, xdpHook, fmt.Sprintf("auto: the policy has syn_proxy, which answers SYNs with XDP_TX: native XDP on %s (a virtual device, %s), at the cost of its established traffic", l.Attrs().Name, dev)}, nil
 		}
 		return Placement{modeTC, datapath.HookTC, fmt.Sprintf("auto: %s is a virtual device (%s), where native XDP converts every skb and generic XDP drops floods slower than tc", l.Attrs().Name, dev)}, nil
@@ -165,9 +168,14 @@ func ModeWhy(iface, mode string) string {
 // tc on a NIC whose driver refuses native XDP. Never generic, and never
 // past someone else's program. (A kernel without tcx gets clsact:
 // attachTC.)
-func autoFallback(mode Mode, first Placement, err error) (Placement, bool) {
+// A policy with syn_proxy falls back to generic XDP instead (XDP_TX works
+// there; a tc hook cannot answer).
+func autoFallback(mode Mode, first Placement, err error, synProxy bool) (Placement, bool) {
 	if mode != ModeAuto || first.Mode != ModeNative || errors.Is(err, ErrForeignProgram) {
 		return Placement{}, false
+	}
+	if synProxy {
+		return Placement{modeGeneric, first.Hook, fmt.Sprintf("auto: native XDP refused (%v); the policy has syn_proxy, which needs XDP_TX, so generic XDP", err)}, true
 	}
 	return Placement{modeTC, datapath.HookTC, fmt.Sprintf("auto: native XDP refused (%v), so tc", err)}, true
 }

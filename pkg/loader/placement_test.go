@@ -37,6 +37,7 @@ func TestPlace(t *testing.T) {
 		// A policy with syn_proxy needs XDP_TX: auto takes native XDP on a
 		// virtual device too.
 		{&netlink.Veth{LinkAttrs: attrs("xgtest-veth", 1500)}, ModeAuto, true, ModeNative, datapath.HookXDP, "syn_proxy"},
+		{&netlink.Vlan{LinkAttrs: attrs("xgtest-vlan", 1500)}, ModeAuto, true, modeGeneric, datapath.HookXDP, "syn_proxy"},
 	} {
 		p, err := place(tc.link, tc.mode, tc.synProxy)
 		if err != nil || p.Mode != tc.want || p.Hook != tc.hook || !strings.Contains(p.Why, tc.why) {
@@ -56,16 +57,20 @@ func TestPlace(t *testing.T) {
 func TestAutoFallback(t *testing.T) {
 	native := Placement{Mode: ModeNative, Hook: datapath.HookXDP}
 	tc := Placement{Mode: modeTC, Hook: datapath.HookTC}
-	if p, ok := autoFallback(ModeAuto, native, unix.EOPNOTSUPP); !ok || p.Mode != modeTC || p.Hook != datapath.HookTC || !strings.Contains(p.Why, "native XDP refused") {
+	if p, ok := autoFallback(ModeAuto, native, unix.EOPNOTSUPP, false); !ok || p.Mode != modeTC || p.Hook != datapath.HookTC || !strings.Contains(p.Why, "native XDP refused") {
 		t.Errorf("native refused: %+v %v, want tc", p, ok)
 	}
-	if _, ok := autoFallback(ModeAuto, native, ErrForeignProgram); ok {
+	if _, ok := autoFallback(ModeAuto, native, ErrForeignProgram, false); ok {
 		t.Error("fell back past a foreign program")
 	}
-	if _, ok := autoFallback(ModeNative, native, unix.EOPNOTSUPP); ok {
+	if _, ok := autoFallback(ModeNative, native, unix.EOPNOTSUPP, false); ok {
 		t.Error("an explicit mode fell back")
 	}
-	if _, ok := autoFallback(ModeAuto, tc, unix.EPERM); ok {
+	if _, ok := autoFallback(ModeAuto, tc, unix.EPERM, false); ok {
 		t.Error("tc refused fell back")
+	}
+	// syn_proxy needs XDP_TX: generic, never tc.
+	if p, ok := autoFallback(ModeAuto, native, unix.EOPNOTSUPP, true); !ok || p.Mode != modeGeneric || p.Hook != datapath.HookXDP || !strings.Contains(p.Why, "syn_proxy") {
+		t.Errorf("native refused with syn_proxy: %+v %v, want generic", p, ok)
 	}
 }

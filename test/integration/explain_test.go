@@ -51,7 +51,7 @@ func explainIn(t *testing.T, l *Lab, args ...string) explained {
 			t.Fatalf("explainIn: %s", args[i])
 		}
 	}
-	res, err := explain.Explain(filepath.Join("/run/xdpguard/bpffs/xdpguard/netns-"+l.Server, l.SrvIf), l.SrvIf, q)
+	res, err := explain.Explain(filepath.Join("/run/xdpguard/bpffs/xdpguard/netns-"+l.Server, l.SrvIf), l.SrvIf, q, 0)
 	if err != nil {
 		t.Fatalf("explain %v: %v", args, err)
 	}
