@@ -155,7 +155,7 @@ load: its file, line and field).`,
 			}
 			ctx, cancel := signalContext(cmd)
 			defer cancel()
-			pv := trace.NewPreview(cur, cand)
+			pv := trace.NewPreview(cur, cand, protected)
 			counts, runErr := trace.Run(ctx, list, trace.Options{Kinds: datapath.TraceSYN | datapath.TraceUDP,
 				For: dur, Rate: rate, Burst: burst}, pv.Add)
 			rep.Report, rep.Counts = pv.Report(), counts

@@ -23,6 +23,7 @@ import (
 // loaded (or the model is wrong), and the report says how often.
 type Preview struct {
 	current, candidate *policy.Policy
+	protected          map[netip.Prefix]bool // keys sources.deny never cuts
 	r                  Report
 	cut, opened        map[flow]*Flow
 }
@@ -74,9 +75,33 @@ type flow struct {
 	port  uint16
 }
 
-// NewPreview compares current (the policy in force) with candidate.
-func NewPreview(current, candidate *policy.Policy) *Preview {
-	return &Preview{current: current, candidate: candidate, cut: map[flow]*Flow{}, opened: map[flow]*Flow{}}
+// NewPreview compares current (the policy in force) with candidate;
+// protected are the sources the data path never denies.
+func NewPreview(current, candidate *policy.Policy, protected protect.Sources) *Preview {
+	return &Preview{current: current, candidate: candidate, protected: protectedKeys(protected), cut: map[flow]*Flow{}, opened: map[flow]*Flow{}}
+}
+
+// protectedKeys are the keys of protected sources (an IPv6 one's /64), as
+// the daemon writes them into xdpg_protected.
+func protectedKeys(ps protect.Sources) map[netip.Prefix]bool {
+	out := map[netip.Prefix]bool{}
+	for a := range ps {
+		out[reference.KeyOf(a)] = true
+	}
+	return out
+}
+
+// judge is reference.Classify under pol with the data path's exemption of
+// protected sources from sources.deny (docs/datapath.md §1.5; link-local
+// sources Classify exempts itself).
+func judge(frame []byte, pol *policy.Policy, protected map[netip.Prefix]bool) reference.Verdict {
+	v := reference.Classify(frame, pol)
+	if v.Reason == datapath.DropSourceDenied && protected[reference.KeyOf(v.Addr)] {
+		undenied := *pol
+		undenied.Deny = nil
+		v = reference.Classify(frame, &undenied)
+	}
+	return v
 }
 
 // stateful: reasons decided by a limiter or a ban, not by rules.
@@ -92,11 +117,11 @@ func (p *Preview) Add(pk Packet) {
 		p.r.LimitedToday++
 		return
 	}
-	cur := reference.Classify(pk.frame, p.current)
+	cur := judge(pk.frame, p.current, p.protected)
 	if cur.Reason != pk.reason || cur.Passes(p.current) != pk.passed {
 		p.r.ModelDisagrees++
 	}
-	cand := reference.Classify(pk.frame, p.candidate)
+	cand := judge(pk.frame, p.candidate, p.protected)
 	p.r.Compared++
 	candPass := cand.Passes(p.candidate)
 	if candPass == pk.passed {
@@ -180,17 +205,16 @@ type Warning struct {
 // connection.
 func Warnings(candidate *policy.Policy, sessions []listening.Conn, protected protect.Sources) []Warning {
 	out := []Warning{}
-	seen := map[netip.Addr]bool{}
+	keys := protectedKeys(protected)
 	for _, s := range sessions {
 		peer := s.Peer.Addr()
-		seen[peer] = true
-		ack := reference.Classify(tcpFrame(peer, s.Local.Addr(), s.Peer.Port(), s.Local.Port(), 0x10), candidate)
+		ack := judge(tcpFrame(peer, s.Local.Addr(), s.Peer.Port(), s.Local.Port(), 0x10), candidate, keys)
 		if !ack.Passes(candidate) {
 			out = append(out, Warning{peer.String(), "ssh-session",
 				fmt.Sprintf("the candidate CUTS the established SSH session %s -> %s now (%s)", s.Peer, s.Local, ack.Reason.Name())})
 			continue
 		}
-		syn := reference.Classify(tcpFrame(peer, s.Local.Addr(), s.Peer.Port(), s.Local.Port(), 0x02), candidate)
+		syn := judge(tcpFrame(peer, s.Local.Addr(), s.Peer.Port(), s.Local.Port(), 0x02), candidate, keys)
 		if !syn.Passes(candidate) {
 			out = append(out, Warning{peer.String(), "ssh-session",
 				fmt.Sprintf("the candidate refuses new SSH connections from %s, the client of an established session to %s (%s)", peer, s.Local, syn.Reason.Name())})
@@ -201,18 +225,16 @@ func Warnings(candidate *policy.Policy, sessions []listening.Conn, protected pro
 		addrs = append(addrs, a)
 	}
 	sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
+	// A protected source the candidate denies stays exempt in the data
+	// path: said, since the list probably holds more than it should.
 	for _, a := range addrs {
-		if seen[a] {
-			continue
-		}
 		dst := netip.IPv4Unspecified()
 		if a.Is6() {
 			dst = netip.IPv6Unspecified()
 		}
-		v := reference.Classify(tcpFrame(a, dst, 40000, 22, 0x10), candidate)
-		if !v.Passes(candidate) {
+		if v := reference.Classify(tcpFrame(a, dst, 40000, 22, 0x10), candidate); v.Reason == datapath.DropSourceDenied {
 			out = append(out, Warning{a.String(), protected[a].String(),
-				fmt.Sprintf("the candidate drops every packet from %s, a source that must never be cut (%s)", a, v.Reason.Name())})
+				fmt.Sprintf("the candidate's sources.deny holds %s, a protected source (%s): the data path keeps it exempt, but the list is probably too wide", a, protected[a])})
 		}
 	}
 	return out

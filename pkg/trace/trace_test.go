@@ -74,7 +74,7 @@ func mustPolicy(t *testing.T, doc string) *policy.Policy {
 func TestPreviewJudges(t *testing.T) {
 	cur := mustPolicy(t, "tcp:\n  allow: [22, 80]\n")
 	cand := mustPolicy(t, "tcp:\n  allow: [22, 443]\n")
-	pv := NewPreview(cur, cand)
+	pv := NewPreview(cur, cand, nil)
 	a, b := "192.0.2.7", "192.0.2.8"
 	for range 3 {
 		pv.Add(packetOf(testpkt.NewSYN(a, "198.51.100.1", 80), datapath.PassSYNAllowed, true))
@@ -100,20 +100,25 @@ func TestPreviewJudges(t *testing.T) {
 }
 
 // Warnings: an established SSH session's client whose port the candidate
-// closes, or whom it denies; a protected source it denies; nothing for a
-// candidate that keeps them.
+// closes, or whom it denies (unless protected: the data path keeps a
+// protected source exempt from deny, and the warning says the list holds
+// it); nothing for a candidate that keeps them.
 func TestWarnings(t *testing.T) {
 	sess := []listening.Conn{{Local: netip.MustParseAddrPort("198.51.100.1:22"), Peer: netip.MustParseAddrPort("192.0.2.7:50000")}}
-	prot := protect.Sources{netip.MustParseAddr("2001:db8::53"): datapath.ProtectResolver, netip.MustParseAddr("192.0.2.7"): datapath.ProtectSSH}
+	resolver := protect.Sources{netip.MustParseAddr("2001:db8::53"): datapath.ProtectResolver}
+	both := protect.Sources{netip.MustParseAddr("2001:db8::53"): datapath.ProtectResolver, netip.MustParseAddr("192.0.2.7"): datapath.ProtectSSH}
+	deny := "tcp:\n  allow: [22]\nsources:\n  deny: [192.0.2.0/24, \"2001:db8::/32\"]\n"
 	for _, c := range []struct {
 		doc  string
+		prot protect.Sources
 		want []string
 	}{
-		{"tcp:\n  allow: [22]\n", nil},
-		{"tcp:\n  allow: [80]\n", []string{"refuses new SSH connections from 192.0.2.7"}},
-		{"tcp:\n  allow: [22]\nsources:\n  deny: [192.0.2.0/24, \"2001:db8::/32\"]\n", []string{"CUTS the established SSH session", "every packet from 2001:db8::53"}},
+		{"tcp:\n  allow: [22]\n", both, nil},
+		{"tcp:\n  allow: [80]\n", both, []string{"refuses new SSH connections from 192.0.2.7"}},
+		{deny, resolver, []string{"CUTS the established SSH session", "holds 2001:db8::53, a protected source"}},
+		{deny, both, []string{"holds 192.0.2.7, a protected source", "holds 2001:db8::53, a protected source"}},
 	} {
-		got := Warnings(mustPolicy(t, c.doc), sess, prot)
+		got := Warnings(mustPolicy(t, c.doc), sess, c.prot)
 		if len(got) != len(c.want) {
 			t.Errorf("%q: warnings %+v, want %q", c.doc, got, c.want)
 			continue
@@ -123,6 +128,20 @@ func TestWarnings(t *testing.T) {
 				t.Errorf("%q: warning %q, want %q", c.doc, got[i].What, w)
 			}
 		}
+	}
+}
+
+// A protected source in the candidate's deny list is judged undenied, as
+// the data path does: no cut reported for it.
+func TestPreviewKeepsProtectedUndenied(t *testing.T) {
+	cand := mustPolicy(t, "tcp:\n  allow: [22]\nsources:\n  deny: [192.0.2.0/24]\n")
+	frame := tcpFrame(netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("198.51.100.1"), 40000, 22, 0x02)
+	if v := judge(frame, cand, nil); v.Reason != datapath.DropSourceDenied {
+		t.Fatalf("unprotected: %s", v.Reason.Name())
+	}
+	keys := protectedKeys(protect.Sources{netip.MustParseAddr("192.0.2.7"): datapath.ProtectGateway})
+	if v := judge(frame, cand, keys); v.Reason != datapath.PassSYNAllowed {
+		t.Errorf("protected: %s, want syn_allowed", v.Reason.Name())
 	}
 }
 
