@@ -636,17 +636,31 @@ func TestMetricsDocumented(t *testing.T) {
 		documented[m[1]] = m[2] + "|" + m[3]
 	}
 	// With a CrowdSec bouncer (its LAPI absent), whose series exist only
-	// with one.
+	// with one, and a syn_proxy: auto port engaged by a burst (the
+	// engaged gauge exists only while a port proxies).
 	l := NewLab(t)
-	l.Listen(8022, 8080, 7777)
+	l.Listen(8022, 8080, 7777, 8443)
 	key := filepath.Join(l.dir, "crowdsec.key")
 	if err := os.WriteFile(key, []byte("k\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l.WritePolicy(labPolicy + "crowdsec:\n  url: http://127.0.0.1:1/\n  api_key_file: " + key + "\n")
+	l.WritePolicy("tcp:\n  allow: [8022, 8080, 9000-9002, {port: 8443, syn_proxy: auto}]\nsynproxy:\n  auto_above: 20\n  auto_hold: 10m\n" +
+		"crowdsec:\n  url: http://127.0.0.1:1/\n  api_key_file: " + key + "\n")
 	d := l.StartDaemon("--runtime-dir", l.dir)
 	expectPorts(t, l, l.CliV4, l.SrvV4, map[int]string{7777: "filtered"}) // per-port series appear with drops
-	body := d.Scrape()
+	tx := l.RawSender()
+	var body string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		for i := 0; i < 200; i++ {
+			if err := tx.Send(l.synFrame(fmt.Sprintf("198.19.0.%d", 1+i%200), l.SrvV4, 8443, uint16(30000+i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if body = d.Scrape(); strings.Contains(body, "xdpguard_synproxy_engaged{") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	served := map[string]bool{}
 	for _, m := range servedMetric.FindAllStringSubmatch(body, -1) {
 		served[m[1]] = true

@@ -50,7 +50,9 @@ event_logged() {
 	syn_closed_port
 	grep -q '"reason":"port_not_allowed".*"monitored":true' "$events" 2>/dev/null
 }
-attached() { ip link show xg0 | grep -q 'prog/xdp'; }
+# The filter is on xg0: an XDP program, or xdpguard's pinned tcx link (tc
+# mode: auto's choice on a veth; a pinned tcx link is an attachment).
+attached() { ip link show xg0 | grep -q 'prog/xdp' || [ -e /sys/fs/bpf/xdpguard/xg0/link ]; }
 stable() {
 	[ "$(prop ActiveState)" = active ] || fail "$unit is $(prop ActiveState)/$(prop SubState), not active ($1)"
 	[ "$(prop NRestarts)" = 0 ] || fail "$unit restarted $(prop NRestarts) times ($1)"
@@ -85,7 +87,9 @@ systemctl start "$unit" || fail "systemctl start"
 wait_for 180 "/readyz never answered ok" ready
 pid=$(prop MainPID)
 link=$(stat -c %i /sys/fs/bpf/xdpguard/xg0/link) || fail "no pinned link in /sys/fs/bpf/xdpguard/xg0"
-attached || fail "no XDP program on xg0"
+attached || fail "no filter on xg0"
+xdpguard status --iface xg0 >/dev/null || fail "xdpguard status: xg0 is not enforcing ($(xdpguard status --iface xg0 2>&1 | tr '\n' ' '))"
+say "attached: $(xdpguard status --iface xg0 --output json | grep -o '"mode": *"[a-z]*"' | head -1)"
 wait_for 60 "no drop event in $events" event_logged
 stable "after the first event"
 [ "$(prop MainPID)" = "$pid" ] || fail "the daemon was replaced (PID $pid, now $(prop MainPID))"
