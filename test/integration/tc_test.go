@@ -229,7 +229,11 @@ func TestJumboFrames(t *testing.T) {
 			if v := Metric(m, "xdpguard_drops_total", `reason="malformed"`); v != 0 {
 				t.Errorf("%v jumbo segments judged malformed", v)
 			}
-			if v := Metric(m, "xdpguard_passed_total", `reason="not_syn"`); v < 100 {
+			// 4 MB in at most 64 KB per skb (GSO, GRO: how many depends on
+			// the machine's load) is at least 64 segments in: some of
+			// them must have been judged (the metrics are up to a second
+			// old).
+			if v := Metric(m, "xdpguard_passed_total", `reason="not_syn"`); v < 10 {
 				t.Errorf("not_syn passes = %v: the transfer was not judged", v)
 			}
 		})
