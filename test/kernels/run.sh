@@ -54,7 +54,9 @@ boot() {
 	# that dies before init starts says nothing about xdpguard, so it is
 	# tried once more; a failure after init started is never retried.
 	for attempt in 1 2; do
-		timeout 900 qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m 2048 -nographic -no-reboot \
+		# 30 minutes: side by side on a busy host, a guest may get half a
+		# core or less (a quiet one takes about 6).
+		timeout 1800 qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m 2048 -nographic -no-reboot \
 			-kernel "$image" -initrd "$WORK/initrd.cpio" \
 			-append "console=ttyS0 panic=-1 rdinit=/init quiet" >"$log" 2>&1 || true
 		grep -q 'xdpguard-kernel-matrix: kernel' "$log" && break
