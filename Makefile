@@ -25,7 +25,7 @@ build: ## build bin/xdpguard
 	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/xdpguard ./cmd/xdpguard
 
 # Every directory with a bpf2go line; its *_bpfel.{go,o} are committed.
-BPF_GEN_DIRS := ./pkg/datapath ./pkg/datapath/internal/testclock ./test/bench
+BPF_GEN_DIRS := ./pkg/datapath ./pkg/datapath/internal/testclock ./pkg/datapath/internal/component ./test/bench
 
 generate: deps-gen ## rebuild the BPF objects (*_bpfel.{go,o}) with Debian's clang
 	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=$(STRIP) BPF2GO_CFLAGS="$(BPF_CFLAGS)" $(GO) generate $(BPF_GEN_DIRS)

@@ -639,11 +639,20 @@ __noinline int synproxy_syn(struct xdp_md *ctx, struct l4_info *l4)
 	 * difference to 32 bits, which the verifier refuses. */
 	flen = (__u64)(data_end - data);
 	barrier_var(flen);
+#ifdef XDPG_FIXED_LENGTH
+	/* The build for libxdp dispatcher slots (pkg/datapath/internal/
+	 * component) must not change a frame's length, and is never loaded
+	 * with syn_proxy: this is not reached. */
+	(void)n;
+	sp_count(XDPG_SP_TX_FAILED);
+	return XDP_DROP;
+#else
 	if (bpf_xdp_adjust_tail(ctx, (int)(l3 + n) - (int)flen) ||
 	    sp_write(ctx, l3, s->b, n)) {
 		sp_count(XDPG_SP_TX_FAILED);
 		return XDP_DROP;
 	}
+#endif
 	sp_count(XDPG_SP_COOKIES_SENT);
 	return XDP_TX;
 }

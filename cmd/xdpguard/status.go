@@ -246,7 +246,7 @@ func readAttachment(s *ifaceStatus, set *maps.Set, problem func(string, ...any))
 		return
 	}
 	s.Mode = mode
-	s.ModeWhy = loader.ModeWhy(s.Interface, mode)
+	s.ModeWhy = loader.ModeWhy(s.Interface, mode, s.ProgramID)
 	s.Enforcing = running
 	if !s.Enforcing {
 		_, attachedID, _ := loader.AttachMode(nl.Index)

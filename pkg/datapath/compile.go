@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/xdpguard/xdpguard/pkg/datapath/internal/component"
 	"github.com/xdpguard/xdpguard/pkg/policy"
 )
 
@@ -67,6 +68,10 @@ type Options struct {
 	// Hook selects the program (XDP, XDP with frags, tc); the zero value
 	// is XDP.
 	Hook Hook
+	// Extend, when set, loads the XDP program as a component of this
+	// libxdp dispatcher (BPF_PROG_TYPE_EXT replacing a slot's stub), for
+	// the loader to attach with freplace; Hook must be an XDP one.
+	Extend *ebpf.Program
 	// spec is the program; nil is the embedded one (tests load the
 	// test-clock build). extra replaces more maps.
 	spec  *ebpf.CollectionSpec
@@ -93,8 +98,14 @@ func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 	pol = pol.At(time.Now())
 	spec := opts.spec
 	if spec == nil {
+		load := loadXdpguard
+		if opts.Extend != nil && pol.SynProxy == nil {
+			// A dispatcher slot: the build that never changes a frame's
+			// length fits every libxdp dispatcher's stubs.
+			load = component.Spec
+		}
 		var err error
-		if spec, err = loadXdpguard(); err != nil {
+		if spec, err = load(); err != nil {
 			return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 		}
 	}
@@ -165,7 +176,7 @@ func Load(pol *policy.Policy, opts Options) (*Generation, error) {
 	for name, m := range opts.extra {
 		lists[name] = m
 	}
-	target, loaded, err := hookTarget(spec, opts.Hook, gen.objs)
+	target, loaded, err := hookTarget(spec, opts.Hook, opts.Extend, gen.objs)
 	if err != nil {
 		rules.release()
 		closeCarried(gen.carried)

@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
@@ -66,10 +67,11 @@ type tcProgram struct {
 	Program *ebpf.Program `ebpf:"xdpguard_tc"`
 }
 
-// hookTarget prepares spec for hook h (the frags flag, the xdp_frags knob)
-// and returns what LoadAndAssign fills, and a func that moves the loaded
-// program into objs (which closes it).
-func hookTarget(spec *ebpf.CollectionSpec, h Hook, objs *xdpguardObjects) (any, func() *ebpf.Program, error) {
+// hookTarget prepares spec for hook h (the frags flag, the xdp_frags knob;
+// an extension of dispatcher's slot when set) and returns what
+// LoadAndAssign fills, and a func that moves the loaded program into objs
+// (which closes it).
+func hookTarget(spec *ebpf.CollectionSpec, h Hook, dispatcher *ebpf.Program, objs *xdpguardObjects) (any, func() *ebpf.Program, error) {
 	frags := h == HookXDPFrags
 	if err := spec.Variables[xdpguardVarXdpFrags].Set(flag(frags)); err != nil {
 		return nil, nil, fmt.Errorf("set %s: %w", xdpguardVarXdpFrags, err)
@@ -81,9 +83,21 @@ func hookTarget(spec *ebpf.CollectionSpec, h Hook, objs *xdpguardObjects) (any, 
 		if frags {
 			ps.Flags |= unix.BPF_F_XDP_HAS_FRAGS
 		}
+		if dispatcher != nil {
+			// A component carries no frags flag: the dispatcher does, when
+			// every component can take frags (libxdp's protocol). Any
+			// slot's stub will do as the load's target: the loader attaches
+			// it to the slot it takes.
+			ps.Type, ps.AttachType = ebpf.Extension, ebpf.AttachNone
+			ps.AttachTarget, ps.AttachTo = dispatcher, DispatcherSlot(0)
+			ps.Flags &^= unix.BPF_F_XDP_HAS_FRAGS
+		}
 		t := &xdpProgram{xdpguardMaps: &objs.xdpguardMaps}
 		return t, func() *ebpf.Program { objs.Xdpguard = t.Program; return t.Program }, nil
 	case HookTC:
+		if dispatcher != nil {
+			return nil, nil, errors.New("a tc program cannot join an XDP dispatcher")
+		}
 		t := &tcProgram{xdpguardMaps: &objs.xdpguardMaps}
 		return t, func() *ebpf.Program { objs.XdpguardTc = t.Program; return t.Program }, nil
 	}

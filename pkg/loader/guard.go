@@ -80,6 +80,20 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 	old, adopt := g.adoptLink()
 	if adopt {
 		g.Placement = placementOf(old, nl)
+	} else if d, derr := readDispatcher(g.Ifindex); derr == nil {
+		// Another tool's programs run through libxdp's dispatcher: join.
+		p, ok := placeInDispatcher(nl, mode, d)
+		d.close()
+		if !ok {
+			g.Placement, err = place(nl, mode, pol.SynProxy != nil)
+		} else {
+			g.Placement = p
+		}
+		if err != nil {
+			return nil, false, err
+		}
+	} else if !errors.Is(derr, errNotDispatcher) {
+		return nil, false, fmt.Errorf("%s: %w", iface, derr)
 	} else if g.Placement, err = place(nl, mode, pol.SynProxy != nil); err != nil {
 		return nil, false, err
 	}
@@ -116,6 +130,13 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 			return nil, false, fmt.Errorf("%s: %w", iface, err)
 		}
 	}
+	defer func() {
+		// A slot just taken in libxdp's dispatcher is pinned there: give
+		// it back, so the others run as before.
+		if s, ok := g.lnk.(*dispatcherSlot); ok && err != nil && !adopted {
+			_ = leaveDispatcher(g.Ifindex, s.prog)
+		}
+	}()
 	if err := gen.Commit(g.Dir, pol); err != nil {
 		return nil, false, err
 	}
@@ -144,7 +165,24 @@ func (g *Guard) load(pol *policy.Policy) (*datapath.Generation, error) {
 	if _, err := datapath.PrepareSynProxyHost(pol); err != nil {
 		return nil, err
 	}
-	gen, err := datapath.Load(pol, datapath.Options{Dir: g.Dir, Iface: g.Iface, Hook: g.Placement.Hook})
+	opts := datapath.Options{Dir: g.Dir, Iface: g.Iface, Hook: g.Placement.Hook}
+	if g.Placement.Dispatcher {
+		// A component is loaded against a dispatcher: one of its own will
+		// do, as any dispatcher's slots take it. All its slots enabled,
+		// or the verifier cuts the stubs as dead code.
+		target, err := datapath.LoadDispatcher(datapath.DispatcherConfig{NumProgsEnabled: datapath.DispatcherSlots}, false)
+		if err != nil {
+			return nil, err
+		}
+		defer target.Close()
+		opts.Extend = target
+	}
+	gen, err := datapath.Load(pol, opts)
+	if errors.Is(err, os.ErrPermission) && g.Placement.Dispatcher && CheckCapabilities() == nil {
+		return nil, fmt.Errorf("%s runs libxdp's dispatcher, and joining it needs an freplace program, which this kernel refuses "+
+			"(lockdown or a BPF LSM; libxdp itself falls back to a single program here): unload the other XDP programs "+
+			"(xdp-loader unload --all %s) or run xdpguard with --replace-foreign: %w", g.Iface, g.Iface, err)
+	}
 	if errors.Is(err, os.ErrPermission) {
 		if cerr := CheckCapabilities(); cerr != nil {
 			return nil, cerr
@@ -276,6 +314,10 @@ func (g *Guard) adoptLink() (attachment, bool) {
 	l, err := link.LoadPinnedLink(path, nil)
 	if err != nil {
 		return nil, false
+	}
+	if s, ok := adoptDispatcherSlot(l, g.Ifindex); ok {
+		s.pin = path
+		return s, true
 	}
 	if info, err := l.Info(); err == nil {
 		if xdp := info.XDP(); xdp != nil && int(xdp.Ifindex) == g.Ifindex {

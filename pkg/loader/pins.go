@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/xdpguard/xdpguard/pkg/datapath"
@@ -91,7 +92,16 @@ func Detach(pinRoot, iface string) error {
 	defer lock.Close()
 	var errs []error
 	if l, err := link.LoadPinnedLink(filepath.Join(dir, datapath.LinkPin), nil); err == nil {
-		if err := l.Detach(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if info, err := l.Info(); err == nil && info.Type == link.TracingType {
+			// A slot in libxdp's dispatcher: leave it, so the other
+			// programs go on in a dispatcher without xdpguard (the pinned
+			// link may be into one another tool has since replaced).
+			if nl, err := netlink.LinkByName(iface); err == nil {
+				if err := leaveDispatcher(nl.Attrs().Index, info.Program); err != nil && !errors.Is(err, errNotDispatcher) {
+					errs = append(errs, fmt.Errorf("leave libxdp's dispatcher: %w", err))
+				}
+			}
+		} else if err := l.Detach(); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("detach link: %w", err))
 		}
 		errs = append(errs, l.Unpin(), l.Close())

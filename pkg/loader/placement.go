@@ -29,6 +29,9 @@ type Placement struct {
 	Mode Mode // native, generic or tc
 	Hook datapath.Hook
 	Why  string
+	// Dispatcher: xdpguard is one program of libxdp's dispatcher on the
+	// interface (dispatcher.go), in the dispatcher's mode.
+	Dispatcher bool
 }
 
 // device describes iface's kind as auto sees it: "physical" (a NIC with a
@@ -58,39 +61,67 @@ func place(l netlink.Link, mode Mode, synProxy bool) (Placement, error) {
 	}
 	switch mode {
 	case modeTC:
-		return Placement{modeTC, datapath.HookTC, "asked for (--mode tc)"}, nil
+		return Placement{modeTC, datapath.HookTC, "asked for (--mode tc)", false}, nil
 	case modeGeneric:
-		return Placement{modeGeneric, xdpHook, "asked for (--mode generic)"}, nil
+		return Placement{modeGeneric, xdpHook, "asked for (--mode generic)", false}, nil
 	case ModeNative:
 		if dev == "vlan" || dev == "macvlan" || dev == "ipvlan" {
 			return Placement{}, fmt.Errorf("%s is a %s sub-interface: its driver has no native XDP; use --mode tc on it, "+
 				"or attach to the parent device (the parser reads up to two VLAN tags)", l.Attrs().Name, dev)
 		}
-		return Placement{ModeNative, xdpHook, "asked for (--mode native)"}, nil
+		return Placement{ModeNative, xdpHook, "asked for (--mode native)", false}, nil
 	case ModeAuto:
 		if dev == "physical" {
-			return Placement{ModeNative, xdpHook, "auto: a physical NIC, native XDP in its driver"}, nil
+			return Placement{ModeNative, xdpHook, "auto: a physical NIC, native XDP in its driver", false}, nil
 		}
 		if synProxy {
 			if dev == "vlan" || dev == "macvlan" || dev == "ipvlan" {
-				return Placement{modeGeneric, xdpHook, fmt.Sprintf("auto: the policy has syn_proxy, which answers SYNs with XDP_TX, and %s (%s) has no native XDP: generic XDP", l.Attrs().Name, dev)}, nil
+				return Placement{modeGeneric, xdpHook, fmt.Sprintf("auto: the policy has syn_proxy, which answers SYNs with XDP_TX, and %s (%s) has no native XDP: generic XDP", l.Attrs().Name, dev), false}, nil
 			}
-			return Placement{ModeNative, xdpHook, fmt.Sprintf("auto: the policy has syn_proxy, which answers SYNs with XDP_TX: native XDP on %s (a virtual device, %s), at the cost of its established traffic", l.Attrs().Name, dev)}, nil
+			return Placement{ModeNative, xdpHook, fmt.Sprintf("auto: the policy has syn_proxy, which answers SYNs with XDP_TX: native XDP on %s (a virtual device, %s), at the cost of its established traffic", l.Attrs().Name, dev), false}, nil
 		}
-		return Placement{modeTC, datapath.HookTC, fmt.Sprintf("auto: %s is a virtual device (%s), where native XDP converts every skb and generic XDP drops floods slower than tc", l.Attrs().Name, dev)}, nil
+		return Placement{modeTC, datapath.HookTC, fmt.Sprintf("auto: %s is a virtual device (%s), where native XDP converts every skb and generic XDP drops floods slower than tc", l.Attrs().Name, dev), false}, nil
 	}
 	return Placement{}, fmt.Errorf("mode %q: want auto, native, generic or tc", mode)
+}
+
+// placeInDispatcher is where xdpguard goes on an interface that runs
+// libxdp's dispatcher d: one of its programs, in its mode, first by
+// priority. --mode tc keeps its refusal (the dispatcher would run before
+// the tc hook); a mode other than the dispatcher's is refused at the join.
+func placeInDispatcher(l netlink.Link, mode Mode, d *dispatcher) (Placement, bool) {
+	if mode == modeTC {
+		return Placement{}, false
+	}
+	hook := datapath.HookXDP
+	if l.Attrs().MTU > frameMTU {
+		hook = datapath.HookXDPFrags
+	}
+	if mode == ModeAuto {
+		mode = d.mode
+	}
+	why := fmt.Sprintf("%s runs libxdp's dispatcher (program %d, %s mode): xdpguard joins it at priority %d, ahead of %s",
+		l.Attrs().Name, d.id, d.mode, dispatcherPriority, d.order())
+	return Placement{Mode: mode, Hook: hook, Why: why, Dispatcher: true}, true
 }
 
 // placementOf is the placement of an adopted link: its kind decides (a
 // restart never moves the filter), with the hook matching the MTU now.
 func placementOf(l attachment, nl netlink.Link) Placement {
+	if s, ok := l.(*dispatcherSlot); ok {
+		p, _ := place(nl, ModeNative, false)
+		if s.frags == 0 {
+			p.Hook = datapath.HookXDP
+		}
+		p.Mode, p.Why, p.Dispatcher = s.mode, "adopted: xdpguard's slot in libxdp's dispatcher", true
+		return p
+	}
 	if _, ok := l.(*clsactFilter); ok {
-		return Placement{modeTC, datapath.HookTC, "adopted: the clsact filter and its pinned program"}
+		return Placement{modeTC, datapath.HookTC, "adopted: the clsact filter and its pinned program", false}
 	}
 	info, err := l.Info()
 	if err == nil && info.TCX() != nil {
-		return Placement{modeTC, datapath.HookTC, "adopted: the pinned tcx link"}
+		return Placement{modeTC, datapath.HookTC, "adopted: the pinned tcx link", false}
 	}
 	p, _ := place(nl, ModeNative, false)
 	mode, _, _ := AttachMode(nl.Attrs().Index)
@@ -123,6 +154,13 @@ func attachTC(prog *ebpf.Program, ifindex int) (attachment, error) {
 
 // attachPlaced attaches prog where p says.
 func attachPlaced(prog *ebpf.Program, ifindex int, p Placement) (attachment, error) {
+	if p.Dispatcher {
+		s, err := joinDispatcher(ifindex, p.Mode, prog, p.Hook == datapath.HookXDPFrags)
+		if err != nil {
+			return nil, err // not a nil *dispatcherSlot in an interface
+		}
+		return s, nil
+	}
 	if p.Mode == modeTC {
 		return attachTC(prog, ifindex)
 	}
@@ -142,13 +180,17 @@ func tcxPrograms(ifindex int) ([]ebpf.ProgramID, error) {
 	return out, nil
 }
 
-// ModeWhy explains, for status, why iface runs in mode: auto's reason when
+// ModeWhy explains, for status, why iface runs in mode (program: xdpguard's,
+// which may be a slot of libxdp's dispatcher): auto's reason when
 // it is auto's choice there, else what auto would choose (the mode was
 // asked for, or adopted from an older xdpguard).
-func ModeWhy(iface, mode string) string {
+func ModeWhy(iface, mode string, program uint32) string {
 	l, err := netlink.LinkByName(iface)
 	if err != nil {
 		return ""
+	}
+	if where, ok := inDispatcher(l.Attrs().Index, ebpf.ProgramID(program)); ok {
+		return where
 	}
 	p, err := place(l, ModeAuto, false)
 	if err != nil {
@@ -171,11 +213,11 @@ func ModeWhy(iface, mode string) string {
 // A policy with syn_proxy falls back to generic XDP instead (XDP_TX works
 // there; a tc hook cannot answer).
 func autoFallback(mode Mode, first Placement, err error, synProxy bool) (Placement, bool) {
-	if mode != ModeAuto || first.Mode != ModeNative || errors.Is(err, ErrForeignProgram) {
+	if mode != ModeAuto || first.Mode != ModeNative || first.Dispatcher || errors.Is(err, ErrForeignProgram) {
 		return Placement{}, false
 	}
 	if synProxy {
-		return Placement{modeGeneric, first.Hook, fmt.Sprintf("auto: native XDP refused (%v); the policy has syn_proxy, which needs XDP_TX, so generic XDP", err)}, true
+		return Placement{modeGeneric, first.Hook, fmt.Sprintf("auto: native XDP refused (%v); the policy has syn_proxy, which needs XDP_TX, so generic XDP", err), false}, true
 	}
-	return Placement{modeTC, datapath.HookTC, fmt.Sprintf("auto: native XDP refused (%v), so tc", err)}, true
+	return Placement{modeTC, datapath.HookTC, fmt.Sprintf("auto: native XDP refused (%v), so tc", err), false}, true
 }

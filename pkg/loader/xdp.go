@@ -109,6 +109,11 @@ func Runs(ifindex int, program uint32) (mode string, running bool, err error) {
 	if mode != "none" && program != 0 && id == program {
 		return mode, true, nil
 	}
+	if program != 0 && (mode == "native" || mode == "generic") {
+		if _, ok := inDispatcher(ifindex, ebpf.ProgramID(program)); ok {
+			return mode, true, nil
+		}
+	}
 	// On tcx, xdpguard's program may run behind another's, or beside a
 	// foreign XDP program.
 	if ids, err := tcxPrograms(ifindex); err == nil && program != 0 {

@@ -13,6 +13,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 CACHE=${KERNEL_CACHE:-/var/cache/xdpguard-kernels}
 SERIES=${KERNEL_SERIES:-"6.1 6.12"}
+# KERNEL_ONLY=datapath or loader runs one package's tests in the guests.
 WORK=$(mktemp -d /tmp/xdpguard-kernels.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -37,14 +38,42 @@ kernel_image() {
 	ls "$dir"/boot/vmlinuz-*
 }
 
-# The initramfs: init, the test binary and the files the tests read.
-mkdir -p "$WORK/root/src/pkg/datapath" "$WORK/root/src/bpf" "$WORK/root/src/docs" "$WORK/root/bin"
+# The initramfs: init, the test binaries and the files the tests read.
+mkdir -p "$WORK/root/src/pkg/datapath" "$WORK/root/src/pkg/loader" "$WORK/root/src/bpf" "$WORK/root/src/docs" "$WORK/root/bin"
 CGO_ENABLED=0 go build -o "$WORK/root/init" ./test/kernels/init
 CGO_ENABLED=0 go test -c -o "$WORK/root/src/pkg/datapath/datapath.test" ./pkg/datapath
+CGO_ENABLED=0 go test -c -o "$WORK/root/src/pkg/loader/loader.test" ./pkg/loader
 cp bpf/*.h "$WORK/root/src/bpf/"
 cp docs/ARCHITECTURE.md "$WORK/root/src/docs/"
 cp -r pkg/datapath/testdata "$WORK/root/src/pkg/datapath/"
-(cd "$WORK/root" && find . | cpio -o -H newc --quiet) >"$WORK/initrd.cpio"
+# The libxdp dispatcher test (pkg/loader): Debian's xdp-filter and
+# xdp-loader with their libraries and BPF objects, ip for the lab, and the
+# program xdp-loader loads beside xdpguard. (freplace, which libxdp's
+# dispatcher needs, is refused on hosts with lockdown or a BPF LSM; these
+# guests boot without.)
+clang-19 -O2 -g -target bpf -I"/usr/include/$(uname -m)-linux-gnu" -c pkg/loader/testdata/counter.c -o "$WORK/root/src/pkg/loader/counter.o"
+for bin in /usr/sbin/xdp-filter /usr/sbin/xdp-loader "$(command -v ip)"; do
+	mkdir -p "$WORK/root$(dirname "$bin")"
+	cp "$bin" "$WORK/root$bin"
+	for lib in $(ldd "$bin" | awk '$3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+		mkdir -p "$WORK/root$(dirname "$lib")"
+		cp -L "$lib" "$WORK/root$lib"
+	done
+done
+BPF_OBJS=/usr/lib/$(uname -m)-linux-gnu/bpf
+mkdir -p "$WORK/root$BPF_OBJS"
+cp "$BPF_OBJS"/xdp-dispatcher.o "$BPF_OBJS"/xdpfilt_*.o "$WORK/root$BPF_OBJS/"
+
+# veth for each kernel, which its guest's init loads.
+add_modules() {
+	local dir=$1 ko
+	ko=$(find "$dir"/lib/modules -name 'veth.ko*' | head -1)
+	[ -n "$ko" ] || { echo "kernel-matrix: no veth module in $dir" >&2; return 1; }
+	local rel=${ko#"$dir"/lib/modules/}
+	rel=${rel%%/*}
+	mkdir -p "$WORK/root/modules/$rel"
+	cp "$ko" "$WORK/root/modules/$rel/"
+}
 
 # boot SERIES IMAGE: one guest, its console in $WORK/SERIES.log.
 boot() {
@@ -58,7 +87,7 @@ boot() {
 		# core or less (a quiet one takes about 6).
 		timeout 1800 qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m 2048 -nographic -no-reboot \
 			-kernel "$image" -initrd "$WORK/initrd.cpio" \
-			-append "console=ttyS0 panic=-1 rdinit=/init quiet" >"$log" 2>&1 || true
+			-append "console=ttyS0 panic=-1 rdinit=/init quiet ${KERNEL_ONLY:+xdpguard.only=$KERNEL_ONLY}" >"$log" 2>&1 || true
 		grep -q 'xdpguard-kernel-matrix: kernel' "$log" && break
 		echo "kernel-matrix: $series did not reach init (attempt $attempt); its last lines:" >&2
 		tail -15 "$log" >&2
@@ -69,6 +98,7 @@ boot() {
 # now, and a busier host only makes them share a core.
 failed=()
 booted=()
+images=()
 for series in $SERIES; do
 	pkg=$(package_for "$series")
 	if [ -z "$pkg" ]; then
@@ -77,9 +107,14 @@ for series in $SERIES; do
 		continue
 	fi
 	image=$(kernel_image "$pkg" "$series")
+	add_modules "$(dirname "$(dirname "$image")")"
+	images+=("$series=$image")
 	echo "kernel-matrix: $pkg"
-	boot "$series" "$image" &
-	booted+=("$series")
+done
+(cd "$WORK/root" && find . | cpio -o -H newc --quiet) >"$WORK/initrd.cpio"
+for si in "${images[@]}"; do
+	boot "${si%%=*}" "${si#*=}" &
+	booted+=("${si%%=*}")
 done
 wait
 for series in "${booted[@]}"; do
