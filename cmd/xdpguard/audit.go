@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -183,7 +182,7 @@ func daemonPolicyPath(cmd *cobra.Command) string {
 	}
 	path := ""
 	for _, iface := range ifaces {
-		set, err := maps.Open(filepath.Join(root, iface), false)
+		set, err := maps.Open(datapath.PinDir(root, iface), false)
 		if err != nil {
 			continue
 		}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,7 +52,7 @@ early.`,
 			out := []banStatus{}
 			wallNow, monoNow := time.Now(), datapath.MonotonicNow()
 			for _, iface := range ifaces {
-				set, err := maps.Open(filepath.Join(root, iface), false)
+				set, err := maps.Open(datapath.PinDir(root, iface), false)
 				if err != nil {
 					return fmt.Errorf("%s: %w", iface, err)
 				}
@@ -190,7 +189,7 @@ written refuses the ban before anything changes.`,
 			rec := history.Record{Kind: history.KindBan, Source: p.String(), Origin: o.String(), Reason: reason, Until: &wallUntil, Result: history.ResultApplied}
 			until := datapath.MonotonicNow() + uint64(dur)
 			for _, iface := range ifaces {
-				set, err := maps.Open(filepath.Join(root, iface), true)
+				set, err := maps.Open(datapath.PinDir(root, iface), true)
 				if err != nil {
 					return recordFailed(hist, rec, fmt.Errorf("%s: %w", iface, err))
 				}
@@ -315,7 +314,7 @@ Each unban that lifts something is appended to the change history
 			rec := history.Record{Kind: history.KindUnban, Source: shown, Origin: origin, Result: history.ResultApplied}
 			lifted := 0
 			for _, iface := range ifaces {
-				set, err := maps.Open(filepath.Join(root, iface), true)
+				set, err := maps.Open(datapath.PinDir(root, iface), true)
 				if err != nil {
 					return recordFailed(hist, rec, fmt.Errorf("%s: %w", iface, err))
 				}

@@ -3,10 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 	"github.com/xdpguard/xdpguard/pkg/maps"
@@ -82,7 +82,7 @@ with the user and the policy digest that was in force.`,
 // pinnedDigest is the policy digest the pins of iface record ("" if none
 // can be read), as the daemon's logs and status show it.
 func pinnedDigest(root, iface string) string {
-	set, err := maps.Open(filepath.Join(root, iface), false)
+	set, err := maps.Open(datapath.PinDir(root, iface), false)
 	if err != nil {
 		return ""
 	}

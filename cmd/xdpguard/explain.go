@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/explain"
 	"github.com/xdpguard/xdpguard/pkg/loader"
 )
@@ -100,7 +100,7 @@ verdict; 1 on an error.`,
 			case iface == "":
 				return fmt.Errorf("xdpguard is attached to %s: say which with --iface", strings.Join(ifaces, ", "))
 			}
-			res, err := explain.Explain(filepath.Join(root, iface), iface, q, loader.ClsactProgram(iface))
+			res, err := explain.Explain(datapath.PinDir(root, iface), iface, q, loader.ClsactProgram(iface))
 			if err != nil {
 				return fmt.Errorf("%s: %w", iface, err)
 			}

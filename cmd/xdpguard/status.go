@@ -165,7 +165,7 @@ func readCrowdSec(s *ifaceStatus, runtimeDir string) {
 func readStatus(root, iface string) ifaceStatus {
 	s := ifaceStatus{Interface: iface, Mode: "none", Problems: []string{}, Protected: []protectedStatus{}}
 	problem := func(format string, args ...any) { s.Problems = append(s.Problems, fmt.Sprintf(format, args...)) }
-	set, err := maps.Open(filepath.Join(root, iface), false)
+	set, err := maps.Open(datapath.PinDir(root, iface), false)
 	if err != nil {
 		problem("%v", err)
 		return s

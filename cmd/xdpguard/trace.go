@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -56,7 +55,7 @@ func openTraceIfaces(cmd *cobra.Command, names []string) ([]trace.Iface, func(),
 		}
 	}
 	for _, n := range names {
-		set, err := maps.Open(filepath.Join(root, n), true)
+		set, err := maps.Open(datapath.PinDir(root, n), true)
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("%s: %w", n, err)

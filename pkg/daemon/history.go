@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"time"
 
+	"github.com/xdpguard/xdpguard/pkg/datapath"
 	"github.com/xdpguard/xdpguard/pkg/history"
 	"github.com/xdpguard/xdpguard/pkg/maps"
 	"github.com/xdpguard/xdpguard/pkg/policy"
@@ -94,7 +94,7 @@ func (d *daemon) recordSwitch(trigger string, old, cand *policy.Policy, changed 
 // interface before this daemon attaches ("" if none): what a start
 // switches from.
 func pinnedDigest(pinRoot, iface string) string {
-	set, err := maps.Open(filepath.Join(pinRoot, iface), false)
+	set, err := maps.Open(datapath.PinDir(pinRoot, iface), false)
 	if err != nil {
 		return ""
 	}

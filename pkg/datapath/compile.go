@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -510,3 +511,13 @@ func needsPreciseClock(pol *policy.Policy, tick uint64) bool {
 	}
 	return false
 }
+
+// PinDir is the pin directory of interface iface under root. bpffs refuses
+// names with a dot, which VLAN sub-interfaces have (eth0.100): a dot
+// becomes a colon, which no interface name can hold.
+func PinDir(root, iface string) string {
+	return filepath.Join(root, strings.ReplaceAll(iface, ".", ":"))
+}
+
+// PinDirInterface is the interface whose pin directory is named name.
+func PinDirInterface(name string) string { return strings.ReplaceAll(name, ":", ".") }

@@ -264,6 +264,11 @@ func TestJoinsLibxdpDispatcher(t *testing.T) {
 		testutil.Require(t, err, tool+" (Debian package xdp-tools)")
 	}
 	l := newDispatcherLab(t)
+	// The peer down: nothing but the test's frames (no IPv6 DAD, no
+	// router solicitations) reaches the counters.
+	if err := testutil.Run("ip", "-n", l.ns, "link", "set", l.iface+"p", "down"); err != nil {
+		t.Fatal(err)
+	}
 	counter := counterObject(t)
 	syn := func(port uint16) testpkt.Frame { return testpkt.NewSYN("192.0.2.7", "198.51.100.1", port) }
 	xdpfilt := func(action uint32) uint64 { return l.componentCounter("xdpfilt_alw_tcp", "xdp_stats_map", action) }

@@ -49,7 +49,7 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 	if err != nil {
 		return nil, false, fmt.Errorf("interface %q: %w", iface, err)
 	}
-	g := &Guard{Iface: iface, Ifindex: nl.Attrs().Index, Dir: filepath.Join(pinRoot, iface)}
+	g := &Guard{Iface: iface, Ifindex: nl.Attrs().Index, Dir: datapath.PinDir(pinRoot, iface)}
 	_, statErr := os.Stat(g.Dir)
 	created := errors.Is(statErr, os.ErrNotExist)
 	if err := os.MkdirAll(g.Dir, 0o700); err != nil {

@@ -27,11 +27,12 @@ func Interfaces(pinRoot string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if !e.IsDir() || CheckInterfaceName(e.Name()) != nil {
+		iface := datapath.PinDirInterface(e.Name())
+		if !e.IsDir() || CheckInterfaceName(iface) != nil {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(pinRoot, e.Name(), "xdpg_generation")); err == nil {
-			out = append(out, e.Name())
+			out = append(out, iface)
 		}
 	}
 	sort.Strings(out)
@@ -79,7 +80,7 @@ func Detach(pinRoot, iface string) error {
 	if err := CheckInterfaceName(iface); err != nil {
 		return err
 	}
-	dir := filepath.Join(pinRoot, iface)
+	dir := datapath.PinDir(pinRoot, iface)
 	if fi, err := os.Lstat(dir); err != nil {
 		return fmt.Errorf("%s: no xdpguard pins in %s", iface, pinRoot)
 	} else if !fi.IsDir() {

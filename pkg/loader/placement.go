@@ -54,6 +54,12 @@ func device(l netlink.Link) string {
 // place decides where the filter runs. synProxy: the policy proxies SYNs,
 // which needs XDP (XDP_TX), so auto never chooses tc for it.
 func place(l netlink.Link, mode Mode, synProxy bool) (Placement, error) {
+	if m := l.Attrs().MasterIndex; m != 0 {
+		if master, err := netlink.LinkByIndex(m); err == nil && master.Type() == "bond" {
+			return Placement{}, fmt.Errorf("%s is a slave of bond %s: attach to %s, whose ingress sees every slave's traffic "+
+				"(a bond running XDP keeps its slaves' XDP for itself)", l.Attrs().Name, master.Attrs().Name, master.Attrs().Name)
+		}
+	}
 	dev := device(l)
 	xdpHook := datapath.HookXDP
 	if l.Attrs().MTU > frameMTU {

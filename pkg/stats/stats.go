@@ -6,7 +6,6 @@ package stats
 import (
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -37,7 +36,7 @@ type Iface struct {
 func Take(root string, ifaces []string, sources int) (*Sample, error) {
 	s := &Sample{Time: time.Now(), Interfaces: map[string]*Iface{}}
 	for _, name := range ifaces {
-		set, err := maps.Open(filepath.Join(root, name), false)
+		set, err := maps.Open(datapath.PinDir(root, name), false)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}

@@ -64,15 +64,21 @@ BPF_OBJS=/usr/lib/$(uname -m)-linux-gnu/bpf
 mkdir -p "$WORK/root$BPF_OBJS"
 cp "$BPF_OBJS"/xdp-dispatcher.o "$BPF_OBJS"/xdpfilt_*.o "$WORK/root$BPF_OBJS/"
 
-# veth for each kernel, which its guest's init loads.
+# The modules each kernel's guest loads, in dependency order (numbered:
+# init loads them sorted): veth for the lab, bonding and 8021q for
+# TestBondAndVLANPlacement, clsact and cls_bpf for tc mode where there is
+# no tcx (6.1).
 add_modules() {
-	local dir=$1 ko
-	ko=$(find "$dir"/lib/modules -name 'veth.ko*' | head -1)
-	[ -n "$ko" ] || { echo "kernel-matrix: no veth module in $dir" >&2; return 1; }
-	local rel=${ko#"$dir"/lib/modules/}
-	rel=${rel%%/*}
-	mkdir -p "$WORK/root/modules/$rel"
-	cp "$ko" "$WORK/root/modules/$rel/"
+	local dir=$1 ko n=0 m rel
+	for m in veth tls bonding llc stp garp mrp 8021q sch_ingress cls_bpf; do
+		ko=$(find "$dir"/lib/modules -name "$m.ko*" | head -1)
+		[ -n "$ko" ] || { echo "kernel-matrix: no $m module in $dir" >&2; return 1; }
+		rel=${ko#"$dir"/lib/modules/}
+		rel=${rel%%/*}
+		mkdir -p "$WORK/root/modules/$rel"
+		n=$((n + 1))
+		cp "$ko" "$WORK/root/modules/$rel/$n-$(basename "$ko")"
+	done
 }
 
 # boot SERIES IMAGE: one guest, its console in $WORK/SERIES.log.

@@ -1,6 +1,6 @@
 // Command init is PID 1 of the kernel-matrix guests (test/kernels/run.sh):
-// it mounts what the BPF tests need, loads veth, runs the pkg/datapath test
-// binary and pkg/loader's libxdp dispatcher tests from the source tree
+// it mounts what the BPF tests need, loads veth, bonding and 8021q, runs the pkg/datapath test
+// binary and pkg/loader's libxdp dispatcher and bond/VLAN tests from the source tree
 // copied into the initramfs, prints their result on the serial console and
 // powers the guest off.
 package main
@@ -47,7 +47,7 @@ func main() {
 	cmdline, _ := os.ReadFile("/proc/cmdline")
 	for _, t := range []struct{ name, dir, bin, run string }{
 		{"datapath", "/src/pkg/datapath", "./datapath.test", ""}, // tests read ../../bpf and testdata/
-		{"loader", "/src/pkg/loader", "./loader.test", "Dispatcher"},
+		{"loader", "/src/pkg/loader", "./loader.test", "Dispatcher|BondAndVLAN"},
 	} {
 		if only := strings.Fields(string(cmdline)); !keep(only, t.name) {
 			continue
@@ -79,8 +79,8 @@ func keep(cmdline []string, name string) bool {
 	return true
 }
 
-// loadModules loads every module in dir (veth; compressed ones the kernel
-// decompresses itself).
+// loadModules loads every module in dir in name order (run.sh numbers them
+// by dependency; compressed ones the kernel decompresses itself).
 func loadModules(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
