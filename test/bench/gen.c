@@ -88,10 +88,25 @@ int read_then_drop(struct xdp_md *ctx)
 	return (tcp[13] & 0x02) && (tcp[2] | tcp[3]) ? XDP_DROP : XDP_PASS;
 }
 
-/* Keeps the generator veth's rx queue registered (live frames need it). */
+/* Keeps the generator veth's rx queue registered (live frames need it),
+ * and drops there the SYN-ACKs answering the flood (IPv4 TCP to
+ * 100.64.0.0/10, the flood's sources): a NIC would put them on the wire,
+ * but on veth they come back in on the filter's CPU, and the stack's work
+ * for them would be charged to the filter. The client's traffic passes. */
 SEC("xdp")
 int pass(struct xdp_md *ctx)
 {
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + sizeof(*eth);
+	__u8 *tcp = (__u8 *)(ip + 1);
+
+	if ((void *)(tcp + 14) > data_end || eth->h_proto != bpf_htons(ETH_P_IP) ||
+	    ip->protocol != 6 || ip->ihl != 5)
+		return XDP_PASS;
+	if ((bpf_ntohl(ip->daddr) & 0xffc00000) == 0x64400000 && (tcp[13] & 0x12) == 0x12)
+		return XDP_DROP;
 	return XDP_PASS;
 }
 

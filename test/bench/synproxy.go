@@ -21,11 +21,11 @@ import (
 // cookies (no XDP filter, tcp_syncookies=2); beside (b), xdpguard dropping
 // the same flood at a closed port. "Mpps" of p and k is SYN-ACKs sent.
 //
-// Known flaw of this lab, not of the product: a SYN-ACK sent by XDP_TX on
-// vethB is received by vethA's NAPI on the filter's CPU, which runs the
-// generator side's XDP_PASS and its stack for it; a NIC would put it on
-// the wire. Until the generator side drops SYN-ACKs in XDP, (p) is charged
-// for the peer's work too.
+// A SYN-ACK sent by XDP_TX on vethB (or by the listener, in k) is received
+// by vethA on the filter's CPU, where a NIC would put it on the wire: the
+// generator side's XDP program (gen.c's pass) drops those answering the
+// flood, so (p) and (k) are charged an XDP drop per answer, not the
+// stack's work for it.
 
 // synproxyBenchPolicy proxies 8022; the budgets are the host's capacity,
 // not a limit (each flood source sends a few SYNs).
