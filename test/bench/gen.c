@@ -2,8 +2,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* Benchmark helpers (not part of xdpguard): rewrite the IPv4 source of a
  * SYN frame from a counter, so each run or generated frame comes from the
- * next of src_count sources, keeping the IP checksum valid (the stack
- * checks it behind nftables' ingress hook). */
+ * next of src_count sources, keeping the IP and TCP checksums valid (the
+ * stack checks them behind nftables' ingress hook, the SYN proxy before it
+ * answers). */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
@@ -54,6 +55,17 @@ static __always_inline void next_source(struct xdp_md *ctx)
 	sum += (__u16)new + (__u16)(new >> 16);
 	ip->saddr = new;
 	ip->check = csum_fold(sum);
+	/* The TCP checksum covers the source through the pseudo-header: a
+	 * stale one makes the kernel (and the SYN proxy) discard the frame
+	 * as corrupt rather than handle it as the SYN it stands for. */
+	__u8 *tcp = (__u8 *)(ip + 1);
+	if (ip->ihl == 5 && ip->protocol == 6 && (void *)(tcp + 18) <= data_end) {
+		__u16 *check = (__u16 *)(tcp + 16);
+		sum = (__u16)~*check;
+		sum += (__u16)~old + (__u16)~(old >> 16);
+		sum += (__u16)new + (__u16)(new >> 16);
+		*check = csum_fold(sum);
+	}
 }
 
 /* For BPF_PROG_RUN: a new source, then the program under test. */
@@ -65,10 +77,38 @@ int mutate_then_call(struct xdp_md *ctx)
 	return XDP_ABORTED;
 }
 
+/* The frame, when the filter answers in place: the SYN proxy's XDP_TX
+ * turns a SYN into its SYN-ACK in the generator's own page (veth hands
+ * frames over without a copy), and the page comes back to the live-frames
+ * pool holding the answer. With tmpl_len set, each frame is rewritten from
+ * the template before it goes out. */
+#define TMPL_MAX 64
+volatile const __u32 tmpl_len; /* 0: frames go out as the test run made them */
+volatile const __u8 tmpl[TMPL_MAX];
+
+static __always_inline int restore(struct xdp_md *ctx)
+{
+	__u32 want = tmpl_len & (TMPL_MAX - 1), have = ctx->data_end - ctx->data;
+	__u8 *data, *data_end;
+
+	if (have != want && bpf_xdp_adjust_tail(ctx, (int)want - (int)have))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	for (int i = 0; i < TMPL_MAX; i++) {
+		if (i >= want || data + i + 1 > data_end)
+			break;
+		data[i] = tmpl[i];
+	}
+	return 0;
+}
+
 /* For live frames: a new source, then out of the veth to its peer. */
 SEC("xdp")
 int generate(struct xdp_md *ctx)
 {
+	if (tmpl_len && restore(ctx))
+		return XDP_DROP;
 	next_source(ctx);
 	return XDP_TX;
 }

@@ -26,6 +26,8 @@ const (
 	genVarSrcBase         = "src_base"
 	genVarSrcCount        = "src_count"
 	genVarSrcScramble     = "src_scramble"
+	genVarTmpl            = "tmpl"
+	genVarTmplLen         = "tmpl_len"
 )
 
 // loadGen returns the embedded CollectionSpec for gen.
@@ -92,6 +94,8 @@ type genVariableSpecs struct {
 	SrcBase     *ebpf.VariableSpec `ebpf:"src_base"`
 	SrcCount    *ebpf.VariableSpec `ebpf:"src_count"`
 	SrcScramble *ebpf.VariableSpec `ebpf:"src_scramble"`
+	Tmpl        *ebpf.VariableSpec `ebpf:"tmpl"`
+	TmplLen     *ebpf.VariableSpec `ebpf:"tmpl_len"`
 }
 
 // genObjects contains all objects after they have been loaded into the kernel.
@@ -132,6 +136,8 @@ type genVariables struct {
 	SrcBase     *ebpf.Variable `ebpf:"src_base"`
 	SrcCount    *ebpf.Variable `ebpf:"src_count"`
 	SrcScramble *ebpf.Variable `ebpf:"src_scramble"`
+	Tmpl        *ebpf.Variable `ebpf:"tmpl"`
+	TmplLen     *ebpf.Variable `ebpf:"tmpl_len"`
 }
 
 // genPrograms contains all programs after they have been loaded into the kernel.

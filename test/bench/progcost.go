@@ -272,7 +272,16 @@ func loadGenWith(f flood, objs *genObjects) error {
 	if f.kind == qinq {
 		ipOff = 22
 	}
-	for name, v := range map[string]any{"src_base": base, "src_count": count, "ip_off": ipOff, "src_scramble": boolByte(f.scramble)} {
+	vars := map[string]any{"src_base": base, "src_count": count, "ip_off": ipOff, "src_scramble": boolByte(f.scramble)}
+	if f.answered != nil {
+		var tmpl [64]uint8
+		if len(f.answered) > len(tmpl)-1 {
+			return fmt.Errorf("template frame of %d bytes, at most %d", len(f.answered), len(tmpl)-1)
+		}
+		copy(tmpl[:], f.answered)
+		vars["tmpl"], vars["tmpl_len"] = tmpl, uint32(len(f.answered))
+	}
+	for name, v := range vars {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
