@@ -67,12 +67,6 @@ func attachSynProxy(l *lab) (func(), error) {
 		return nil, err
 	}
 	return func() {
-		if st, err := g.State(); err == nil {
-			sp, _ := st.SynProxy()
-			r, _ := st.Reasons()
-			h, _ := st.Health()
-			fmt.Printf("DEBUG sp %v\nDEBUG reasons %v\nDEBUG health %v\n", sp.Counters, r, h)
-		}
 		g.Close()
 		_ = inNS(l.dut, func() error { return loader.Detach(l.pinRoot, l.b) })
 	}, nil
