@@ -109,6 +109,20 @@ struct {
  * own entries. */
 XDPG_SOURCE_TABLE(xdpg_synproxy_budget);
 
+/* Sources seen once, by a hash of their key: a tag per slot. A spoofed
+ * flood's sources almost all send one SYN, which any burst admits: they
+ * need no bucket, and inserting one for each (with an eviction once the
+ * LRU is full) cost ~650 ns a SYN, half the proxy's whole cost. A source
+ * gets a budget bucket at its second SYN (while its slot still holds its
+ * tag), charged for both. Not pinned: a new generation starts it empty. */
+#define XDPG_SP_SEEN_BITS 16
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << XDPG_SP_SEEN_BITS);
+	__type(key, __u32);
+	__type(value, __u32);
+} xdpg_sp_seen SEC(".maps");
+
 /* Sources that completed a cookie handshake -> when (ktime ns, in at):
  * proven to own their address. An LRU of the same key as the limiters. */
 XDPG_SOURCE_TABLE(xdpg_proven);
@@ -121,6 +135,44 @@ struct {
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdpg_synproxy_total SEC(".maps");
+
+/* Is this the source's first SYN lately? Marks it seen. (Racing CPUs may
+ * both see a first: one SYN-ACK more, within the total budget.) */
+static __always_inline int sp_first_sighting(struct xdpg_src_key *key)
+{
+	__u32 h = key->addr[0] * 0x9e3779b1u ^ key->addr[1] * 0x85ebca77u ^ key->addr[2] * 0xc2b2ae3du ^
+		  key->addr[3] * 0x27d4eb2fu;
+	__u32 slot = h >> (32 - XDPG_SP_SEEN_BITS), tag = h | 1;
+	__u32 *seen = bpf_map_lookup_elem(&xdpg_sp_seen, &slot);
+
+	if (!seen || *seen == tag)
+		return 0;
+	*seen = tag;
+	return 1;
+}
+
+/* Take a SYN-ACK from the source's budget: a first SYN is always within
+ * it (burst >= 1) and takes no bucket; the second creates the bucket with
+ * the first's token taken, then takes its own. */
+static __always_inline int sp_budget_take(struct xdpg_src_key *key, __u64 *now)
+{
+	struct xdpg_source *src = bpf_map_lookup_elem(&xdpg_synproxy_budget, key);
+
+	if (!src) {
+		struct xdpg_source first = { .at = *now + synproxy_src_interval_ns };
+
+		if (sp_first_sighting(key))
+			return 1;
+		bpf_map_update_elem(&xdpg_synproxy_budget, key, &first, BPF_NOEXIST);
+		src = bpf_map_lookup_elem(&xdpg_synproxy_budget, key);
+		if (!src)
+			return 1; /* table busy: fail open (the total budget holds) */
+	}
+	if (gcra_take(&src->at, now, synproxy_src_interval_ns, synproxy_src_limit_ns, 1))
+		return 1;
+	__sync_fetch_and_add(&src->drops, 1);
+	return 0;
+}
 
 static __always_inline void sp_count(__u32 idx)
 {
@@ -600,7 +652,7 @@ __noinline int synproxy_syn(struct xdp_md *ctx, struct l4_info *l4)
 	if (synproxy_src_interval_ns) {
 		src_key_of(l4, &key);
 		now = clock_coarse();
-		if (!bucket_take(&xdpg_synproxy_budget, &key, &now, synproxy_src_interval_ns, synproxy_src_limit_ns)) {
+		if (!sp_budget_take(&key, &now)) {
 			sp_count(XDPG_SP_OVER_BUDGET_SOURCE);
 			return XDP_DROP;
 		}

@@ -469,6 +469,35 @@ func TestSynProxySynAck(t *testing.T) {
 				}
 			})
 		})
+		t.Run("a spoofed flood takes no budget buckets", func(t *testing.T) {
+			in(t, ns, func() {
+				// Each source sends one SYN, which any burst admits: no
+				// bucket (an LRU insert and eviction each) for any of them.
+				// One that sends again gets one.
+				buckets := func() (n int) {
+					var k datapath.SrcKey
+					var v datapath.SourceState
+					for it := d.XdpgSynproxyBudget.Iterate(); it.Next(&k, &v); {
+						n++
+					}
+					return n
+				}
+				n0 := buckets()
+				for i := range 2000 {
+					src := fmt.Sprintf("198.18.%d.%d", i/200, i%200+1)
+					if ret, _ := runFrame(t, d, synSpec{src: src, sport: 4000, dport: 8080, opts: fullOpts(1)}.frame(t)); ret != xdpTX {
+						t.Fatalf("SYN from %s: verdict %d, want XDP_TX", src, ret)
+					}
+				}
+				if n := buckets(); n != n0 {
+					t.Errorf("2000 one-SYN sources made %d budget buckets, want none", n-n0)
+				}
+				runFrame(t, d, synSpec{src: "198.18.0.1", sport: 4001, dport: 8080, opts: fullOpts(1)}.frame(t))
+				if n := buckets(); n != n0+1 {
+					t.Errorf("a source's second SYN: %d buckets more, want 1", n-n0)
+				}
+			})
+		})
 	}
 }
 

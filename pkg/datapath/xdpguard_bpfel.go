@@ -275,6 +275,7 @@ const (
 	xdpguardMapXdpgRuleStats           = "xdpg_rule_stats"
 	xdpguardMapXdpgScopedSrc           = "xdpg_scoped_src"
 	xdpguardMapXdpgSpScratch           = "xdpg_sp_scratch"
+	xdpguardMapXdpgSpSeen              = "xdpg_sp_seen"
 	xdpguardMapXdpgSrcBuckets          = "xdpg_src_buckets"
 	xdpguardMapXdpgStats               = "xdpg_stats"
 	xdpguardMapXdpgSynproxyBudget      = "xdpg_synproxy_budget"
@@ -413,6 +414,7 @@ type xdpguardMapSpecs struct {
 	XdpgRuleStats      *ebpf.MapSpec `ebpf:"xdpg_rule_stats"`
 	XdpgScopedSrc      *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
 	XdpgSpScratch      *ebpf.MapSpec `ebpf:"xdpg_sp_scratch"`
+	XdpgSpSeen         *ebpf.MapSpec `ebpf:"xdpg_sp_seen"`
 	XdpgSrcBuckets     *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
 	XdpgStats          *ebpf.MapSpec `ebpf:"xdpg_stats"`
 	XdpgSynproxyBudget *ebpf.MapSpec `ebpf:"xdpg_synproxy_budget"`
@@ -525,6 +527,7 @@ type xdpguardMaps struct {
 	XdpgRuleStats      *ebpf.Map `ebpf:"xdpg_rule_stats"`
 	XdpgScopedSrc      *ebpf.Map `ebpf:"xdpg_scoped_src"`
 	XdpgSpScratch      *ebpf.Map `ebpf:"xdpg_sp_scratch"`
+	XdpgSpSeen         *ebpf.Map `ebpf:"xdpg_sp_seen"`
 	XdpgSrcBuckets     *ebpf.Map `ebpf:"xdpg_src_buckets"`
 	XdpgStats          *ebpf.Map `ebpf:"xdpg_stats"`
 	XdpgSynproxyBudget *ebpf.Map `ebpf:"xdpg_synproxy_budget"`
@@ -557,6 +560,7 @@ func (m *xdpguardMaps) Close() error {
 		m.XdpgRuleStats,
 		m.XdpgScopedSrc,
 		m.XdpgSpScratch,
+		m.XdpgSpSeen,
 		m.XdpgSrcBuckets,
 		m.XdpgStats,
 		m.XdpgSynproxyBudget,

@@ -64,6 +64,7 @@ var roles = map[string]role{
 	".data." + datapath.TracePin: fresh,
 	"xdpg_trace_ring":            fresh,
 	"xdpg_sp_scratch":            fresh,
+	"xdpg_sp_seen":               whole, // sources seen once (256 KiB): a second SYN gets its budget bucket
 	".bss":                       whole, // the BTF anchors of bpf2go's types: never written
 	"xdpg_stats":                 fresh,
 	"xdpg_port_drops":            fresh,

@@ -44,10 +44,11 @@ synproxy:
 func synproxyScenarios() []scenario {
 	all := scenarios([3]int{1000, 2000, 5000}) // only "b" is used: the smallest scale rows
 	b := all[slices.IndexFunc(all, func(sc scenario) bool { return sc.Key == "b" })]
+	b.progStats = true
 	return []scenario{
 		b,
 		{Key: "p", Name: "xdpguard syn_proxy: always, random-source flood at the served port: cookies sent", flood: flood{dport: 8022, sources: 65536, proxied: true},
-			setup: attachSynProxy, dropped: cookiesSent, legit: true},
+			setup: attachSynProxy, dropped: cookiesSent, legit: true, progStats: true},
 		{Key: "k", Name: "no XDP filter, tcp_syncookies=2: the listener's own cookies sent", flood: flood{dport: 8022, sources: 65536, replies: true},
 			setup: attachKernelCookies, dropped: kernelCookiesSent, legit: true},
 	}

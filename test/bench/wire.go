@@ -34,6 +34,10 @@ type scenario struct {
 	setup     func(l *lab) (teardown func(), err error)
 	dropped   func(l *lab) (uint64, error)
 	legit     bool // measure a legitimate client during it
+	// progStats: also measure the XDP program's own time per run (the
+	// kernel's bpf_stats, which add two clock reads a run), to tell the
+	// program's cost from the rest of the path's.
+	progStats bool
 }
 
 // flood is what the generator sends: SYNs (or ACKs) to dport, from
@@ -256,6 +260,29 @@ func attachNft(l *lab) (func(), error) {
 func xdpDrops(l *lab) (uint64, error) { return ethtoolSum(l.dut, l.b, "_xdp_drops") }
 
 // xdpProcessed is how many frames vethB's XDP program has run on.
+// attachedProgram is the XDP program on vethB and its stats now (nil if
+// none can be read).
+func attachedProgram(l *lab) (*ebpf.Program, *ebpf.ProgramStats) {
+	var prog *ebpf.Program
+	_ = inNS(l.dut, func() error {
+		_, id, err := loader.AttachMode(l.bIdx)
+		if err != nil || id == 0 {
+			return err
+		}
+		prog, err = ebpf.NewProgramFromID(ebpf.ProgramID(id))
+		return err
+	})
+	if prog == nil {
+		return nil, nil
+	}
+	st, err := prog.Stats()
+	if err != nil {
+		prog.Close()
+		return nil, nil
+	}
+	return prog, st
+}
+
 func xdpProcessed(l *lab) (uint64, error) { return ethtoolSum(l.dut, l.b, "_xdp_packets") }
 
 // ethtoolSum sums dev's `ethtool -S` counters named ...suffix.
@@ -568,6 +595,7 @@ func listen(l *lab) (net.Listener, error) {
 type sample struct {
 	offered, processed, drops float64 // per second
 	ns, share                 float64 // the filter thread's ns per processed frame; its share of the CPU
+	progNs                    float64 // the program's own ns per run (progStats), or 0
 	genShare                  float64 // the generator thread's share of its CPU
 	tried, ok                 int
 	lat                       []time.Duration
@@ -608,11 +636,27 @@ func runFlood(l *lab, sc scenario, d time.Duration) (sample, error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.tried, s.ok, s.lat = legitClient(l, stop) }()
 	}
+	var prog *ebpf.Program
+	var ps0 *ebpf.ProgramStats
+	if sc.progStats {
+		if stop, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME); err == nil {
+			defer stop.Close()
+			prog, ps0 = attachedProgram(l)
+			if prog != nil {
+				defer prog.Close()
+			}
+		}
+	}
 	before, err1 := sc.dropped(l)
 	proc0, err2 := xdpProcessed(l)
 	run0, t0 := threadRuntime(napi), time.Now()
 	sent, genNs, err3 := gen.pushTimed(l, d)
 	run1, elapsed := threadRuntime(napi), time.Since(t0)
+	if prog != nil && ps0 != nil {
+		if ps1, err := prog.Stats(); err == nil && ps1.RunCount > ps0.RunCount {
+			s.progNs = float64(ps1.Runtime-ps0.Runtime) / float64(ps1.RunCount-ps0.RunCount)
+		}
+	}
 	proc1, err4 := xdpProcessed(l)
 	after, err5 := sc.dropped(l)
 	close(stop)
@@ -663,8 +707,12 @@ func wholePath(l *lab, scs []scenario, d time.Duration, rounds int, lock string,
 				return nil, err
 			}
 			samples[i] = append(samples[i], s)
-			logf("round %d (%s) offered %.2f, processed %.2f, dropped %.2f Mpps; %.1f ns/frame, filter CPU %.0f%%, generator CPU %.0f%%; legit %d/%d",
-				r+1, sc.Key, s.offered/1e6, s.processed/1e6, s.drops/1e6, s.ns, 100*s.share, 100*s.genShare, s.ok, s.tried)
+			prog := ""
+			if s.progNs > 0 {
+				prog = fmt.Sprintf(" (the program's own: %.1f ns a run)", s.progNs)
+			}
+			logf("round %d (%s) offered %.2f, processed %.2f, dropped %.2f Mpps; %.1f ns/frame%s, filter CPU %.0f%%, generator CPU %.0f%%; legit %d/%d",
+				r+1, sc.Key, s.offered/1e6, s.processed/1e6, s.drops/1e6, s.ns, prog, 100*s.share, 100*s.genShare, s.ok, s.tried)
 		}
 		unlock()
 	}

@@ -40,7 +40,7 @@ func main() {
 	// on hosts that refuse freplace. Smaller differential and model runs:
 	// the guest's CPU is emulated. Every limiter test runs on the test
 	// build's clock, so none depends on how slowly the emulated kernel runs.
-	env := append(os.Environ(), "CI=true", "XDPGUARD_KERNEL_MATRIX=1", "XDPGUARD_DIFF_SCALE_N=50000", "XDPGUARD_MODEL_N=30000",
+	env := append(os.Environ(), "CI=true", "XDPGUARD_KERNEL_MATRIX=1", "XDPGUARD_DIFF_N=8000", "XDPGUARD_DIFF_SCALE_N=50000", "XDPGUARD_MODEL_N=15000", "XDPGUARD_RATES_SHORT=1",
 		"PATH=/bin:/usr/sbin:/usr/bin:/sbin", "XDPGUARD_COUNTER_OBJ=/src/pkg/loader/counter.o")
 	// xdpguard.only=NAME on the kernel command line (run.sh's
 	// KERNEL_ONLY) runs one package's tests: for working on one.

@@ -163,6 +163,7 @@ const (
 	xdpguardComponentMapXdpgRuleStats           = "xdpg_rule_stats"
 	xdpguardComponentMapXdpgScopedSrc           = "xdpg_scoped_src"
 	xdpguardComponentMapXdpgSpScratch           = "xdpg_sp_scratch"
+	xdpguardComponentMapXdpgSpSeen              = "xdpg_sp_seen"
 	xdpguardComponentMapXdpgSrcBuckets          = "xdpg_src_buckets"
 	xdpguardComponentMapXdpgStats               = "xdpg_stats"
 	xdpguardComponentMapXdpgSynproxyBudget      = "xdpg_synproxy_budget"
@@ -301,6 +302,7 @@ type xdpguardComponentMapSpecs struct {
 	XdpgRuleStats      *ebpf.MapSpec `ebpf:"xdpg_rule_stats"`
 	XdpgScopedSrc      *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
 	XdpgSpScratch      *ebpf.MapSpec `ebpf:"xdpg_sp_scratch"`
+	XdpgSpSeen         *ebpf.MapSpec `ebpf:"xdpg_sp_seen"`
 	XdpgSrcBuckets     *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
 	XdpgStats          *ebpf.MapSpec `ebpf:"xdpg_stats"`
 	XdpgSynproxyBudget *ebpf.MapSpec `ebpf:"xdpg_synproxy_budget"`
@@ -413,6 +415,7 @@ type xdpguardComponentMaps struct {
 	XdpgRuleStats      *ebpf.Map `ebpf:"xdpg_rule_stats"`
 	XdpgScopedSrc      *ebpf.Map `ebpf:"xdpg_scoped_src"`
 	XdpgSpScratch      *ebpf.Map `ebpf:"xdpg_sp_scratch"`
+	XdpgSpSeen         *ebpf.Map `ebpf:"xdpg_sp_seen"`
 	XdpgSrcBuckets     *ebpf.Map `ebpf:"xdpg_src_buckets"`
 	XdpgStats          *ebpf.Map `ebpf:"xdpg_stats"`
 	XdpgSynproxyBudget *ebpf.Map `ebpf:"xdpg_synproxy_budget"`
@@ -445,6 +448,7 @@ func (m *xdpguardComponentMaps) Close() error {
 		m.XdpgRuleStats,
 		m.XdpgScopedSrc,
 		m.XdpgSpScratch,
+		m.XdpgSpSeen,
 		m.XdpgSrcBuckets,
 		m.XdpgStats,
 		m.XdpgSynproxyBudget,

@@ -169,6 +169,7 @@ const (
 	xdpguardTestClockMapXdpgRuleStats           = "xdpg_rule_stats"
 	xdpguardTestClockMapXdpgScopedSrc           = "xdpg_scoped_src"
 	xdpguardTestClockMapXdpgSpScratch           = "xdpg_sp_scratch"
+	xdpguardTestClockMapXdpgSpSeen              = "xdpg_sp_seen"
 	xdpguardTestClockMapXdpgSrcBuckets          = "xdpg_src_buckets"
 	xdpguardTestClockMapXdpgStats               = "xdpg_stats"
 	xdpguardTestClockMapXdpgSynproxyBudget      = "xdpg_synproxy_budget"
@@ -308,6 +309,7 @@ type xdpguardTestClockMapSpecs struct {
 	XdpgRuleStats      *ebpf.MapSpec `ebpf:"xdpg_rule_stats"`
 	XdpgScopedSrc      *ebpf.MapSpec `ebpf:"xdpg_scoped_src"`
 	XdpgSpScratch      *ebpf.MapSpec `ebpf:"xdpg_sp_scratch"`
+	XdpgSpSeen         *ebpf.MapSpec `ebpf:"xdpg_sp_seen"`
 	XdpgSrcBuckets     *ebpf.MapSpec `ebpf:"xdpg_src_buckets"`
 	XdpgStats          *ebpf.MapSpec `ebpf:"xdpg_stats"`
 	XdpgSynproxyBudget *ebpf.MapSpec `ebpf:"xdpg_synproxy_budget"`
@@ -421,6 +423,7 @@ type xdpguardTestClockMaps struct {
 	XdpgRuleStats      *ebpf.Map `ebpf:"xdpg_rule_stats"`
 	XdpgScopedSrc      *ebpf.Map `ebpf:"xdpg_scoped_src"`
 	XdpgSpScratch      *ebpf.Map `ebpf:"xdpg_sp_scratch"`
+	XdpgSpSeen         *ebpf.Map `ebpf:"xdpg_sp_seen"`
 	XdpgSrcBuckets     *ebpf.Map `ebpf:"xdpg_src_buckets"`
 	XdpgStats          *ebpf.Map `ebpf:"xdpg_stats"`
 	XdpgSynproxyBudget *ebpf.Map `ebpf:"xdpg_synproxy_budget"`
@@ -454,6 +457,7 @@ func (m *xdpguardTestClockMaps) Close() error {
 		m.XdpgRuleStats,
 		m.XdpgScopedSrc,
 		m.XdpgSpScratch,
+		m.XdpgSpSeen,
 		m.XdpgSrcBuckets,
 		m.XdpgStats,
 		m.XdpgSynproxyBudget,
