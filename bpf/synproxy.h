@@ -152,17 +152,20 @@ static __always_inline int sp_first_sighting(struct xdpg_src_key *key)
 }
 
 /* Take a SYN-ACK from the source's budget: a first SYN is always within
- * it (burst >= 1) and takes no bucket; the second creates the bucket with
- * the first's token taken, then takes its own. */
+ * it (burst >= 1) and costs neither a bucket nor a lookup in the budget
+ * table; the second creates the bucket with the first's token taken, then
+ * takes its own. (A source with a bucket whose slot a flood overwrote
+ * since is answered once as a first: one SYN-ACK per overwrite.) */
 static __always_inline int sp_budget_take(struct xdpg_src_key *key, __u64 *now)
 {
-	struct xdpg_source *src = bpf_map_lookup_elem(&xdpg_synproxy_budget, key);
+	struct xdpg_source *src;
 
+	if (sp_first_sighting(key))
+		return 1;
+	src = bpf_map_lookup_elem(&xdpg_synproxy_budget, key);
 	if (!src) {
 		struct xdpg_source first = { .at = *now + synproxy_src_interval_ns };
 
-		if (sp_first_sighting(key))
-			return 1;
 		bpf_map_update_elem(&xdpg_synproxy_budget, key, &first, BPF_NOEXIST);
 		src = bpf_map_lookup_elem(&xdpg_synproxy_budget, key);
 		if (!src)

@@ -8,6 +8,7 @@
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
+#include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -68,21 +69,12 @@ static __always_inline void next_source(struct xdp_md *ctx)
 	}
 }
 
-/* For BPF_PROG_RUN: a new source, then the program under test. */
-SEC("xdp")
-int mutate_then_call(struct xdp_md *ctx)
-{
-	next_source(ctx);
-	bpf_tail_call(ctx, &target, 0);
-	return XDP_ABORTED;
-}
-
 /* The frame, when the filter answers in place: the SYN proxy's XDP_TX
  * turns a SYN into its SYN-ACK in the generator's own page (veth hands
  * frames over without a copy), and the page comes back to the live-frames
  * pool holding the answer. With tmpl_len set, each frame is rewritten from
  * the template before it goes out. */
-#define TMPL_MAX 64
+#define TMPL_MAX 128
 volatile const __u32 tmpl_len; /* 0: frames go out as the test run made them */
 volatile const __u8 tmpl[TMPL_MAX];
 
@@ -101,6 +93,17 @@ static __always_inline int restore(struct xdp_md *ctx)
 		data[i] = tmpl[i];
 	}
 	return 0;
+}
+
+/* For BPF_PROG_RUN: a new source, then the program under test. */
+SEC("xdp")
+int mutate_then_call(struct xdp_md *ctx)
+{
+	if (tmpl_len && restore(ctx)) /* the program under test answers in place */
+		return XDP_ABORTED;
+	next_source(ctx);
+	bpf_tail_call(ctx, &target, 0);
+	return XDP_ABORTED;
 }
 
 /* For live frames: a new source, then out of the veth to its peer. */
@@ -150,4 +153,56 @@ int pass(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
-char __license[] SEC("license") = "Dual BSD/GPL";
+
+/* The SYN proxy's parts, for -only spcost: a SYN at fixed offsets (plain
+ * IPv4, TCP with options) from a new source each run (src_count), each
+ * program doing one more of what the proxy does per SYN and then dropping,
+ * so BPF_PROG_RUN can repeat it on the same frame. */
+static __always_inline int sp_parts(struct xdp_md *ctx, int lookup, int cookie, int raw)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	struct tcphdr *th = (void *)(ip + 1);
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__s64 c = 0;
+
+	if ((void *)(th + 1) > data_end || (void *)((__u8 *)th + 40) > data_end)
+		return XDP_PASS;
+	next_source(ctx); /* a new source each run, as a spoofed flood's */
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	ip = data + sizeof(struct ethhdr);
+	th = (void *)(ip + 1);
+	if ((void *)(th + 1) > data_end || (void *)((__u8 *)th + 40) > data_end)
+		return XDP_PASS;
+	if (raw) {
+		c = bpf_tcp_raw_gen_syncookie_ipv4(ip, th, 40);
+		return c < 0 ? XDP_ABORTED : XDP_DROP;
+	}
+	if (!lookup)
+		return XDP_DROP;
+	t.ipv4.saddr = ip->saddr;
+	t.ipv4.daddr = ip->daddr;
+	t.ipv4.sport = th->source;
+	t.ipv4.dport = th->dest;
+	sk = bpf_skc_lookup_tcp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return XDP_ABORTED;
+	if (cookie)
+		c = bpf_tcp_gen_syncookie(sk, ip, 20, th, 40);
+	bpf_sk_release(sk);
+	return c < 0 ? XDP_ABORTED : XDP_DROP;
+}
+
+SEC("xdp")
+int sp_parse_only(struct xdp_md *ctx) { return sp_parts(ctx, 0, 0, 0); }
+SEC("xdp")
+int sp_lookup(struct xdp_md *ctx) { return sp_parts(ctx, 1, 0, 0); }
+SEC("xdp")
+int sp_lookup_cookie(struct xdp_md *ctx) { return sp_parts(ctx, 1, 1, 0); }
+SEC("xdp")
+int sp_raw_cookie(struct xdp_md *ctx) { return sp_parts(ctx, 0, 0, 1); }
+
+char __license[] SEC("license") = "GPL"; /* the socket helpers are GPL-only */

@@ -21,6 +21,10 @@ const (
 	genProgMutateThenCall = "mutate_then_call"
 	genProgPass           = "pass"
 	genProgReadThenDrop   = "read_then_drop"
+	genProgSpLookup       = "sp_lookup"
+	genProgSpLookupCookie = "sp_lookup_cookie"
+	genProgSpParseOnly    = "sp_parse_only"
+	genProgSpRawCookie    = "sp_raw_cookie"
 	genVarCounter         = "counter"
 	genVarIpOff           = "ip_off"
 	genVarSrcBase         = "src_base"
@@ -76,6 +80,10 @@ type genProgramSpecs struct {
 	MutateThenCall *ebpf.ProgramSpec `ebpf:"mutate_then_call"`
 	Pass           *ebpf.ProgramSpec `ebpf:"pass"`
 	ReadThenDrop   *ebpf.ProgramSpec `ebpf:"read_then_drop"`
+	SpLookup       *ebpf.ProgramSpec `ebpf:"sp_lookup"`
+	SpLookupCookie *ebpf.ProgramSpec `ebpf:"sp_lookup_cookie"`
+	SpParseOnly    *ebpf.ProgramSpec `ebpf:"sp_parse_only"`
+	SpRawCookie    *ebpf.ProgramSpec `ebpf:"sp_raw_cookie"`
 }
 
 // genMapSpecs contains maps before they are loaded into the kernel.
@@ -148,6 +156,10 @@ type genPrograms struct {
 	MutateThenCall *ebpf.Program `ebpf:"mutate_then_call"`
 	Pass           *ebpf.Program `ebpf:"pass"`
 	ReadThenDrop   *ebpf.Program `ebpf:"read_then_drop"`
+	SpLookup       *ebpf.Program `ebpf:"sp_lookup"`
+	SpLookupCookie *ebpf.Program `ebpf:"sp_lookup_cookie"`
+	SpParseOnly    *ebpf.Program `ebpf:"sp_parse_only"`
+	SpRawCookie    *ebpf.Program `ebpf:"sp_raw_cookie"`
 }
 
 func (p *genPrograms) Close() error {
@@ -156,6 +168,10 @@ func (p *genPrograms) Close() error {
 		p.MutateThenCall,
 		p.Pass,
 		p.ReadThenDrop,
+		p.SpLookup,
+		p.SpLookupCookie,
+		p.SpParseOnly,
+		p.SpRawCookie,
 	)
 }
 

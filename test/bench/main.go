@@ -34,7 +34,7 @@ func main() {
 	flag.StringVar(&o.Out, "out", "docs/benchmarks.md", "report to update (between the bench markers)")
 	flag.StringVar(&o.Plot, "plot", "docs/benchmarks.png", "bar chart of the floor, xdpguard and nftables")
 	flag.StringVar(&o.Bin, "bin", "", "xdpguard binary (default: build one)")
-	flag.StringVar(&o.Only, "only", "", "for profiling or comparing builds: run only these veth floods (keys, e.g. r,b0; one round unless -rounds), print their rates and paired ratios to the first, write no report; or \"blocklist\": only the blocklist section, its targets and table printed, no report written; or \"cost\": only the BPF_PROG_RUN table; or \"synproxy\": the SYN proxy's rows (cookies vs closed-port drops vs the kernel's own cookies), printed")
+	flag.StringVar(&o.Only, "only", "", "for profiling or comparing builds: run only these veth floods (keys, e.g. r,b0; one round unless -rounds), print their rates and paired ratios to the first, write no report; or \"blocklist\": only the blocklist section, its targets and table printed, no report written; or \"cost\": only the BPF_PROG_RUN table; or \"synproxy\": the SYN proxy's rows (cookies vs closed-port drops vs the kernel's own cookies), printed; or \"spcost\": the SYN proxy's cost split by part (BPF_PROG_RUN), printed")
 	flag.DurationVar(&o.Flood, "flood", 0, "length of each flood (default: 2s, 1s with -quick)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default: 7, 3 with -quick, 1 with -only; the blocklist section: 5, 1 with -quick)")
 	flag.StringVar(&o.Lock, "lock", "", "hold this flock(2) lock (e.g. /tmp/xdpguard-bench.lock, shared with the machine's other benches) during each round of floods and each other section, and release it between them; do not also run the bench under flock(1) with the same file")
@@ -71,6 +71,9 @@ func runBench(o options) (results, error) {
 	}
 	if o.Only == "synproxy" {
 		return synproxyOnly(o)
+	}
+	if o.Only == "spcost" {
+		return synproxyCostOnly(o)
 	}
 	full := [3]int{1000, 100_000, 1_000_000}
 	m := method{Repeat: 2_000_000, Rounds: 7, Flood: 2 * time.Second, Scale: full}

@@ -274,7 +274,7 @@ func loadGenWith(f flood, objs *genObjects) error {
 	}
 	vars := map[string]any{"src_base": base, "src_count": count, "ip_off": ipOff, "src_scramble": boolByte(f.scramble)}
 	if f.answered != nil {
-		var tmpl [64]uint8
+		var tmpl [128]uint8
 		if len(f.answered) > len(tmpl)-1 {
 			return fmt.Errorf("template frame of %d bytes, at most %d", len(f.answered), len(tmpl)-1)
 		}

@@ -29,6 +29,11 @@ import (
 // hands frames over without a copy), so for (p) the generator rewrites
 // each frame from its template (flood.proxied).
 
+// spFloodSources is how many sources the SYN proxy's floods rotate over
+// (100.64.0.0/10, visited in a scrambled order): a spoofed flood's sources
+// hardly repeat, and these repeat only every 4M SYNs, seconds apart.
+const spFloodSources = 1 << 22
+
 // synproxyBenchPolicy proxies 8022; the budgets are the host's capacity,
 // not a limit (each flood source sends a few SYNs).
 const synproxyBenchPolicy = `tcp:
@@ -47,9 +52,9 @@ func synproxyScenarios() []scenario {
 	b.progStats = true
 	return []scenario{
 		b,
-		{Key: "p", Name: "xdpguard syn_proxy: always, random-source flood at the served port: cookies sent", flood: flood{dport: 8022, sources: 65536, proxied: true},
+		{Key: "p", Name: "xdpguard syn_proxy: always, random-source flood at the served port: cookies sent", flood: flood{dport: 8022, sources: spFloodSources, scramble: true, proxied: true},
 			setup: attachSynProxy, dropped: cookiesSent, legit: true, progStats: true},
-		{Key: "k", Name: "no XDP filter, tcp_syncookies=2: the listener's own cookies sent", flood: flood{dport: 8022, sources: 65536, replies: true},
+		{Key: "k", Name: "no XDP filter, tcp_syncookies=2: the listener's own cookies sent", flood: flood{dport: 8022, sources: spFloodSources, scramble: true, replies: true},
 			setup: attachKernelCookies, dropped: kernelCookiesSent, legit: true},
 	}
 }
