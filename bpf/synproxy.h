@@ -136,12 +136,28 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xdpg_synproxy_total SEC(".maps");
 
+/* The seen table's hash key, random at each load (pkg/datapath): a
+ * spoofer who could compute which sources share a victim's slot could
+ * alternate the two, each SYN then a "first", and send the victim SYN-ACKs
+ * past its budget. */
+volatile const __u32 synproxy_seen_key[4];
+
 /* Is this the source's first SYN lately? Marks it seen. (Racing CPUs may
  * both see a first: one SYN-ACK more, within the total budget.) */
 static __always_inline int sp_first_sighting(struct xdpg_src_key *key)
 {
-	__u32 h = key->addr[0] * 0x9e3779b1u ^ key->addr[1] * 0x85ebca77u ^ key->addr[2] * 0xc2b2ae3du ^
-		  key->addr[3] * 0x27d4eb2fu;
+	__u32 a = (key->addr[0] ^ synproxy_seen_key[0]) * 0x9e3779b1u;
+	__u32 b = (key->addr[1] ^ synproxy_seen_key[1]) * 0x85ebca77u;
+	__u32 c = (key->addr[2] ^ synproxy_seen_key[2]) * 0xc2b2ae3du;
+	__u32 d = (key->addr[3] ^ synproxy_seen_key[3]) * 0x27d4eb2fu;
+	/* Mixed in sequence (not a plain xor of the four), so no input
+	 * word's effect on the slot is independent of the others'. */
+	__u32 h = a;
+
+	h = (h ^ (h >> 15)) * 0x2c1b3c6du ^ b;
+	h = (h ^ (h >> 12)) * 0x297a2d39u ^ c;
+	h = (h ^ (h >> 15)) * 0x2c1b3c6du ^ d;
+	h ^= h >> 16;
 	__u32 slot = h >> (32 - XDPG_SP_SEEN_BITS), tag = h | 1;
 	__u32 *seen = bpf_map_lookup_elem(&xdpg_sp_seen, &slot);
 
@@ -151,21 +167,19 @@ static __always_inline int sp_first_sighting(struct xdpg_src_key *key)
 	return 1;
 }
 
-/* Take a SYN-ACK from the source's budget: a first SYN is always within
- * it (burst >= 1) and costs neither a bucket nor a lookup in the budget
- * table; the second creates the bucket with the first's token taken, then
- * takes its own. (A source with a bucket whose slot a flood overwrote
- * since is answered once as a first: one SYN-ACK per overwrite.) */
+/* Take a SYN-ACK from the source's budget: a source with a bucket is
+ * always charged; a first SYN is within any burst (>= 1) and takes no
+ * bucket; the second creates the bucket with the first's token taken, then
+ * takes its own. */
 static __always_inline int sp_budget_take(struct xdpg_src_key *key, __u64 *now)
 {
-	struct xdpg_source *src;
+	struct xdpg_source *src = bpf_map_lookup_elem(&xdpg_synproxy_budget, key);
 
-	if (sp_first_sighting(key))
-		return 1;
-	src = bpf_map_lookup_elem(&xdpg_synproxy_budget, key);
 	if (!src) {
 		struct xdpg_source first = { .at = *now + synproxy_src_interval_ns };
 
+		if (sp_first_sighting(key))
+			return 1;
 		bpf_map_update_elem(&xdpg_synproxy_budget, key, &first, BPF_NOEXIST);
 		src = bpf_map_lookup_elem(&xdpg_synproxy_budget, key);
 		if (!src)

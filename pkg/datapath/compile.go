@@ -379,6 +379,14 @@ const traceSection = ".data." + TracePin
 // element): the program's global xdpg_trace, shared by every generation.
 const TracePin = "xdpg_trace"
 
+// MetaPin is the name of the pinned generation map (struct xdpg_meta).
+const MetaPin = xdpguardMapXdpgGeneration
+
+// StatsPin is the name of the pinned reason counters, which every program
+// of an interface uses (its verdicts count there): what identifies an
+// interface's xdpguard among a dispatcher's programs.
+const StatsPin = xdpguardMapXdpgStats
+
 // openTraceMap opens the trace entry pinned in dir, creating (and pinning)
 // it when missing; with dir empty, a private one. It replaces the program's
 // own data section at the load, which keeps the test of a running trace a

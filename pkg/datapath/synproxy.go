@@ -1,6 +1,8 @@
 package datapath
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -181,7 +183,14 @@ func synproxyRodata(pol *policy.Policy, iface string) (map[string]any, error) {
 	}
 	auto := (&policy.Limit{Rate: max(sp.AutoAbove, 1), Burst: max(sp.AutoAbove, 1)}).GCRA()
 	src, total := sp.PerSource.GCRA(), sp.Total.GCRA()
+	// The seen table's hash key: secret, so no spoofer can pick sources
+	// that share a victim's slot (bpf/synproxy.h, sp_first_sighting).
+	var seenKey [4]uint32
+	if err := binary.Read(rand.Reader, binary.LittleEndian, &seenKey); err != nil {
+		return nil, fmt.Errorf("syn_proxy: random key: %w", err)
+	}
 	return map[string]any{
+		xdpguardVarSynproxySeenKey:         seenKey,
 		xdpguardVarHasSynproxy:             uint8(1),
 		xdpguardVarSynproxyOpts:            opts,
 		xdpguardVarSynproxyWscale:          h.Wscale,

@@ -316,6 +316,7 @@ const (
 	xdpguardVarSynproxyMss4            = "synproxy_mss4"
 	xdpguardVarSynproxyMss6            = "synproxy_mss6"
 	xdpguardVarSynproxyOpts            = "synproxy_opts"
+	xdpguardVarSynproxySeenKey         = "synproxy_seen_key"
 	xdpguardVarSynproxySrcIntervalNs   = "synproxy_src_interval_ns"
 	xdpguardVarSynproxySrcLimitNs      = "synproxy_src_limit_ns"
 	xdpguardVarSynproxyTotalIntervalNs = "synproxy_total_interval_ns"
@@ -459,6 +460,7 @@ type xdpguardVariableSpecs struct {
 	SynproxyMss4            *ebpf.VariableSpec `ebpf:"synproxy_mss4"`
 	SynproxyMss6            *ebpf.VariableSpec `ebpf:"synproxy_mss6"`
 	SynproxyOpts            *ebpf.VariableSpec `ebpf:"synproxy_opts"`
+	SynproxySeenKey         *ebpf.VariableSpec `ebpf:"synproxy_seen_key"`
 	SynproxySrcIntervalNs   *ebpf.VariableSpec `ebpf:"synproxy_src_interval_ns"`
 	SynproxySrcLimitNs      *ebpf.VariableSpec `ebpf:"synproxy_src_limit_ns"`
 	SynproxyTotalIntervalNs *ebpf.VariableSpec `ebpf:"synproxy_total_interval_ns"`
@@ -606,6 +608,7 @@ type xdpguardVariables struct {
 	SynproxyMss4            *ebpf.Variable `ebpf:"synproxy_mss4"`
 	SynproxyMss6            *ebpf.Variable `ebpf:"synproxy_mss6"`
 	SynproxyOpts            *ebpf.Variable `ebpf:"synproxy_opts"`
+	SynproxySeenKey         *ebpf.Variable `ebpf:"synproxy_seen_key"`
 	SynproxySrcIntervalNs   *ebpf.Variable `ebpf:"synproxy_src_interval_ns"`
 	SynproxySrcLimitNs      *ebpf.Variable `ebpf:"synproxy_src_limit_ns"`
 	SynproxyTotalIntervalNs *ebpf.Variable `ebpf:"synproxy_total_interval_ns"`

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -61,12 +62,25 @@ func lockLibxdp() (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("libxdp lock: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("libxdp lock %s: %w", dir, err)
+	// Bounded: a process that holds the lock must not freeze a policy
+	// switch, and with it the daemon's status and metrics.
+	deadline := time.Now().Add(libxdpLockWait)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("libxdp lock %s (held by another process for %v?): %w", dir, libxdpLockWait, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return f, nil
 }
+
+// libxdpLockWait is how long a change waits for libxdp's lock: libxdp
+// holds it for the few syscalls of a swap.
+const libxdpLockWait = 5 * time.Second
 
 // component is one program of a dispatcher.
 type component struct {
@@ -76,6 +90,7 @@ type component struct {
 	prio    uint32
 	actions uint32 // chain-call bitmap, without the empty slot's bit
 	flags   uint32 // BPF_F_XDP_HAS_FRAGS if it takes multi-buffer frames
+	maps    []ebpf.MapID
 }
 
 // dispatcher is a libxdp dispatcher attached to an interface, read back
@@ -100,6 +115,22 @@ func (d *dispatcher) close() {
 		c.prog.Close()
 	}
 	d.prog.Close()
+}
+
+// slotUsing is the slot of the first component that uses map m (xdpguard's
+// pinned xdpg_stats: a component of this interface's xdpguard), or -1.
+func (d *dispatcher) slotUsing(m ebpf.MapID) int {
+	for i, c := range d.comps {
+		if slices.Contains(c.maps, m) {
+			return i
+		}
+	}
+	return -1
+}
+
+// withoutUsing is d's components but those using map m.
+func (d *dispatcher) withoutUsing(m ebpf.MapID) []component {
+	return slices.DeleteFunc(slices.Clone(d.comps), func(c component) bool { return slices.Contains(c.maps, m) })
 }
 
 // slotOf is the slot of program id in d, or -1.
@@ -168,6 +199,7 @@ func readDispatcher(ifindex int) (*dispatcher, error) {
 		if info, err := p.Info(); err == nil {
 			c.id, _ = info.ID()
 			c.name = info.Name
+			c.maps, _ = info.MapIDs()
 		}
 		d.comps = append(d.comps, c)
 	}
@@ -209,7 +241,7 @@ func dispatcherConfig(prog *ebpf.Program) (datapath.DispatcherConfig, error) {
 		return cfg, fmt.Errorf("libxdp dispatcher of version 1 (libxdp before 1.3): xdpguard joins version %d only; "+
 			"unload its programs and load them again with a newer xdp-tools", datapath.DispatcherVersion)
 	case raw[1] != datapath.DispatcherVersion:
-		return cfg, fmt.Errorf("libxdp dispatcher of version %d: xdpguard joins version %d (libxdp 1.3-1.4) only", raw[1], datapath.DispatcherVersion)
+		return cfg, fmt.Errorf("libxdp dispatcher of version %d: xdpguard joins version %d (libxdp 1.3-1.5) only", raw[1], datapath.DispatcherVersion)
 	case len(raw) < size:
 		return cfg, fmt.Errorf("libxdp dispatcher configuration of %d bytes, want %d", len(raw), size)
 	}
@@ -344,12 +376,16 @@ func removeDispatcherPins(dir string) error {
 	if err != nil {
 		return err
 	}
+	// Every name checked before anything is removed: a directory with
+	// something else in it stays whole.
 	for _, e := range entries {
 		var n int
 		var kind string
 		if _, err := fmt.Sscanf(e.Name(), "prog%d-%s", &n, &kind); err != nil || (kind != "prog" && kind != "link") {
 			return fmt.Errorf("%s: unexpected %s: left in place", dir, e.Name())
 		}
+	}
+	for _, e := range entries {
 		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
 			return err
 		}
@@ -413,7 +449,7 @@ type dispatcherSlot struct {
 
 // joinDispatcher adds prog (loaded as a dispatcher component) to the
 // dispatcher on ifindex at dispatcherPriority.
-func joinDispatcher(ifindex int, mode Mode, prog *ebpf.Program, frags bool) (*dispatcherSlot, error) {
+func joinDispatcher(ifindex int, mode Mode, prog *ebpf.Program, frags bool, own ebpf.MapID) (*dispatcherSlot, error) {
 	s := &dispatcherSlot{ifindex: ifindex, mode: mode}
 	if frags {
 		s.frags = unix.BPF_F_XDP_HAS_FRAGS
@@ -432,7 +468,10 @@ func joinDispatcher(ifindex int, mode Mode, prog *ebpf.Program, frags bool) (*di
 		if i := d.slotOf(ours.id); i >= 0 {
 			return nil, fmt.Errorf("program %d is already slot %d of the dispatcher", ours.id, i)
 		}
-		return append(slices.Clone(d.comps), ours), nil
+		// An xdpguard program of this interface already there (left by
+		// a crash between the swap and the pin, or a failed detach) is
+		// replaced, never run twice.
+		return append(d.withoutUsing(own), ours), nil
 	}, ours.id); err != nil {
 		return nil, err
 	}
@@ -499,8 +538,10 @@ func (s *dispatcherSlot) Update(prog *ebpf.Program) error {
 	s.prog = next.id
 	if s.pin != "" {
 		// The pin held the link into the dispatcher just replaced (and
-		// with it that dispatcher): move it to the new one.
-		return s.Pin(s.pin)
+		// with it that dispatcher): move it to the new one. The switch
+		// is done whatever happens here: a stale pin is only less
+		// direct for a restart, which finds the slot by the pinned maps.
+		_ = s.Pin(s.pin)
 	}
 	return nil
 }
@@ -552,43 +593,76 @@ func (s *dispatcherSlot) Info() (*link.Info, error) {
 	return s.lnk.Info()
 }
 
-// adoptDispatcherSlot adopts the pinned freplace link l if its program is
-// still a component of the dispatcher on ifindex (the link itself may be
-// into a dispatcher another tool has since replaced).
-func adoptDispatcherSlot(l link.Link, ifindex int) (*dispatcherSlot, bool) {
-	info, err := l.Info()
-	if err != nil || info.Type != link.TracingType {
+// adoptDispatcherSlot adopts xdpguard's slot in the dispatcher on
+// ifindex, found by the program that uses this interface's pinned map own
+// (so a pinned link into a dispatcher another tool has since replaced, or
+// none at all, still finds it), under libxdp's lock. frags is the hook the
+// interface's MTU asks for now.
+func adoptDispatcherSlot(ifindex int, own ebpf.MapID, frags bool) (*dispatcherSlot, bool) {
+	lock, err := lockLibxdp()
+	if err != nil {
 		return nil, false
 	}
+	defer lock.Close()
 	d, err := readDispatcher(ifindex)
 	if err != nil {
 		return nil, false
 	}
 	defer d.close()
-	i := d.slotOf(info.Program)
+	i := d.slotUsing(own)
 	if i < 0 {
 		return nil, false
 	}
-	return &dispatcherSlot{ifindex: ifindex, mode: d.mode, frags: d.comps[i].flags, prog: info.Program, lnk: l}, true
+	l, err := link.LoadPinnedLink(filepath.Join(d.pinDir(), fmt.Sprintf("prog%d-link", i)), nil)
+	if err != nil {
+		return nil, false
+	}
+	s := &dispatcherSlot{ifindex: ifindex, mode: d.mode, prog: d.comps[i].id, lnk: l}
+	if frags {
+		s.frags = unix.BPF_F_XDP_HAS_FRAGS
+	}
+	return s, true
 }
 
-// leaveDispatcher takes program out of the dispatcher on ifindex, removing
-// the dispatcher when nothing else is left in it.
-func leaveDispatcher(ifindex int, program ebpf.ProgramID) error {
+// leaveDispatcher takes every program that uses map own (xdpguard's, of
+// this interface) out of the dispatcher on ifindex, removing the
+// dispatcher when nothing else is left in it. errNotDispatcher: there was
+// nothing to leave.
+func leaveDispatcher(ifindex int, own ebpf.MapID) error {
 	_, links, err := changeDispatcher(ifindex, ModeNative, func(d *dispatcher) ([]component, error) {
-		if d == nil {
+		if d == nil || d.slotUsing(own) < 0 {
 			return nil, errNotDispatcher
 		}
-		i := d.slotOf(program)
-		if i < 0 {
-			return nil, errNotDispatcher
-		}
-		return slices.Delete(slices.Clone(d.comps), i, i+1), nil
+		return d.withoutUsing(own), nil
 	})
 	for _, l := range links {
 		l.Close()
 	}
 	return err
+}
+
+// ownMap is the ID of the reason counters pinned in an interface's
+// directory: every xdpguard program of that interface uses them, so a
+// dispatcher's component using them is that interface's xdpguard.
+func ownMap(dir string) (ebpf.MapID, error) {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, datapath.StatsPin), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+	info, err := m.Info()
+	if err != nil {
+		return 0, err
+	}
+	id, _ := info.ID()
+	return id, nil
+}
+
+// runsDispatcher: ifindex runs a libxdp dispatcher now.
+func runsDispatcher(ifindex int) bool {
+	d, err := readDispatcher(ifindex)
+	d.close()
+	return err == nil
 }
 
 // inDispatcher reports whether ifindex runs a libxdp dispatcher with

@@ -82,6 +82,10 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 		g.Placement = placementOf(old, nl)
 	} else if d, derr := readDispatcher(g.Ifindex); derr == nil {
 		// Another tool's programs run through libxdp's dispatcher: join.
+		if err := bondSlave(nl); err != nil {
+			d.close()
+			return nil, false, err
+		}
 		p, ok := placeInDispatcher(nl, mode, d)
 		d.close()
 		if !ok {
@@ -115,7 +119,7 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 			return nil, false, fmt.Errorf("%s: switch the pinned filter to the new program: %w", iface, err)
 		}
 		g.lnk, adopted = old, true
-	} else if g.lnk, err = attachPlaced(gen.Program, g.Ifindex, g.Placement); err != nil {
+	} else if g.lnk, err = attachPlaced(gen.Program, g.Ifindex, g.Placement, g.Dir); err != nil {
 		next, ok := autoFallback(mode, g.Placement, err, pol.SynProxy != nil)
 		if !ok {
 			return nil, false, fmt.Errorf("%s: %w", iface, err)
@@ -126,15 +130,17 @@ func Attach(pinRoot, iface string, mode Mode, pol *policy.Policy) (_ *Guard, ado
 		if gen, err = g.load(pol); err != nil {
 			return nil, false, err
 		}
-		if g.lnk, err = attachPlaced(gen.Program, g.Ifindex, g.Placement); err != nil {
+		if g.lnk, err = attachPlaced(gen.Program, g.Ifindex, g.Placement, g.Dir); err != nil {
 			return nil, false, fmt.Errorf("%s: %w", iface, err)
 		}
 	}
 	defer func() {
 		// A slot just taken in libxdp's dispatcher is pinned there: give
 		// it back, so the others run as before.
-		if s, ok := g.lnk.(*dispatcherSlot); ok && err != nil && !adopted {
-			_ = leaveDispatcher(g.Ifindex, s.prog)
+		if _, ok := g.lnk.(*dispatcherSlot); ok && err != nil && !adopted {
+			if own, oerr := ownMap(g.Dir); oerr == nil {
+				_ = leaveDispatcher(g.Ifindex, own)
+			}
 		}
 	}()
 	if err := gen.Commit(g.Dir, pol); err != nil {
@@ -181,7 +187,7 @@ func (g *Guard) load(pol *policy.Policy) (*datapath.Generation, error) {
 	if errors.Is(err, os.ErrPermission) && g.Placement.Dispatcher && CheckCapabilities() == nil {
 		return nil, fmt.Errorf("%s runs libxdp's dispatcher, and joining it needs an freplace program, which this kernel refuses "+
 			"(lockdown or a BPF LSM; libxdp itself falls back to a single program here): unload the other XDP programs "+
-			"(xdp-loader unload --all %s) or run xdpguard with --replace-foreign: %w", g.Iface, g.Iface, err)
+			"(xdp-loader unload --all %s), then start xdpguard: %w", g.Iface, g.Iface, err)
 	}
 	if errors.Is(err, os.ErrPermission) {
 		if cerr := CheckCapabilities(); cerr != nil {
@@ -312,14 +318,28 @@ func (g *Guard) adoptLink() (attachment, bool) {
 	}
 	path := filepath.Join(g.Dir, datapath.LinkPin)
 	l, err := link.LoadPinnedLink(path, nil)
+	var info *link.Info
+	if err == nil {
+		info, _ = l.Info()
+	}
+	// A slot in libxdp's dispatcher is found by the program using this
+	// interface's pinned maps, whatever the pinned link (if any) says.
+	if info == nil || info.Type == link.TracingType {
+		if own, oerr := ownMap(g.Dir); oerr == nil && runsDispatcher(g.Ifindex) {
+			nl, nerr := netlink.LinkByIndex(g.Ifindex)
+			if s, ok := adoptDispatcherSlot(g.Ifindex, own, nerr == nil && xdpHookFor(nl) == datapath.HookXDPFrags); ok {
+				if l != nil {
+					l.Close()
+				}
+				s.pin = path
+				return s, true
+			}
+		}
+	}
 	if err != nil {
 		return nil, false
 	}
-	if s, ok := adoptDispatcherSlot(l, g.Ifindex); ok {
-		s.pin = path
-		return s, true
-	}
-	if info, err := l.Info(); err == nil {
+	if info != nil {
 		if xdp := info.XDP(); xdp != nil && int(xdp.Ifindex) == g.Ifindex {
 			return l, true
 		}

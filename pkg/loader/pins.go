@@ -92,16 +92,20 @@ func Detach(pinRoot, iface string) error {
 	}
 	defer lock.Close()
 	var errs []error
+	// A slot in libxdp's dispatcher (any program there using this
+	// interface's pinned maps): left first, so the other programs go on
+	// in a dispatcher without xdpguard; if that fails nothing is removed,
+	// or the slot would run on with no pin left to find it by.
+	if own, err := ownMap(dir); err == nil {
+		if nl, err := netlink.LinkByName(iface); err == nil && runsDispatcher(nl.Attrs().Index) {
+			if err := leaveDispatcher(nl.Attrs().Index, own); err != nil && !errors.Is(err, errNotDispatcher) {
+				return fmt.Errorf("%s: leave libxdp's dispatcher: %w; nothing removed (run detach again)", iface, err)
+			}
+		}
+	}
 	if l, err := link.LoadPinnedLink(filepath.Join(dir, datapath.LinkPin), nil); err == nil {
 		if info, err := l.Info(); err == nil && info.Type == link.TracingType {
-			// A slot in libxdp's dispatcher: leave it, so the other
-			// programs go on in a dispatcher without xdpguard (the pinned
-			// link may be into one another tool has since replaced).
-			if nl, err := netlink.LinkByName(iface); err == nil {
-				if err := leaveDispatcher(nl.Attrs().Index, info.Program); err != nil && !errors.Is(err, errNotDispatcher) {
-					errs = append(errs, fmt.Errorf("leave libxdp's dispatcher: %w", err))
-				}
-			}
+			// The dispatcher slot's link: left above.
 		} else if err := l.Detach(); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("detach link: %w", err))
 		}

@@ -54,11 +54,8 @@ func device(l netlink.Link) string {
 // place decides where the filter runs. synProxy: the policy proxies SYNs,
 // which needs XDP (XDP_TX), so auto never chooses tc for it.
 func place(l netlink.Link, mode Mode, synProxy bool) (Placement, error) {
-	if m := l.Attrs().MasterIndex; m != 0 {
-		if master, err := netlink.LinkByIndex(m); err == nil && master.Type() == "bond" {
-			return Placement{}, fmt.Errorf("%s is a slave of bond %s: attach to %s, whose ingress sees every slave's traffic "+
-				"(a bond running XDP keeps its slaves' XDP for itself)", l.Attrs().Name, master.Attrs().Name, master.Attrs().Name)
-		}
+	if err := bondSlave(l); err != nil {
+		return Placement{}, err
 	}
 	dev := device(l)
 	xdpHook := datapath.HookXDP
@@ -91,6 +88,25 @@ func place(l netlink.Link, mode Mode, synProxy bool) (Placement, error) {
 	return Placement{}, fmt.Errorf("mode %q: want auto, native, generic or tc", mode)
 }
 
+// bondSlave refuses a bond's slave, in every mode, naming the bond.
+func bondSlave(l netlink.Link) error {
+	if m := l.Attrs().MasterIndex; m != 0 {
+		if master, err := netlink.LinkByIndex(m); err == nil && master.Type() == "bond" {
+			return fmt.Errorf("%s is a slave of bond %s: attach to %s, whose ingress sees every slave's traffic "+
+				"(a bond running XDP keeps its slaves' XDP for itself)", l.Attrs().Name, master.Attrs().Name, master.Attrs().Name)
+		}
+	}
+	return nil
+}
+
+// xdpHookFor is the XDP build an interface's MTU needs.
+func xdpHookFor(l netlink.Link) datapath.Hook {
+	if l.Attrs().MTU > frameMTU {
+		return datapath.HookXDPFrags
+	}
+	return datapath.HookXDP
+}
+
 // placeInDispatcher is where xdpguard goes on an interface that runs
 // libxdp's dispatcher d: one of its programs, in its mode, first by
 // priority. --mode tc keeps its refusal (the dispatcher would run before
@@ -99,10 +115,7 @@ func placeInDispatcher(l netlink.Link, mode Mode, d *dispatcher) (Placement, boo
 	if mode == modeTC {
 		return Placement{}, false
 	}
-	hook := datapath.HookXDP
-	if l.Attrs().MTU > frameMTU {
-		hook = datapath.HookXDPFrags
-	}
+	hook := xdpHookFor(l)
 	if mode == ModeAuto {
 		mode = d.mode
 	}
@@ -115,12 +128,8 @@ func placeInDispatcher(l netlink.Link, mode Mode, d *dispatcher) (Placement, boo
 // restart never moves the filter), with the hook matching the MTU now.
 func placementOf(l attachment, nl netlink.Link) Placement {
 	if s, ok := l.(*dispatcherSlot); ok {
-		p, _ := place(nl, ModeNative, false)
-		if s.frags == 0 {
-			p.Hook = datapath.HookXDP
-		}
-		p.Mode, p.Why, p.Dispatcher = s.mode, "adopted: xdpguard's slot in libxdp's dispatcher", true
-		return p
+		// The hook of the MTU now (adoptDispatcherSlot set s.frags from it).
+		return Placement{Mode: s.mode, Hook: xdpHookFor(nl), Why: "adopted: xdpguard's slot in libxdp's dispatcher", Dispatcher: true}
 	}
 	if _, ok := l.(*clsactFilter); ok {
 		return Placement{modeTC, datapath.HookTC, "adopted: the clsact filter and its pinned program", false}
@@ -159,9 +168,15 @@ func attachTC(prog *ebpf.Program, ifindex int) (attachment, error) {
 }
 
 // attachPlaced attaches prog where p says.
-func attachPlaced(prog *ebpf.Program, ifindex int, p Placement) (attachment, error) {
+// dir is the interface's pin directory (a dispatcher slot finds its
+// earlier programs by its pinned maps).
+func attachPlaced(prog *ebpf.Program, ifindex int, p Placement, dir string) (attachment, error) {
 	if p.Dispatcher {
-		s, err := joinDispatcher(ifindex, p.Mode, prog, p.Hook == datapath.HookXDPFrags)
+		own, err := ownMap(dir)
+		if err != nil {
+			return nil, err
+		}
+		s, err := joinDispatcher(ifindex, p.Mode, prog, p.Hook == datapath.HookXDPFrags, own)
 		if err != nil {
 			return nil, err // not a nil *dispatcherSlot in an interface
 		}

@@ -43,7 +43,7 @@ func Open(dir string, writable bool) (*Set, error) {
 	if fi, err := os.Lstat(dir); err == nil && !fi.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory (a symlink?): not opened", dir)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "xdpg_generation")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, datapath.MetaPin)); err != nil {
 		return nil, fmt.Errorf("no xdpguard pins in %s: %w", dir, err)
 	}
 	s := &Set{Maps: new(datapath.Maps), Dir: dir, own: true}

@@ -204,6 +204,7 @@ const (
 	xdpguardComponentVarSynproxyMss4            = "synproxy_mss4"
 	xdpguardComponentVarSynproxyMss6            = "synproxy_mss6"
 	xdpguardComponentVarSynproxyOpts            = "synproxy_opts"
+	xdpguardComponentVarSynproxySeenKey         = "synproxy_seen_key"
 	xdpguardComponentVarSynproxySrcIntervalNs   = "synproxy_src_interval_ns"
 	xdpguardComponentVarSynproxySrcLimitNs      = "synproxy_src_limit_ns"
 	xdpguardComponentVarSynproxyTotalIntervalNs = "synproxy_total_interval_ns"
@@ -347,6 +348,7 @@ type xdpguardComponentVariableSpecs struct {
 	SynproxyMss4            *ebpf.VariableSpec `ebpf:"synproxy_mss4"`
 	SynproxyMss6            *ebpf.VariableSpec `ebpf:"synproxy_mss6"`
 	SynproxyOpts            *ebpf.VariableSpec `ebpf:"synproxy_opts"`
+	SynproxySeenKey         *ebpf.VariableSpec `ebpf:"synproxy_seen_key"`
 	SynproxySrcIntervalNs   *ebpf.VariableSpec `ebpf:"synproxy_src_interval_ns"`
 	SynproxySrcLimitNs      *ebpf.VariableSpec `ebpf:"synproxy_src_limit_ns"`
 	SynproxyTotalIntervalNs *ebpf.VariableSpec `ebpf:"synproxy_total_interval_ns"`
@@ -494,6 +496,7 @@ type xdpguardComponentVariables struct {
 	SynproxyMss4            *ebpf.Variable `ebpf:"synproxy_mss4"`
 	SynproxyMss6            *ebpf.Variable `ebpf:"synproxy_mss6"`
 	SynproxyOpts            *ebpf.Variable `ebpf:"synproxy_opts"`
+	SynproxySeenKey         *ebpf.Variable `ebpf:"synproxy_seen_key"`
 	SynproxySrcIntervalNs   *ebpf.Variable `ebpf:"synproxy_src_interval_ns"`
 	SynproxySrcLimitNs      *ebpf.Variable `ebpf:"synproxy_src_limit_ns"`
 	SynproxyTotalIntervalNs *ebpf.Variable `ebpf:"synproxy_total_interval_ns"`

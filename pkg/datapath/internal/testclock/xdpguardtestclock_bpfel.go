@@ -211,6 +211,7 @@ const (
 	xdpguardTestClockVarSynproxyMss4            = "synproxy_mss4"
 	xdpguardTestClockVarSynproxyMss6            = "synproxy_mss6"
 	xdpguardTestClockVarSynproxyOpts            = "synproxy_opts"
+	xdpguardTestClockVarSynproxySeenKey         = "synproxy_seen_key"
 	xdpguardTestClockVarSynproxySrcIntervalNs   = "synproxy_src_interval_ns"
 	xdpguardTestClockVarSynproxySrcLimitNs      = "synproxy_src_limit_ns"
 	xdpguardTestClockVarSynproxyTotalIntervalNs = "synproxy_total_interval_ns"
@@ -355,6 +356,7 @@ type xdpguardTestClockVariableSpecs struct {
 	SynproxyMss4            *ebpf.VariableSpec `ebpf:"synproxy_mss4"`
 	SynproxyMss6            *ebpf.VariableSpec `ebpf:"synproxy_mss6"`
 	SynproxyOpts            *ebpf.VariableSpec `ebpf:"synproxy_opts"`
+	SynproxySeenKey         *ebpf.VariableSpec `ebpf:"synproxy_seen_key"`
 	SynproxySrcIntervalNs   *ebpf.VariableSpec `ebpf:"synproxy_src_interval_ns"`
 	SynproxySrcLimitNs      *ebpf.VariableSpec `ebpf:"synproxy_src_limit_ns"`
 	SynproxyTotalIntervalNs *ebpf.VariableSpec `ebpf:"synproxy_total_interval_ns"`
@@ -504,6 +506,7 @@ type xdpguardTestClockVariables struct {
 	SynproxyMss4            *ebpf.Variable `ebpf:"synproxy_mss4"`
 	SynproxyMss6            *ebpf.Variable `ebpf:"synproxy_mss6"`
 	SynproxyOpts            *ebpf.Variable `ebpf:"synproxy_opts"`
+	SynproxySeenKey         *ebpf.Variable `ebpf:"synproxy_seen_key"`
 	SynproxySrcIntervalNs   *ebpf.Variable `ebpf:"synproxy_src_interval_ns"`
 	SynproxySrcLimitNs      *ebpf.Variable `ebpf:"synproxy_src_limit_ns"`
 	SynproxyTotalIntervalNs *ebpf.Variable `ebpf:"synproxy_total_interval_ns"`
